@@ -1,0 +1,67 @@
+// Registers the addon's exports; nothing else lives here.
+#include <napi.h>
+
+#include "config.h"
+#include "convert.h"
+#include "layers.h"
+#include "network_wrap.h"
+
+namespace alexnet {
+namespace {
+
+Napi::Value PresetConfig(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "model must be a string");
+  try {
+    return config_to_js(info.Env(), preset_config(info[0].As<Napi::String>()));
+  } catch (const std::invalid_argument& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+Napi::Value PresetNames(const Napi::CallbackInfo& info) {
+  auto names = preset_names();
+  Napi::Array a = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); i++) a.Set((uint32_t)i, names[i]);
+  return a;
+}
+
+// Checks a config without allocating a network: returns the layer output shapes.
+Napi::Value InferShapes(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "config must be an object");
+  std::vector<Shape> shapes;
+  try {
+    shapes = infer_shapes(config_from_js(info[0].As<Napi::Object>()));
+  } catch (const std::invalid_argument& e) {
+    throw Napi::Error::New(info.Env(), std::string("invalid network config: ") + e.what());
+  }
+  Napi::Array a = Napi::Array::New(info.Env(), shapes.size());
+  for (size_t i = 0; i < shapes.size(); i++) {
+    Napi::Array s = Napi::Array::New(info.Env(), 3);
+    s.Set(0u, shapes[i].c);
+    s.Set(1u, shapes[i].h);
+    s.Set(2u, shapes[i].w);
+    a.Set((uint32_t)i, s);
+  }
+  return a;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Network", NetworkWrap::Define(env));
+  exports.Set("presetConfig", Napi::Function::New(env, PresetConfig));
+  exports.Set("presetNames", Napi::Function::New(env, PresetNames));
+  exports.Set("inferShapes", Napi::Function::New(env, InferShapes));
+  Napi::Object build = Napi::Object::New(env);
+  build.Set("cuda", false);
+  build.Set("blas", "openblas");
+  build.Set("defaultThreads", default_compute_threads());
+  exports.Set("build", build);
+  return exports;
+}
+
+}  // namespace
+}  // namespace alexnet
+
+static Napi::Object InitAlexnet(Napi::Env env, Napi::Object exports) {
+  return alexnet::Init(env, exports);
+}
+NODE_API_MODULE(alexnet, InitAlexnet)

@@ -1,0 +1,188 @@
+// Layer configs: validation, shape inference and the built-in models.
+#include "config.h"
+
+#include <stdexcept>
+
+#include "layers.h"
+
+namespace alexnet {
+
+const char* layer_type_name(LayerType t) {
+  switch (t) {
+    case LayerType::Conv: return "conv";
+    case LayerType::Relu: return "relu";
+    case LayerType::Lrn: return "lrn";
+    case LayerType::MaxPool: return "maxpool";
+    case LayerType::Linear: return "linear";
+    case LayerType::Dropout: return "dropout";
+  }
+  return "?";
+}
+
+LayerType parse_layer_type(const std::string& name) {
+  for (LayerType t : {LayerType::Conv, LayerType::Relu, LayerType::Lrn, LayerType::MaxPool,
+                      LayerType::Linear, LayerType::Dropout})
+    if (name == layer_type_name(t)) return t;
+  throw std::invalid_argument("unknown layer type '" + name +
+                              "': expected one of conv, relu, lrn, maxpool, linear, dropout");
+}
+
+std::vector<Shape> infer_shapes(const NetConfig& cfg) {
+  auto fail = [&](size_t i, const std::string& why) {
+    const LayerSpec& l = cfg.layers[i];
+    throw std::invalid_argument("layer " + std::to_string(i) + " (" + layer_type_name(l.type) +
+                                (l.name.empty() ? "" : " " + l.name) + "): " + why);
+  };
+  if (cfg.channels < 1 || cfg.height < 1 || cfg.width < 1)
+    throw std::invalid_argument("input: channels, height and width must be positive");
+  if (cfg.classes < 1) throw std::invalid_argument("classes must be at least 1");
+  if (cfg.layers.empty() || cfg.layers.back().type != LayerType::Linear)
+    throw std::invalid_argument("the last layer must be a linear layer producing the class scores");
+  std::vector<Shape> shapes;
+  Shape s{cfg.channels, cfg.height, cfg.width};
+  bool flat = false;
+  for (size_t i = 0; i < cfg.layers.size(); i++) {
+    const LayerSpec& l = cfg.layers[i];
+    switch (l.type) {
+      case LayerType::Conv:
+        if (flat) fail(i, "a conv layer cannot follow a linear layer");
+        if (l.name.empty()) fail(i, "conv layers need a name (the parameter prefix)");
+        if (l.out < 1 || l.kernel < 1 || l.stride < 1 || l.pad < 0 || l.groups < 1)
+          fail(i, "out, kernel, stride and groups must be positive and pad non-negative");
+        if (s.c % l.groups || l.out % l.groups)
+          fail(i, "groups=" + std::to_string(l.groups) + " must divide input channels (" +
+                      std::to_string(s.c) + ") and out (" + std::to_string(l.out) + ")");
+        if (s.h + 2 * l.pad < l.kernel || s.w + 2 * l.pad < l.kernel)
+          fail(i, "kernel " + std::to_string(l.kernel) + " is larger than the padded input " +
+                      std::to_string(s.h) + "x" + std::to_string(s.w));
+        s = Shape{l.out, conv_out_size(s.h, l.kernel, l.stride, l.pad),
+                  conv_out_size(s.w, l.kernel, l.stride, l.pad)};
+        break;
+      case LayerType::MaxPool:
+        if (flat) fail(i, "maxpool cannot follow a linear layer");
+        if (l.kernel < 1 || l.stride < 1) fail(i, "kernel and stride must be positive");
+        if (s.h < l.kernel || s.w < l.kernel)
+          fail(i, "window " + std::to_string(l.kernel) + " is larger than the input " +
+                      std::to_string(s.h) + "x" + std::to_string(s.w));
+        s = Shape{s.c, (s.h - l.kernel) / l.stride + 1, (s.w - l.kernel) / l.stride + 1};
+        break;
+      case LayerType::Lrn:
+        if (flat) fail(i, "lrn cannot follow a linear layer");
+        if (l.size < 1 || l.groups < 1 || s.c % l.groups)
+          fail(i, "size must be positive and groups must divide the channels (" +
+                      std::to_string(s.c) + ")");
+        if (!(l.k > 0) || !(l.alpha >= 0) || !(l.beta >= 0))
+          fail(i, "k must be positive, alpha and beta non-negative");
+        break;
+      case LayerType::Linear:
+        if (l.name.empty()) fail(i, "linear layers need a name (the parameter prefix)");
+        if (l.out < 1) fail(i, "out must be positive");
+        flat = true;
+        s = Shape{l.out, 1, 1};
+        break;
+      case LayerType::Dropout:
+        if (!(l.p >= 0.0f && l.p < 1.0f)) fail(i, "p must be in [0, 1)");
+        break;
+      case LayerType::Relu: break;
+    }
+    shapes.push_back(s);
+  }
+  if (cfg.layers.back().out != cfg.classes)
+    fail(cfg.layers.size() - 1, "the last linear layer has out=" +
+                                    std::to_string(cfg.layers.back().out) + " but classes=" +
+                                    std::to_string(cfg.classes));
+  for (size_t i = 0; i < cfg.layers.size(); i++)
+    for (size_t j = 0; j < i; j++)
+      if (!cfg.layers[i].name.empty() && cfg.layers[i].name == cfg.layers[j].name)
+        fail(i, "duplicate layer name '" + cfg.layers[i].name + "'");
+  return shapes;
+}
+
+namespace {
+
+LayerSpec conv(const char* name, int out, int kernel, int stride, int pad, int groups,
+               float bias_init) {
+  LayerSpec l;
+  l.type = LayerType::Conv;
+  l.name = name;
+  l.out = out;
+  l.kernel = kernel;
+  l.stride = stride;
+  l.pad = pad;
+  l.groups = groups;
+  l.bias_init = bias_init;
+  return l;
+}
+LayerSpec linear(const char* name, int out, float bias_init) {
+  LayerSpec l;
+  l.type = LayerType::Linear;
+  l.name = name;
+  l.out = out;
+  l.bias_init = bias_init;
+  return l;
+}
+LayerSpec simple(LayerType t) {
+  LayerSpec l;
+  l.type = t;
+  return l;
+}
+LayerSpec lrn_per_column() {
+  LayerSpec l = simple(LayerType::Lrn);
+  l.groups = 2;
+  return l;
+}
+LayerSpec pool(int kernel, int stride) {
+  LayerSpec l = simple(LayerType::MaxPool);
+  l.kernel = kernel;
+  l.stride = stride;
+  return l;
+}
+
+// The paper's structure: conv1-relu-lrn-pool, conv2 (own column)-relu-lrn-pool,
+// conv3 (both columns)-relu, conv4, conv5 (own column)-relu-pool, fc6/fc7 with dropout,
+// fc8. Biases 1 in conv2, conv4, conv5, fc6, fc7.
+NetConfig alexnet_structure(const char* name, int size, int classes, const int ch[5], int k1,
+                            int s1, int p1, int k2, int p2, int fc) {
+  NetConfig c;
+  c.name = name;
+  c.height = c.width = size;
+  c.classes = classes;
+  auto R = [] { return simple(LayerType::Relu); };
+  c.layers = {conv("conv1", ch[0], k1, s1, p1, 1, 0), R(), lrn_per_column(), pool(3, 2),
+              conv("conv2", ch[1], k2, 1, p2, 2, 1), R(), lrn_per_column(), pool(3, 2),
+              conv("conv3", ch[2], 3, 1, 1, 1, 0), R(),
+              conv("conv4", ch[3], 3, 1, 1, 2, 1), R(),
+              conv("conv5", ch[4], 3, 1, 1, 2, 1), R(), pool(3, 2),
+              linear("fc6", fc, 1), R(), simple(LayerType::Dropout),
+              linear("fc7", fc, 1), R(), simple(LayerType::Dropout),
+              linear("fc8", classes, 0)};
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() { return {"alexnet", "alexnet-64", "alexnet-32", "tiny"}; }
+
+NetConfig preset_config(const std::string& name) {
+  if (name == "alexnet") {
+    const int ch[5] = {96, 256, 384, 384, 256};
+    return alexnet_structure("alexnet", 227, 1000, ch, 11, 4, 0, 5, 2, 4096);
+  }
+  if (name == "alexnet-64") {
+    const int ch[5] = {48, 128, 192, 192, 128};
+    return alexnet_structure("alexnet-64", 64, 10, ch, 7, 2, 0, 5, 2, 1024);
+  }
+  if (name == "alexnet-32") {
+    const int ch[5] = {32, 64, 96, 96, 64};
+    return alexnet_structure("alexnet-32", 32, 10, ch, 5, 1, 2, 5, 2, 512);
+  }
+  if (name == "tiny") {
+    const int ch[5] = {4, 8, 8, 8, 4};
+    return alexnet_structure("tiny", 16, 5, ch, 3, 1, 1, 3, 1, 16);
+  }
+  std::string names;
+  for (auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown model '" + name + "': expected one of " + names);
+}
+
+}  // namespace alexnet

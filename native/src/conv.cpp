@@ -1,0 +1,156 @@
+// Grouped convolution as im2col + OpenBLAS SGEMM, batched over chunks of images so each
+// GEMM is large enough to run both cores at full speed (a per-image GEMM on conv3-5 has
+// only 169 columns). Per chunk and group:
+//   col   (C/G*K*K, nb*OH*OW)  = im2col(inp[n0:n0+nb], group g)
+//   stage (O/G, nb*OH*OW)      = weight_g (O/G, C/G*K*K) @ col        -> scattered to NCHW
+// Backward: stage = gather(dout); dweight_g += stage @ col^T; dcol = weight_g^T @ stage;
+// dinp = col2im(dcol). Chunks are visited in order, so sums are deterministic.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "layers.h"
+
+namespace alexnet {
+namespace {
+
+// Images per chunk: keep the column buffer near 4M floats (16 MB).
+int chunk_images(int N, int64_t col_per_image) {
+  const int64_t target = 4 << 20;
+  return (int)std::max<int64_t>(1, std::min<int64_t>(N, target / std::max<int64_t>(1, col_per_image)));
+}
+
+// col[(c*K + kh)*K + kw][b*OH*OW + oh*OW + ow] = inp[n0+b][c0+c][oh*S-P+kh][ow*S-P+kw] (0 outside)
+void im2col(float* col, const float* inp, int n0, int nb, int C, int H, int W, int c0, int Cg,
+            int K, int S, int P, int OH, int OW) {
+  const int64_t ohw = (int64_t)OH * OW, cols = nb * ohw;
+  const int rows = Cg * K * K;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    const int c = r / (K * K), kh = (r / K) % K, kw = r % K;
+    float* dst = col + (int64_t)r * cols;
+    for (int b = 0; b < nb; b++) {
+      const float* plane = inp + ((int64_t)(n0 + b) * C + c0 + c) * H * W;
+      for (int oh = 0; oh < OH; oh++) {
+        const int ih = oh * S - P + kh;
+        float* d = dst + b * ohw + (int64_t)oh * OW;
+        if (ih < 0 || ih >= H) {
+          std::memset(d, 0, sizeof(float) * OW);
+          continue;
+        }
+        const float* src = plane + (int64_t)ih * W;
+        for (int ow = 0; ow < OW; ow++) {
+          const int iw = ow * S - P + kw;
+          d[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: dinp[n0+b][c0+c] += every column entry that read it. One thread
+// per input channel, so no two threads write the same element.
+void col2im(float* dinp, const float* col, int n0, int nb, int C, int H, int W, int c0, int Cg,
+            int K, int S, int P, int OH, int OW) {
+  const int64_t ohw = (int64_t)OH * OW, cols = nb * ohw;
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < Cg; c++) {
+    for (int b = 0; b < nb; b++) {
+      float* plane = dinp + ((int64_t)(n0 + b) * C + c0 + c) * H * W;
+      for (int kh = 0; kh < K; kh++)
+        for (int kw = 0; kw < K; kw++) {
+          const float* src = col + (int64_t)((c * K + kh) * K + kw) * cols + b * ohw;
+          for (int oh = 0; oh < OH; oh++) {
+            const int ih = oh * S - P + kh;
+            if (ih < 0 || ih >= H) continue;
+            float* drow = plane + (int64_t)ih * W;
+            const float* s = src + (int64_t)oh * OW;
+            for (int ow = 0; ow < OW; ow++) {
+              const int iw = ow * S - P + kw;
+              if (iw >= 0 && iw < W) drow[iw] += s[ow];
+            }
+          }
+        }
+    }
+  }
+}
+
+}  // namespace
+
+void conv_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                  int C, int H, int W, int O, int K, int S, int P, int G, Scratch& scratch) {
+  const int OH = conv_out_size(H, K, S, P), OW = conv_out_size(W, K, S, P);
+  const int Cg = C / G, Og = O / G, rows = Cg * K * K;
+  const int64_t ohw = (int64_t)OH * OW;
+  const int nbmax = chunk_images(N, rows * ohw);
+  scratch.col.resize((size_t)rows * nbmax * ohw);
+  scratch.stage.resize((size_t)Og * nbmax * ohw);
+  for (int n0 = 0; n0 < N; n0 += nbmax) {
+    const int nb = std::min(nbmax, N - n0);
+    const int64_t cols = nb * ohw;
+    for (int g = 0; g < G; g++) {
+      im2col(scratch.col.data(), inp, n0, nb, C, H, W, g * Cg, Cg, K, S, P, OH, OW);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Og, (int)cols, rows, 1.0f,
+                  weight + (int64_t)g * Og * rows, rows, scratch.col.data(), (int)cols, 0.0f,
+                  scratch.stage.data(), (int)cols);
+      const float* stage = scratch.stage.data();
+#pragma omp parallel for collapse(2) schedule(static)
+      for (int b = 0; b < nb; b++)
+        for (int o = 0; o < Og; o++) {
+          const float bo = bias[g * Og + o];
+          const float* s = stage + (int64_t)o * cols + b * ohw;
+          float* d = out + ((int64_t)(n0 + b) * O + g * Og + o) * ohw;
+          for (int64_t p = 0; p < ohw; p++) d[p] = s[p] + bo;
+        }
+    }
+  }
+}
+
+void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                   const float* weight, int N, int C, int H, int W, int O, int K, int S, int P,
+                   int G, Scratch& scratch) {
+  const int OH = conv_out_size(H, K, S, P), OW = conv_out_size(W, K, S, P);
+  const int Cg = C / G, Og = O / G, rows = Cg * K * K;
+  const int64_t ohw = (int64_t)OH * OW;
+  const int nbmax = chunk_images(N, rows * ohw);
+  scratch.col.resize((size_t)rows * nbmax * ohw);
+  scratch.stage.resize((size_t)Og * nbmax * ohw);
+  if (dinp) {
+    scratch.dcol.resize((size_t)rows * nbmax * ohw);
+    std::memset(dinp, 0, sizeof(float) * (size_t)N * C * H * W);
+  }
+  std::memset(dbias, 0, sizeof(float) * O);
+  for (int n0 = 0; n0 < N; n0 += nbmax) {
+    const int nb = std::min(nbmax, N - n0);
+    const int64_t cols = nb * ohw;
+    for (int g = 0; g < G; g++) {
+      float* stage = scratch.stage.data();
+#pragma omp parallel for schedule(static)
+      for (int o = 0; o < Og; o++) {
+        double sum = 0.0;  // the bias gradient, per chunk in a fixed order
+        for (int b = 0; b < nb; b++) {
+          const float* s = dout + ((int64_t)(n0 + b) * O + g * Og + o) * ohw;
+          float* d = stage + (int64_t)o * cols + b * ohw;
+          for (int64_t p = 0; p < ohw; p++) {
+            d[p] = s[p];
+            sum += s[p];
+          }
+        }
+        dbias[g * Og + o] += (float)sum;
+      }
+      im2col(scratch.col.data(), inp, n0, nb, C, H, W, g * Cg, Cg, K, S, P, OH, OW);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Og, rows, (int)cols, 1.0f, stage,
+                  (int)cols, scratch.col.data(), (int)cols, n0 == 0 ? 0.0f : 1.0f,
+                  dweight + (int64_t)g * Og * rows, rows);
+      if (dinp) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, (int)cols, Og, 1.0f,
+                    weight + (int64_t)g * Og * rows, rows, stage, (int)cols, 0.0f,
+                    scratch.dcol.data(), (int)cols);
+        col2im(dinp, scratch.dcol.data(), n0, nb, C, H, W, g * Cg, Cg, K, S, P, OH, OW);
+      }
+    }
+  }
+}
+
+}  // namespace alexnet

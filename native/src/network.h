@@ -1,0 +1,86 @@
+// A network built from a NetConfig: parameters (weights, gradients, momentum), per-layer
+// activations for a batch, forward/backward/update over the CPU layer functions, and the
+// RNG state (seed, step counter). Plain C++: the binding and the standalone tests use it.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "layers.h"
+
+namespace alexnet {
+
+struct Param {
+  std::string name;                // "<layer>.weight" or "<layer>.bias"
+  std::vector<int64_t> shape;      // weight: (O, C/G, K, K) or (O, I); bias: (O)
+  std::vector<float> value, grad, momentum;
+};
+
+// A dropout layer's mask for the last training forward, named after the linear layer
+// it follows ("mask.fc6"); shape (N, features).
+struct DropoutMask {
+  std::string name;
+  const float* data;
+  int64_t rows, cols;
+};
+
+struct SgdConfig {
+  float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0005f;  // the paper's
+};
+
+class Network {
+ public:
+  // Validates the config (std::invalid_argument on error) and initializes the parameters
+  // as the paper: weights ~ N(0, weight_std^2), biases = bias_init; momentum zero.
+  Network(const NetConfig& cfg, uint64_t seed, int threads = 0);
+
+  const NetConfig& config() const { return cfg_; }
+  const std::vector<Shape>& shapes() const { return shapes_; }
+  std::vector<Param>& params() { return params_; }
+  Param* find_param(const std::string& name);
+  int64_t input_size() const { return (int64_t)cfg_.channels * cfg_.height * cfg_.width; }
+
+  // images (N,C,H,W) as float32; labels (N) or null. train: dropout on. Returns the mean
+  // loss when labels are given (NaN otherwise); logits() then holds (N, classes).
+  float forward(const float* images, const int32_t* labels, int N, bool train);
+  const float* logits() const;
+  int batch() const { return batch_; }
+  // Gradients of the last forward's loss into every Param::grad. Needs labels.
+  void backward();
+  // The paper's SGD step on every parameter; advances the step counter (the dropout draw).
+  void update(const SgdConfig& sgd);
+  // forward(train) + backward + update; throws std::runtime_error on a NaN/Inf loss
+  // before touching any weight, so the state stays the last good one.
+  float step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd, bool dropout);
+
+  std::vector<DropoutMask> dropout_masks() const;
+
+  uint64_t seed() const { return seed_; }
+  uint64_t step_counter() const { return counter_; }
+  void set_rng_state(uint64_t seed, uint64_t counter) { seed_ = seed; counter_ = counter; }
+  int threads() const { return threads_; }
+  void set_threads(int threads) { threads_ = threads > 0 ? threads : default_compute_threads(); }
+
+ private:
+  struct LayerBuffers {
+    std::vector<float> out, aux;      // aux: lrn scale or dropout mask
+    std::vector<int32_t> argmax;      // maxpool
+    int weight = -1, bias = -1;       // indices into params_
+  };
+  void resize_batch(int N);
+
+  NetConfig cfg_;
+  std::vector<Shape> shapes_;
+  std::vector<Param> params_;
+  std::vector<LayerBuffers> bufs_;
+  std::vector<float> input_, probs_, grad_a_, grad_b_;
+  std::vector<int32_t> labels_;
+  bool have_labels_ = false, last_train_ = false;
+  int batch_ = 0;
+  uint64_t seed_ = 0, counter_ = 0;
+  int threads_ = 1;
+  Scratch scratch_;
+};
+
+}  // namespace alexnet

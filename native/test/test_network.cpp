@@ -1,0 +1,152 @@
+// Standalone network tests (no Node): whole-network gradients by finite differences,
+// bitwise determinism, exact continuation after a state copy (what a checkpoint
+// carries: weights, momentum, RNG seed and counter), NaN rejection, config errors.
+// Run: native/build/test_network  (prints "N passed, N failed"; exit 1 on failure).
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "check.h"
+#include "network.h"
+#include "rng.h"
+
+using namespace alexnet;
+
+struct Batch {
+  std::vector<float> images;
+  std::vector<int32_t> labels;
+};
+
+static Batch make_batch(const NetConfig& cfg, int N, uint64_t seed) {
+  Batch b;
+  b.images.resize((size_t)N * cfg.channels * cfg.height * cfg.width);
+  for (size_t i = 0; i < b.images.size(); i++) b.images[i] = (float)rng_normal(seed, 77, 0, i);
+  for (int n = 0; n < N; n++) b.labels.push_back((int32_t)(rng_draw(seed, 78, 0, n) % cfg.classes));
+  return b;
+}
+
+static bool same_state(Network& a, Network& b) {
+  for (size_t i = 0; i < a.params().size(); i++) {
+    const Param &p = a.params()[i], &q = b.params()[i];
+    if (std::memcmp(p.value.data(), q.value.data(), p.value.size() * 4) ||
+        std::memcmp(p.momentum.data(), q.momentum.data(), p.momentum.size() * 4))
+      return false;
+  }
+  return a.step_counter() == b.step_counter();
+}
+
+static void test_network_gradients() {
+  NetConfig cfg = preset_config("tiny");
+  cfg.weight_std = 0.3f;  // large enough that every layer's gradient is far above rounding
+  Network net(cfg, 5);
+  Batch b = make_batch(cfg, 4, 9);
+  net.forward(b.images.data(), b.labels.data(), 4, false);
+  net.backward();
+  for (Param& p : net.params()) {
+    std::vector<double> num, ana;
+    const size_t stride = std::max<size_t>(1, p.value.size() / 24);
+    for (size_t i = 0; i < p.value.size(); i += stride) {
+      const float keep = p.value[i], eps = 1e-3f;
+      p.value[i] = keep + eps;
+      const double up = net.forward(b.images.data(), b.labels.data(), 4, false);
+      p.value[i] = keep - eps;
+      const double down = net.forward(b.images.data(), b.labels.data(), 4, false);
+      p.value[i] = keep;
+      num.push_back((up - down) / (2.0 * eps));
+      ana.push_back(p.grad[i]);
+    }
+    const double d = rel_distance(num, ana);
+    CHECK(d < 2e-2, "network gradient %s differs from finite differences by %.3g", p.name.c_str(), d);
+    std::printf("network gradcheck %-14s rel %.2e\n", p.name.c_str(), d);
+  }
+}
+
+static void test_determinism_and_resume() {
+  NetConfig cfg = preset_config("alexnet-32");
+  Batch b1 = make_batch(cfg, 8, 1), b2 = make_batch(cfg, 8, 2);
+  SgdConfig sgd;
+  const Batch* batches[4] = {&b1, &b2, &b1, &b2};
+  Network a(cfg, 11), b(cfg, 11);
+  for (int t = 0; t < 4; t++) {
+    a.step(batches[t]->images.data(), batches[t]->labels.data(), 8, sgd, true);
+    b.step(batches[t]->images.data(), batches[t]->labels.data(), 8, sgd, true);
+  }
+  CHECK(same_state(a, b), "two runs with the same seed and data end bitwise identical");
+
+  // Resume: copy weights, momentum and RNG state after 2 steps into a network built with
+  // another seed, then run the remaining 2 steps.
+  Network c(cfg, 11), d(cfg, 999);
+  for (int t = 0; t < 2; t++) c.step(batches[t]->images.data(), batches[t]->labels.data(), 8, sgd, true);
+  for (size_t i = 0; i < c.params().size(); i++) {
+    d.params()[i].value = c.params()[i].value;
+    d.params()[i].momentum = c.params()[i].momentum;
+  }
+  d.set_rng_state(c.seed(), c.step_counter());
+  for (int t = 2; t < 4; t++) d.step(batches[t]->images.data(), batches[t]->labels.data(), 8, sgd, true);
+  CHECK(same_state(a, d), "a run resumed from copied state ends bitwise identical to an uninterrupted one");
+
+  Network e(cfg, 12);
+  CHECK(!same_state(a, e), "another seed gives other weights");
+}
+
+static void test_nan_loss_is_refused() {
+  NetConfig cfg = preset_config("tiny");
+  Network net(cfg, 3);
+  Batch b = make_batch(cfg, 2, 4);
+  net.params()[0].value[0] = NAN;  // passes relu and maxpool, as in PyTorch
+  const std::vector<float> before = net.params()[2].value;
+  bool threw = false;
+  try {
+    net.step(b.images.data(), b.labels.data(), 2, SgdConfig{}, false);
+  } catch (const std::runtime_error& e) {
+    threw = std::string(e.what()).find("NaN") != std::string::npos;
+  }
+  CHECK(threw, "a NaN loss throws an error that says NaN");
+  CHECK(net.params()[2].value == before && net.step_counter() == 0,
+        "a NaN loss leaves the weights and the step counter untouched");
+}
+
+static void test_config_errors() {
+  auto message = [](NetConfig cfg) -> std::string {
+    try {
+      infer_shapes(cfg);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  NetConfig bad_groups = preset_config("alexnet");
+  bad_groups.layers[4].groups = 3;
+  CHECK(message(bad_groups).find("conv2") != std::string::npos, "bad groups names the layer: %s",
+        message(bad_groups).c_str());
+  NetConfig bad_classes = preset_config("alexnet");
+  bad_classes.classes = 10;
+  CHECK(message(bad_classes).find("classes") != std::string::npos, "class mismatch is reported");
+  NetConfig too_small = preset_config("alexnet");
+  too_small.height = too_small.width = 32;
+  CHECK(!message(too_small).empty(), "an input too small for the layers is reported");
+  bool unknown = false;
+  try {
+    parse_layer_type("softmax2");
+  } catch (const std::invalid_argument& e) {
+    unknown = std::string(e.what()).find("softmax2") != std::string::npos;
+  }
+  CHECK(unknown, "an unknown layer type is named in the error");
+  const std::vector<Shape> shapes = infer_shapes(preset_config("alexnet"));
+  CHECK(shapes[0].c == 96 && shapes[0].h == 55 && shapes[3].h == 27 && shapes[7].h == 13 &&
+            shapes[14].h == 6 && shapes[14].size() == 9216,
+        "the paper's AlexNet: 55x55x96 after conv1, 27, 13, 6x6x256 = 9216 into fc6");
+  Network alex(preset_config("alexnet"), 1);
+  size_t count = 0;
+  for (auto& p : alex.params()) count += p.value.size();
+  CHECK(count == 60965224, "the paper's AlexNet has 60,965,224 parameters (got %zu)", count);
+}
+
+int main() {
+  set_compute_threads(0);
+  test_network_gradients();
+  test_determinism_and_resume();
+  test_nan_loss_is_refused();
+  test_config_errors();
+  return check_summary();
+}
