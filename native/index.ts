@@ -1,0 +1,237 @@
+// The one place that loads the native addon, and the typed Network API over it.
+// Arguments are validated here, before they reach C++, with messages naming them; every
+// long operation runs on a native thread and returns a promise; calls on one network are
+// queued so they never overlap; parameter tensors are zero-copy views of native memory.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { ArgumentError, integerIn, invalid, numberIn } from './validate';
+
+export interface ConvLayer { type: 'conv'; name: string; out: number; kernel: number; stride?: number; pad?: number; groups?: number; biasInit?: number }
+export interface LinearLayer { type: 'linear'; name: string; out: number; biasInit?: number }
+export interface LrnLayer { type: 'lrn'; size?: number; alpha?: number; beta?: number; k?: number; groups?: number }
+export interface MaxPoolLayer { type: 'maxpool'; kernel: number; stride: number }
+export interface DropoutLayer { type: 'dropout'; p?: number }
+export interface ReluLayer { type: 'relu' }
+export type LayerConfig = ConvLayer | LinearLayer | LrnLayer | MaxPoolLayer | DropoutLayer | ReluLayer;
+
+export interface NetConfig {
+  name?: string;
+  input: { channels: number; height: number; width: number };
+  classes: number;
+  weightStd?: number;
+  layers: LayerConfig[];
+}
+
+export interface ParamInfo { name: string; shape: number[] }
+export interface SgdOptions { lr: number; momentum?: number; weightDecay?: number }
+export interface StepOptions extends SgdOptions { dropout?: boolean }
+export interface DropoutMask { name: string; rows: number; cols: number; data: Float32Array }
+
+interface NativeNetwork {
+  config(): NetConfig;
+  params(): ParamInfo[];
+  tensor(name: string, kind: 'value' | 'grad' | 'momentum'): Float32Array;
+  forward(images: Float32Array, labels: Int32Array | null, n: number, train: boolean): Promise<{ loss: number; logits: Float32Array }>;
+  backward(): Promise<void>;
+  update(sgd: Required<SgdOptions>): Promise<void>;
+  step(images: Float32Array, labels: Int32Array, n: number, sgd: Required<SgdOptions>, dropout: boolean): Promise<{ loss: number }>;
+  dropoutMasks(): DropoutMask[];
+  getRngState(): [bigint, bigint];
+  setRngState(seed: bigint, counter: bigint): void;
+  getThreads(): number;
+  setThreads(n: number): void;
+}
+
+interface Binding {
+  Network: new (config: NetConfig, seed: bigint, threads: number) => NativeNetwork;
+  presetConfig(name: string): NetConfig;
+  presetNames(): string[];
+  inferShapes(config: NetConfig): [number, number, number][];
+  build: { cuda: boolean; blas: string; defaultThreads: number };
+}
+
+const ADDON_PATH = process.env.ALEXNET_NATIVE_ADDON ?? path.resolve(__dirname, '..', '..', 'native', 'build', 'alexnet.node');
+let binding: Binding | undefined;
+
+export function native(): Binding {
+  if (binding) return binding;
+  if (!fs.existsSync(ADDON_PATH)) {
+    throw new Error(`The native AlexNet library is not built (no ${ADDON_PATH}). Run \`npm run build:native\` (needs cmake, g++ and libopenblas-openmp-dev; \`npm test\` installs them).`);
+  }
+  try {
+    binding = require(ADDON_PATH) as Binding;
+  } catch (e) {
+    throw new Error(`The native AlexNet library at ${ADDON_PATH} failed to load: ${(e as Error).message}. Rebuild it with \`npm run build:native\`.`);
+  }
+  return binding;
+}
+
+export const PAPER_SGD = { momentum: 0.9, weightDecay: 0.0005 } as const;
+
+// The loss of a step was NaN or Inf: nothing was updated; the state is the last good one.
+export class NonFiniteLossError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+export function presetNames(): string[] {
+  return native().presetNames();
+}
+
+// A built-in model's config; `classes` replaces the class count (and fc8's width).
+export function modelConfig(model: string, overrides: { classes?: number } = {}): NetConfig {
+  const names = presetNames();
+  if (!names.includes(model)) throw invalid('model', `one of ${names.join(', ')}`, model);
+  const cfg = native().presetConfig(model);
+  if (overrides.classes !== undefined) {
+    cfg.classes = integerIn('classes', overrides.classes, 1, 1_000_000);
+    (cfg.layers[cfg.layers.length - 1] as LinearLayer).out = cfg.classes;
+  }
+  return cfg;
+}
+
+// Throws an Error naming the first bad layer; returns each layer's output (C, H, W).
+export function checkConfig(config: NetConfig): [number, number, number][] {
+  if (typeof config !== 'object' || config === null) throw invalid('config', 'a network config object', config);
+  return native().inferShapes(config);
+}
+
+function toSeed(seed: bigint | number): bigint {
+  if (typeof seed === 'bigint' && seed >= 0n && seed < 1n << 64n) return seed;
+  if (typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0) return BigInt(seed);
+  throw invalid('seed', 'non-negative integer below 2^64', seed);
+}
+
+export interface NetworkOptions {
+  seed?: bigint | number;
+  threads?: number;
+}
+
+export class Network {
+  readonly config: NetConfig;
+  readonly params: ParamInfo[];
+  readonly inputSize: number;
+  private readonly net: NativeNetwork;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(config: NetConfig | string, options: NetworkOptions = {}) {
+    const cfg = typeof config === 'string' ? modelConfig(config) : config;
+    checkConfig(cfg);
+    const threads = options.threads === undefined ? 0 : integerIn('threads', options.threads, 1, 1024);
+    this.net = new (native().Network)(cfg, toSeed(options.seed ?? 0), threads);
+    this.config = this.net.config();
+    this.params = this.net.params();
+    this.inputSize = this.config.input.channels * this.config.input.height * this.config.input.width;
+  }
+
+  get threads(): number {
+    return this.net.getThreads();
+  }
+
+  // Zero-copy views of a parameter's native memory: writes change the network.
+  weight(name: string): Float32Array {
+    return this.net.tensor(this.paramName(name), 'value');
+  }
+  gradient(name: string): Float32Array {
+    return this.net.tensor(this.paramName(name), 'grad');
+  }
+  momentum(name: string): Float32Array {
+    return this.net.tensor(this.paramName(name), 'momentum');
+  }
+
+  get rngState(): { seed: bigint; counter: bigint } {
+    const [seed, counter] = this.net.getRngState();
+    return { seed, counter };
+  }
+  setRngState(seed: bigint, counter: bigint): void {
+    this.net.setRngState(toSeed(seed), toSeed(counter));
+  }
+
+  // images (N, C, H, W) float32; labels (N) int32 in [0, classes). Returns the mean loss
+  // (NaN without labels) and the logits (N, classes). train turns dropout on.
+  forward(images: Float32Array, labels?: Int32Array, options: { train?: boolean } = {}): Promise<{ loss: number; logits: Float32Array }> {
+    const n = this.batchOf(images);
+    if (labels !== undefined) this.checkLabels(labels, n);
+    return this.enqueue(() => this.net.forward(images, labels ?? null, n, options.train ?? false));
+  }
+
+  // Gradients of the last forward's loss into every gradient(name) view.
+  backward(): Promise<void> {
+    return this.enqueue(() => this.net.backward());
+  }
+
+  // The paper's update: v <- m*v - wd*lr*w - lr*grad; w <- w + v. Advances the dropout draw.
+  update(options: SgdOptions): Promise<void> {
+    const sgd = this.sgd(options);
+    return this.enqueue(() => this.net.update(sgd));
+  }
+
+  // forward (dropout on unless dropout: false) + backward + update. A NaN/Inf loss
+  // rejects with NonFiniteLossError and changes nothing.
+  step(images: Float32Array, labels: Int32Array, options: StepOptions): Promise<{ loss: number }> {
+    const n = this.batchOf(images);
+    this.checkLabels(labels, n);
+    const sgd = this.sgd(options);
+    return this.enqueue(() => this.net.step(images, labels, n, sgd, options.dropout ?? true));
+  }
+
+  // Logits (N, classes) at test time: all neurons, no dropout.
+  async predict(images: Float32Array): Promise<Float32Array> {
+    return (await this.forward(images)).logits;
+  }
+
+  // The multipliers each dropout layer applied in the last training forward.
+  dropoutMasks(): DropoutMask[] {
+    return this.net.dropoutMasks();
+  }
+
+  private enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const callSite = new Error();  // so a native failure shows the JS stack of the call
+    const run = this.queue.then(op, op).catch((e: Error) => {
+      const err = /^loss is (NaN|Inf)/.test(e.message) ? new NonFiniteLossError(e.message) : new Error(e.message);
+      err.stack = `${err.name}: ${err.message}\n${callSite.stack?.split('\n').slice(2).join('\n') ?? ''}`;
+      throw err;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private paramName(name: string): string {
+    if (!this.params.some((p) => p.name === name)) {
+      throw invalid('name', `a parameter name (${this.params.map((p) => p.name).join(', ')})`, name);
+    }
+    return name;
+  }
+
+  private batchOf(images: Float32Array): number {
+    const { channels: c, height: h, width: w } = this.config.input;
+    if (!(images instanceof Float32Array)) throw invalid('images', 'Float32Array', images);
+    if (images.length === 0 || images.length % this.inputSize !== 0) {
+      throw invalid('images', `a Float32Array of N*${c}*${h}*${w} = N*${this.inputSize} values (layout N,C,H,W)`, images);
+    }
+    return images.length / this.inputSize;
+  }
+
+  private checkLabels(labels: Int32Array, n: number): void {
+    if (!(labels instanceof Int32Array)) throw invalid('labels', 'Int32Array', labels);
+    if (labels.length !== n) throw invalid('labels', `Int32Array of length ${n} (one per image)`, labels);
+    const bad = labels.findIndex((l) => l < 0 || l >= this.config.classes);
+    if (bad >= 0) throw new ArgumentError('labels', `Expected labels in [0, ${this.config.classes}) but labels[${bad}] is ${labels[bad]}`);
+  }
+
+  private sgd(options: SgdOptions): Required<SgdOptions> {
+    if (typeof options !== 'object' || options === null) throw invalid('options', 'an object with lr', options);
+    return {
+      lr: numberIn('lr', options.lr, 0, 1e3),
+      momentum: numberIn('momentum', options.momentum ?? PAPER_SGD.momentum, 0, 1),
+      weightDecay: numberIn('weightDecay', options.weightDecay ?? PAPER_SGD.weightDecay, 0, 1),
+    };
+  }
+}
+
+export function buildInfo(): Binding['build'] {
+  return native().build;
+}

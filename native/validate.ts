@@ -1,0 +1,47 @@
+// One message builder for argument errors, so every message reads the same way:
+// "Expected integer between 1 and 4096 for batchSize but received 0".
+// Pure TypeScript with no imports: usable from native/, activities/, scripts/ and workflows/.
+
+export class ArgumentError extends TypeError {
+  constructor(readonly argument: string, message: string) {
+    super(message);
+    this.name = 'ArgumentError';
+  }
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (ArrayBuffer.isView(value)) {
+    return `${value.constructor.name}(${(value as unknown as { length?: number }).length ?? value.byteLength})`;
+  }
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) return `array(${value.length})`;
+  return typeof value;
+}
+
+export function invalid(name: string, expected: string, value: unknown): ArgumentError {
+  return new ArgumentError(name, `Expected ${expected} for ${name} but received ${describe(value)}`);
+}
+
+export function integerIn(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(name, `integer between ${min} and ${max}`, value);
+  }
+  return value;
+}
+
+export function numberIn(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw invalid(name, `number between ${min} and ${max}`, value);
+  }
+  return value;
+}
+
+export function oneOf<T extends string>(name: string, value: unknown, choices: readonly T[]): T {
+  if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
+    throw invalid(name, `one of ${choices.map((c) => JSON.stringify(c)).join(', ')}`, value);
+  }
+  return value as T;
+}

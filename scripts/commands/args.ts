@@ -1,0 +1,73 @@
+// Shared option parsing for the subcommands (node's util.parseArgs, strict), and
+// reading and writing safetensors files with errors that name the file.
+import * as fs from 'fs';
+import { parseArgs, ParseArgsConfig } from 'util';
+
+import { modelConfig, NetConfig } from '../../native/index';
+import { decodeSafetensors, Safetensors } from '../../native/safetensors';
+
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export function parse<O extends Options>(argv: string[], options: O, help: string) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${help}`);
+  }
+  if ((parsed.values as Record<string, unknown>).help) {
+    console.log(help);
+    process.exit(0);
+  }
+  return parsed.values as { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string };
+}
+
+export function required(value: string | undefined, flag: string, help: string): string {
+  if (value === undefined || value === '') throw new UsageError(`missing --${flag}\n\n${help}`);
+  return value;
+}
+
+export function intOption(value: string | undefined, flag: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${flag} must be an integer >= ${min}, got '${value}'`);
+  return n;
+}
+
+export function numberOption(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${flag} must be a positive number, got '${value}'`);
+  return n;
+}
+
+// A built-in model name, or a path to a JSON config file.
+export function resolveModel(model: string): NetConfig {
+  if (model.endsWith('.json') || fs.existsSync(model)) {
+    try {
+      return JSON.parse(fs.readFileSync(model, 'utf8')) as NetConfig;
+    } catch (e) {
+      throw new UsageError(`--model ${model}: cannot read a JSON network config (${(e as Error).message})`);
+    }
+  }
+  return modelConfig(model);
+}
+
+export function readSafetensorsFile(file: string, flag: string): { buf: Buffer; file: Safetensors } {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new UsageError(`--${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  return { buf, file: decodeSafetensors(buf, `--${flag} ${file}`) };
+}
+
+// Written next to the target and renamed over it, so a reader never sees half a file.
+export function writeFileAtomic(file: string, data: Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}

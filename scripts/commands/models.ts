@@ -1,0 +1,15 @@
+// alexnet models [name]: the built-in models, or one config as JSON.
+import { checkConfig, modelConfig, presetNames } from '../../native/index';
+
+export async function models(argv: string[]): Promise<void> {
+  if (argv[0]) {
+    console.log(JSON.stringify(modelConfig(argv[0]), null, 2));
+    return;
+  }
+  for (const name of presetNames()) {
+    const cfg = modelConfig(name);
+    const shapes = checkConfig(cfg);
+    const params = cfg.layers.length;
+    console.log(`${name.padEnd(12)} input ${cfg.input.channels}x${cfg.input.height}x${cfg.input.width}, ${cfg.classes} classes, ${params} layers, last map ${shapes[shapes.length - 1].join('x')}`);
+  }
+}

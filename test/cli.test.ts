@@ -1,0 +1,37 @@
+// The alexnet CLI: bench's JSON line, and errors for bad input that name the thing and
+// what to do.
+import test from 'ava';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { encodeSafetensors, tensor } from '../native/safetensors';
+import { alexnet, tmpDir } from './helpers';
+
+test('cli bench: --json ends with one JSON object with the documented keys', (t) => {
+  const r = alexnet('bench', '--model', 'tiny', '--batch', '8', '--iters', '2', '--threads', '1', '--json');
+  t.is(r.status, 0, r.stderr);
+  const last = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  t.like(last, { backend: 'cpu', batch: 8, threads: 1 });
+  t.true((last.train_img_s as number) > 0 && (last.infer_img_s as number) > 0);
+});
+
+test('cli step: missing or malformed input is reported by name', (t) => {
+  const dir = tmpDir();
+  const W = path.join(dir, 'W.safetensors');
+  t.is(alexnet('init', '--model', 'tiny', '--out', W).status, 0);
+  let r = alexnet('step', '--model', 'tiny', '--input', 'x', '--out', 'y');
+  t.is(r.status, 2);
+  t.regex(r.stderr, /missing --weights/);
+  r = alexnet('step', '--model', 'tiny', '--weights', path.join(dir, 'nope.safetensors'), '--input', 'x', '--out', 'y');
+  t.regex(r.stderr, /--weights .*nope\.safetensors: no such file/);
+  const X = path.join(dir, 'X.safetensors');
+  fs.writeFileSync(X, encodeSafetensors({ images: tensor('F32', [1, 3, 8, 8], new Float32Array(192)), labels: tensor('I32', [1], new Int32Array(1)) }));
+  r = alexnet('step', '--model', 'tiny', '--weights', W, '--input', X, '--out', path.join(dir, 'O'));
+  t.is(r.status, 2);
+  t.regex(r.stderr, /needs 'images' float32 \[N,3,16,16\] \(NCHW\), found F32 \[1,3,8,8\]/);
+  r = alexnet('step', '--model', 'alexnet-32', '--weights', W, '--input', X, '--out', path.join(dir, 'O'));
+  t.regex(r.stderr, /has no tensor|needs F32/);
+  r = alexnet('frobnicate');
+  t.is(r.status, 2);
+  t.regex(r.stderr, /unknown command 'frobnicate'/);
+});

@@ -1,0 +1,104 @@
+// The TypeScript API over the addon: async work off the event loop, zero-copy views,
+// argument errors that name the argument, NaN refusal, and the paper's SGD rule.
+import test from 'ava';
+
+import { modelConfig, Network, NonFiniteLossError } from '../native/index';
+import { makeBatch } from './helpers';
+
+test('Network: a long step runs off the event loop while a timer keeps firing', async (t) => {
+  const net = new Network('alexnet-64', { seed: 1 });
+  const { images, labels } = makeBatch(64, net.inputSize, 10);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const t0 = Date.now();
+  await net.step(images, labels, { lr: 0.01 });
+  await net.step(images, labels, { lr: 0.01 });
+  const elapsed = Date.now() - t0;
+  clearInterval(timer);
+  t.true(elapsed > 100, `the steps took long enough to matter (${elapsed} ms)`);
+  t.true(ticks >= elapsed / 5 / 4, `the timer fired ${ticks} times in ${elapsed} ms`);
+});
+
+test('Network: weight views are zero-copy over native memory', async (t) => {
+  const net = new Network('tiny', { seed: 2 });
+  const { images } = makeBatch(2, net.inputSize, 5);
+  const before = await net.predict(images);
+  const fc8 = net.weight('fc8.bias');
+  fc8[0] += 5;  // a write through the view changes what the network computes
+  const after = await net.predict(images);
+  t.true(Math.abs(after[0] - before[0] - 5) < 1e-5);
+  t.is(net.weight('fc8.bias')[0], fc8[0], 'a second view sees the same memory');
+});
+
+test('Network: concurrent calls are queued, not refused', async (t) => {
+  const net = new Network('tiny', { seed: 2 });
+  const { images, labels } = makeBatch(4, net.inputSize, 5);
+  const results = await Promise.all([net.step(images, labels, { lr: 0.01 }), net.predict(images), net.step(images, labels, { lr: 0.01 })]);
+  t.is(results.length, 3);
+  t.is(net.rngState.counter, 2n);
+});
+
+test('Network: bad arguments fail with messages that name them', async (t) => {
+  const net = new Network('tiny');
+  const { images, labels } = makeBatch(2, net.inputSize, 5);
+  t.throws(() => net.forward(new Float64Array(net.inputSize) as unknown as Float32Array), { message: /Expected Float32Array for images but received Float64Array/ });
+  t.throws(() => net.forward(new Float32Array(net.inputSize + 1)), { message: /for images.*N,C,H,W/ });
+  t.throws(() => net.step(images, new Int32Array(3), { lr: 0.01 }), { message: /labels.*length 2/ });
+  t.throws(() => net.step(images, Int32Array.of(0, 9), { lr: 0.01 }), { message: /labels\[1\] is 9/ });
+  t.throws(() => net.step(images, labels, { lr: -1 }), { message: /Expected number between 0 and 1000 for lr but received -1/ });
+  t.throws(() => net.weight('fc9.weight'), { message: /parameter name.*fc9\.weight/ });
+  t.throws(() => new Network({ ...modelConfig('tiny'), layers: [{ type: 'softmax2' } as never] }), { message: /unknown layer type 'softmax2'/ });
+  t.throws(() => new Network('resnet'), { message: /for model but received "resnet"/ });
+  const bad = modelConfig('alexnet');
+  (bad.layers[4] as { groups: number }).groups = 3;
+  t.throws(() => new Network(bad), { message: /conv2.*groups=3/ });
+  t.throws(() => new Network('tiny', { seed: -1 }), { message: /for seed/ });
+});
+
+test('Network: a NaN loss rejects with NonFiniteLossError and changes no weight', async (t) => {
+  const net = new Network('tiny', { seed: 4 });
+  const { images, labels } = makeBatch(2, net.inputSize, 5);
+  net.weight('fc8.bias')[1] = NaN;
+  const conv1 = net.weight('conv1.weight').slice();
+  const err = await t.throwsAsync(net.step(images, labels, { lr: 0.01 }), { instanceOf: NonFiniteLossError });
+  t.regex(err!.message, /loss is NaN/);
+  t.regex(err!.stack ?? '', /native-api\.test/, 'the error carries the stack of the call');
+  t.deepEqual(net.weight('conv1.weight'), conv1);
+  t.is(net.rngState.counter, 0n);
+});
+
+test('sgd: the update follows the paper across a learning-rate drop (velocity not rescaled)', async (t) => {
+  const net = new Network('tiny', { seed: 5 });
+  const { images, labels } = makeBatch(4, net.inputSize, 5);
+  const name = 'fc7.weight';
+  const w = Float64Array.from(net.weight(name));
+  const v = new Float64Array(w.length);
+  // torch.optim.SGD's form: buf <- 0.9 buf + (g + wd w); w <- w - lr buf. Equal for a
+  // constant LR; after a drop it shrinks the carried velocity at once.
+  const wTorch = Float64Array.from(w);
+  const buf = new Float64Array(w.length);
+  for (const lr of [0.01, 0.001]) {
+    await net.forward(images, labels, { train: true });
+    await net.backward();
+    const g = net.gradient(name);
+    for (let i = 0; i < w.length; i++) {
+      v[i] = 0.9 * v[i] - 0.0005 * lr * w[i] - lr * g[i];
+      w[i] += v[i];
+      buf[i] = 0.9 * buf[i] + g[i] + 0.0005 * wTorch[i];
+      wTorch[i] -= lr * buf[i];
+    }
+    await net.update({ lr });
+  }
+  const got = net.weight(name);
+  const mom = net.momentum(name);
+  let err = 0;
+  let vErr = 0;
+  let torchGap = 0;
+  for (let i = 0; i < w.length; i++) {
+    err = Math.max(err, Math.abs(got[i] - w[i]));
+    vErr = Math.max(vErr, Math.abs(mom[i] - v[i]));
+    torchGap = Math.max(torchGap, Math.abs(got[i] - wTorch[i]));
+  }
+  t.true(err < 1e-6 && vErr < 1e-7, `weights differ from the paper's rule by ${err}, velocities by ${vErr}`);
+  t.true(torchGap > 100 * err, `the result is not torch.optim.SGD's (gap ${torchGap} vs error ${err})`);
+});
