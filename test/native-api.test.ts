@@ -42,17 +42,17 @@ test('Network: bad arguments fail with messages that name them', async (t) => {
   const net = new Network('tiny');
   const { images, labels } = makeBatch(2, net.inputSize, 5);
   t.throws(() => net.forward(new Float64Array(net.inputSize) as unknown as Float32Array), { message: /Expected Float32Array for images but received Float64Array/ });
-  t.throws(() => net.forward(new Float32Array(net.inputSize + 1)), { message: /for images.*N,C,H,W/ });
-  t.throws(() => net.step(images, new Int32Array(3), { lr: 0.01 }), { message: /labels.*length 2/ });
+  t.throws(() => net.forward(new Float32Array(net.inputSize + 1)), { message: /N\*3\*16\*16 = N\*768 values \(layout N,C,H,W\) for images but received Float32Array\(769\)/ });
+  t.throws(() => net.step(images, new Int32Array(3), { lr: 0.01 }), { message: /Expected Int32Array of length 2 \(one per image\) for labels but received Int32Array\(3\)/ });
   t.throws(() => net.step(images, Int32Array.of(0, 9), { lr: 0.01 }), { message: /labels\[1\] is 9/ });
   t.throws(() => net.step(images, labels, { lr: -1 }), { message: /Expected number between 0 and 1000 for lr but received -1/ });
-  t.throws(() => net.weight('fc9.weight'), { message: /parameter name.*fc9\.weight/ });
+  t.throws(() => net.weight('fc9.weight'), { message: /Expected a parameter name \(conv1\.weight, .*\) for name but received "fc9\.weight"/ });
   t.throws(() => new Network({ ...modelConfig('tiny'), layers: [{ type: 'softmax2' } as never] }), { message: /unknown layer type 'softmax2'/ });
   t.throws(() => new Network('resnet'), { message: /for model but received "resnet"/ });
   const bad = modelConfig('alexnet');
   (bad.layers[4] as { groups: number }).groups = 3;
   t.throws(() => new Network(bad), { message: /conv2.*groups=3/ });
-  t.throws(() => new Network('tiny', { seed: -1 }), { message: /for seed/ });
+  t.throws(() => new Network('tiny', { seed: -1 }), { message: /Expected non-negative integer below 2\^64 for seed but received -1/ });
 });
 
 test('Network: a NaN loss rejects with NonFiniteLossError and changes no weight', async (t) => {
