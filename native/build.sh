@@ -4,8 +4,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="$here/build"
-node_api_include="$(node -p "require('node-api-headers').include_dir")"
-addon_api_include="$(node -p "require('node-addon-api').include_dir")"
+root="$(cd "$here/.." && pwd)"
+# Absolute include paths (node-addon-api's own include_dir is relative to the cwd).
+node_api_include="$(cd "$root" && node -p "require('node-api-headers').include_dir")"
+addon_api_include="$(cd "$root" && node -p "require('path').dirname(require.resolve('node-addon-api/package.json'))")"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 if [ ! -f "$build/CMakeCache.txt" ]; then
