@@ -76,16 +76,27 @@ void col2im(float* dinp, const float* col, int n0, int nb, int C, int H, int W, 
   }
 }
 
+// Output size, per-group sizes and the chunking, shared by forward and backward; sizes
+// the scratch buffers for one chunk.
+struct ConvPlan {
+  int OH, OW, Cg, Og, rows, nbmax;
+  int64_t ohw;
+  ConvPlan(int N, int C, int H, int W, int O, int K, int S, int P, int G, Scratch& scratch)
+      : OH(conv_out_size(H, K, S, P)), OW(conv_out_size(W, K, S, P)), Cg(C / G), Og(O / G),
+        rows(Cg * K * K), nbmax(0), ohw((int64_t)OH * OW) {
+    nbmax = chunk_images(N, rows * ohw);
+    scratch.col.resize((size_t)rows * nbmax * ohw);
+    scratch.stage.resize((size_t)Og * nbmax * ohw);
+  }
+};
+
 }  // namespace
 
 void conv_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                   int C, int H, int W, int O, int K, int S, int P, int G, Scratch& scratch) {
-  const int OH = conv_out_size(H, K, S, P), OW = conv_out_size(W, K, S, P);
-  const int Cg = C / G, Og = O / G, rows = Cg * K * K;
-  const int64_t ohw = (int64_t)OH * OW;
-  const int nbmax = chunk_images(N, rows * ohw);
-  scratch.col.resize((size_t)rows * nbmax * ohw);
-  scratch.stage.resize((size_t)Og * nbmax * ohw);
+  const ConvPlan plan(N, C, H, W, O, K, S, P, G, scratch);
+  const int OH = plan.OH, OW = plan.OW, Cg = plan.Cg, Og = plan.Og, rows = plan.rows, nbmax = plan.nbmax;
+  const int64_t ohw = plan.ohw;
   for (int n0 = 0; n0 < N; n0 += nbmax) {
     const int nb = std::min(nbmax, N - n0);
     const int64_t cols = nb * ohw;
@@ -110,14 +121,11 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
 void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                    const float* weight, int N, int C, int H, int W, int O, int K, int S, int P,
                    int G, Scratch& scratch) {
-  const int OH = conv_out_size(H, K, S, P), OW = conv_out_size(W, K, S, P);
-  const int Cg = C / G, Og = O / G, rows = Cg * K * K;
-  const int64_t ohw = (int64_t)OH * OW;
-  const int nbmax = chunk_images(N, rows * ohw);
-  scratch.col.resize((size_t)rows * nbmax * ohw);
-  scratch.stage.resize((size_t)Og * nbmax * ohw);
+  const ConvPlan plan(N, C, H, W, O, K, S, P, G, scratch);
+  const int OH = plan.OH, OW = plan.OW, Cg = plan.Cg, Og = plan.Og, rows = plan.rows, nbmax = plan.nbmax;
+  const int64_t ohw = plan.ohw;
   if (dinp) {
-    scratch.dcol.resize((size_t)rows * nbmax * ohw);
+    scratch.dcol.resize(scratch.col.size());
     std::memset(dinp, 0, sizeof(float) * (size_t)N * C * H * W);
   }
   std::memset(dbias, 0, sizeof(float) * O);
