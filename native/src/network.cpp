@@ -2,6 +2,7 @@
 #include "network.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -9,10 +10,22 @@
 #include "rng.h"
 
 namespace alexnet {
+namespace {
+using clk = std::chrono::steady_clock;
+double seconds_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+}  // namespace
+
+void Network::reset_timers() {
+  forward_seconds_.assign(cfg_.layers.size(), 0.0);
+  backward_seconds_.assign(cfg_.layers.size(), 0.0);
+}
 
 Network::Network(const NetConfig& cfg, uint64_t seed, int threads)
     : cfg_(cfg), shapes_(infer_shapes(cfg)), seed_(seed) {
   set_threads(threads);
+  reset_timers();
   bufs_.resize(cfg_.layers.size());
   Shape in{cfg_.channels, cfg_.height, cfg_.width};
   for (size_t i = 0; i < cfg_.layers.size(); i++) {
@@ -105,6 +118,7 @@ float Network::forward(const float* images, const int32_t* labels, int N, bool t
     LayerBuffers& b = bufs_[i];
     float* y = b.out.data();
     const int64_t n_out = (int64_t)N * shapes_[i].size();
+    const auto t0 = clk::now();
     switch (l.type) {
       case LayerType::Conv:
         conv_forward(y, x, params_[b.weight].value.data(), params_[b.bias].value.data(), N, in.c,
@@ -128,6 +142,7 @@ float Network::forward(const float* images, const int32_t* labels, int N, bool t
           std::memcpy(y, x, sizeof(float) * n_out);
         break;
     }
+    forward_seconds_[i] += seconds_since(t0);
     x = y;
     in = shapes_[i];
   }
@@ -150,6 +165,7 @@ void Network::backward() {
     const float* x = i ? bufs_[i - 1].out.data() : input_.data();
     const int64_t n_in = (int64_t)N * in.size();
     float* dx = i ? dinp : nullptr;  // nobody needs the gradient of the images
+    const auto t0 = clk::now();
     switch (l.type) {
       case LayerType::Conv:
         conv_backward(dx, params_[b.weight].grad.data(), params_[b.bias].grad.data(), dout, x,
@@ -180,6 +196,7 @@ void Network::backward() {
         }
         break;
     }
+    backward_seconds_[i] += seconds_since(t0);
     std::swap(dout, dinp);
   }
 }

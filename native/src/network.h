@@ -59,6 +59,11 @@ class Network {
   uint64_t seed() const { return seed_; }
   uint64_t step_counter() const { return counter_; }
   void set_rng_state(uint64_t seed, uint64_t counter) { seed_ = seed; counter_ = counter; }
+  // Seconds spent in each layer's forward and backward since the last reset (for
+  // benchmarks: where the time goes).
+  const std::vector<double>& forward_seconds() const { return forward_seconds_; }
+  const std::vector<double>& backward_seconds() const { return backward_seconds_; }
+  void reset_timers();
   int threads() const { return threads_; }
   void set_threads(int threads) { threads_ = threads > 0 ? threads : default_compute_threads(); }
 
@@ -81,6 +86,7 @@ class Network {
   uint64_t seed_ = 0, counter_ = 0;
   int threads_ = 1;
   Scratch scratch_;
+  std::vector<double> forward_seconds_, backward_seconds_;
 };
 
 }  // namespace alexnet

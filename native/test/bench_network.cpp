@@ -49,6 +49,12 @@ int main(int argc, char** argv) {
         infer.push_back(batch / ti);
       }
     }
+    // Per-layer share of the time over all iterations (training forward + backward).
+    std::printf("%-4s %-8s %-8s %10s %10s\n", "#", "layer", "name", "fwd ms", "bwd ms");
+    for (size_t i = 0; i < cfg.layers.size(); i++)
+      std::printf("%-4zu %-8s %-8s %10.1f %10.1f\n", i, layer_type_name(cfg.layers[i].type),
+                  cfg.layers[i].name.c_str(), 1e3 * net.forward_seconds()[i] / (2 * iters + 2),
+                  1e3 * net.backward_seconds()[i] / (iters + 1));
     std::printf("{\"backend\":\"cpu\",\"model\":\"%s\",\"batch\":%d,\"threads\":%d,\"train_img_s\":%.2f,\"infer_img_s\":%.2f}\n",
                 model.c_str(), batch, net.threads(), median(train), median(infer));
   } catch (const std::exception& e) {
