@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { ArgumentError, integerIn, invalid, numberIn } from './validate';
+import { ArgumentError, integerIn, invalid, numberIn } from '../workflows/validate';
 
 export interface ConvLayer { type: 'conv'; name: string; out: number; kernel: number; stride?: number; pad?: number; groups?: number; biasInit?: number }
 export interface LinearLayer { type: 'linear'; name: string; out: number; biasInit?: number }

@@ -1,16 +1,26 @@
 #!/usr/bin/env node
 // The `alexnet` command line: one subcommand per file under scripts/commands/.
 import { bench } from './commands/bench';
+import { importCommand } from './commands/import';
+import { down } from './commands/down';
 import { init } from './commands/init';
 import { models } from './commands/models';
+import { prepare } from './commands/prepare';
 import { step } from './commands/step';
+import { up } from './commands/up';
+import { worker } from './commands/worker';
 import { UsageError } from './commands/args';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
+  worker: { run: worker, summary: 'run a Temporal worker (task queue alexnet: workflows and CPU activities)' },
+  prepare: { run: prepare, summary: 'start PrepareDataset: shard, preprocess into batch files, statistics' },
   init: { run: init, summary: 'write a freshly initialized network state (safetensors)' },
   step: { run: step, summary: 'one SGD step from safetensors weights and input; writes logits, loss, gradients, new weights' },
   bench: { run: bench, summary: 'training and inference images/s of the paper AlexNet (optionally beside PyTorch)' },
+  import: { run: importCommand, summary: 'import fashion-mnist as JPEG class folders, or check and list imagenet (or any class folders) in place' },
   models: { run: models, summary: 'list the built-in models, or print one config as JSON' },
+  up: { run: up, summary: 'start the local Temporal dev server and MinIO in the background' },
+  down: { run: down, summary: 'stop the services that `alexnet up` started' },
 };
 
 function usage(): string {

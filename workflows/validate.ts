@@ -1,6 +1,7 @@
 // One message builder for argument errors, so every message reads the same way:
 // "Expected integer between 1 and 4096 for batchSize but received 0".
-// Pure TypeScript with no imports: usable from native/, activities/, scripts/ and workflows/.
+// Pure TypeScript with no imports: workflows use it for their inputs, and native/,
+// activities/ and scripts/ for theirs, so every message reads the same.
 
 export class ArgumentError extends TypeError {
   constructor(readonly argument: string, message: string) {

@@ -1,0 +1,25 @@
+// Activity helpers that also work outside an activity (unit tests, CLI runs): heartbeat
+// and cancellation become no-ops there.
+import { Context } from '@temporalio/activity';
+
+function current(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+export function heartbeat(details?: unknown): void {
+  current()?.heartbeat(details);
+}
+
+// Throws the activity's cancellation (a CancelledFailure) if it was cancelled.
+export function throwIfCancelled(): void {
+  const ctx = current();
+  if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+}
+
+export function heartbeatDetails<T>(): T | undefined {
+  return current()?.info.heartbeatDetails as T | undefined;
+}

@@ -1,0 +1,188 @@
+// The activities of PrepareDataset: shard planning, per-shard preprocessing into batch
+// files, and the merge of statistics into the dataset manifest. Each one is idempotent:
+// re-running a finished step finds its verified output and returns the same result.
+import { ApplicationFailure } from '@temporalio/common';
+
+import { planShards, Shard, SourceImage } from '../workflows/shard-plan';
+import type { DatasetManifest, PreprocessShardInput, ShardSummary, SplitSummary } from '../workflows/shared';
+import { heartbeat, throwIfCancelled } from './activity-context';
+import { decodeBatch, encodeBatch } from './batch-format';
+import { DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
+import { addImage, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from './image-stats';
+import { encodeSafetensors, tensor } from '../native/safetensors';
+import { openStore, ObjectStore } from './store';
+import { datasetKeys } from './store-layout';
+
+// Images decoded at once per shard: overlaps store latency with decoding.
+const DECODE_CONCURRENCY = 8;
+// At most this many skipped/converted entries travel back through Temporal; the shard
+// report in the store has them all.
+const SUMMARY_LIST_LIMIT = 20;
+
+async function readJson<T>(store: ObjectStore, key: string): Promise<T> {
+  return JSON.parse((await store.get(key)).toString('utf8')) as T;
+}
+
+async function readListing(store: ObjectStore, key: string): Promise<SourceImage[]> {
+  const text = (await store.get(key)).toString('utf8');
+  return text.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as SourceImage);
+}
+
+export async function planDatasetShards(input: { store: string; name: string; split: string; seed: number; shardSize: number }): Promise<SplitSummary> {
+  const store = openStore(input.store);
+  const keys = datasetKeys(input.name);
+  const images = await readListing(store, keys.listing(input.split));
+  const shards = planShards(images, { seed: input.seed, shardSize: input.shardSize });
+  for (const shard of shards) {
+    await store.put(keys.shard(input.split, shard.index), JSON.stringify(shard));
+    if (shard.index % 50 === 0) heartbeat({ split: input.split, shard: shard.index });
+  }
+  return { split: input.split, images: images.length, shards: shards.length };
+}
+
+export interface ShardReport extends ShardSummary {
+  skipped: { key: string; reason: string }[];
+  converted: { key: string; note: string }[];
+}
+
+// Reuses a finished shard: its report exists and its batch file verifies.
+async function finishedShard(store: ObjectStore, input: PreprocessShardInput): Promise<ShardReport | undefined> {
+  const keys = datasetKeys(input.name);
+  const reportKey = keys.shardReport(input.split, input.shard);
+  if (!(await store.head(reportKey))) return undefined;
+  const report = await readJson<ShardReport>(store, reportKey);
+  try {
+    const batch = decodeBatch(await store.get(report.batchKey), report.batchKey);
+    if (batch.count !== report.images || batch.height !== input.imageSize) return undefined;
+    if (!(await store.head(keys.shardStats(input.split, input.shard)))) return undefined;
+  } catch {
+    return undefined;  // a partial or corrupt output is redone, never taken as finished
+  }
+  return report;
+}
+
+function summarize(report: ShardReport): ShardSummary {
+  const { skipped, converted, ...rest } = report;
+  return { ...rest, skippedSample: skipped.slice(0, SUMMARY_LIST_LIMIT), convertedCount: converted.length };
+}
+
+export async function preprocessShard(input: PreprocessShardInput): Promise<ShardSummary> {
+  const t0 = Date.now();
+  const store = openStore(input.store);
+  const source = openStore(input.dataset);
+  const done = await finishedShard(store, input);
+  if (done) return summarize({ ...done, reused: true });
+
+  const keys = datasetKeys(input.name);
+  const shard = await readJson<Shard>(store, keys.shard(input.split, input.shard));
+  const size = input.imageSize;
+  const results: ({ pixels: Buffer; label: number; note?: string } | { skip: string })[] = new Array(shard.images.length);
+  let next = 0;
+  let finished = 0;
+  const worker = async () => {
+    for (let i = next++; i < shard.images.length; i = next++) {
+      throwIfCancelled();
+      const img = shard.images[i];
+      let data: Buffer;
+      try {
+        data = await source.get(img.key);
+      } catch (e) {
+        results[i] = { skip: `unreadable object: ${(e as Error).message}` };
+        continue;
+      }
+      try {
+        const { pixels, note } = await decodeToRgb(data, size, input.maxPixels ?? DEFAULT_MAX_PIXELS);
+        results[i] = { pixels, label: img.label, note };
+      } catch (e) {
+        if (!(e instanceof ImageSkip)) throw e;
+        results[i] = { skip: e.reason };
+      }
+      if (++finished % 64 === 0) heartbeat({ shard: input.shard, done: finished });
+    }
+  };
+  await Promise.all(Array.from({ length: DECODE_CONCURRENCY }, worker));
+
+  const good = results.filter((r): r is { pixels: Buffer; label: number; note?: string } => 'pixels' in r);
+  const imageBytes = size * size * 3;
+  const pixels = new Uint8Array(good.length * imageBytes);
+  const labels = new Int32Array(good.length);
+  const sums = emptySums(size, size);
+  good.forEach((r, i) => {
+    pixels.set(r.pixels, i * imageBytes);
+    labels[i] = r.label;
+    addImage(sums, r.pixels);
+  });
+  const report: ShardReport = {
+    split: input.split,
+    shard: input.shard,
+    images: good.length,
+    batchKey: keys.batch(input.split, input.shard),
+    skippedCount: 0,
+    skipped: [],
+    converted: [],
+    seconds: 0,
+    reused: false,
+  };
+  results.forEach((r, i) => {
+    const key = shard.images[i].key;
+    if ('skip' in r) report.skipped.push({ key, reason: r.skip });
+    else if (r.note) report.converted.push({ key, note: r.note });
+  });
+  report.skippedCount = report.skipped.length;
+  // Batch and statistics first, the report last: a report exists only for a whole shard.
+  await store.put(report.batchKey, encodeBatch({ count: good.length, height: size, width: size, channels: 3, pixels, labels }));
+  await store.put(keys.shardStats(input.split, input.shard), encodeSums(sums));
+  report.seconds = (Date.now() - t0) / 1000;
+  await store.put(keys.shardReport(input.split, input.shard), JSON.stringify(report, null, 1));
+  return summarize(report);
+}
+
+// Merges the training split's statistics (the mean image and RGB PCA come from the
+// training set only) and writes stats.json, mean.safetensors and manifest.json.
+export async function finalizeDataset(input: { dataset: string; store: string; name: string; imageSize: number; seed: number; shardSize: number; splits: SplitSummary[]; trainSplit: string }): Promise<DatasetManifest> {
+  const store = openStore(input.store);
+  const keys = datasetKeys(input.name);
+  const splits: DatasetManifest['splits'] = {};
+  for (const s of input.splits) {
+    let images = 0;
+    let skipped = 0;
+    const skippedByReason: Record<string, number> = {};
+    for (let i = 0; i < s.shards; i++) {
+      const r = await readJson<ShardReport>(store, keys.shardReport(s.split, i));
+      images += r.images;
+      skipped += r.skippedCount;
+      for (const { reason } of r.skipped) {
+        const kind = reason.split(/[:(]/)[0].trim();  // "corrupt or truncated JPEG", "empty file", ...
+        skippedByReason[kind] = (skippedByReason[kind] ?? 0) + 1;
+      }
+    }
+    splits[s.split] = { shards: s.shards, images, skipped, listed: s.images, skippedByReason };
+  }
+  const train = splits[input.trainSplit];
+  if (!train || train.images === 0) {
+    throw ApplicationFailure.nonRetryable(`dataset ${input.dataset} has no valid image in split '${input.trainSplit}' (${train?.skipped ?? 0} skipped; see ${keys.root}/reports/)`, 'NoValidImages');
+  }
+  const sums = emptySums(input.imageSize, input.imageSize);
+  for (let i = 0; i < train.shards; i++) {
+    const key = keys.shardStats(input.trainSplit, i);
+    mergeSums(sums, decodeSums(await store.get(key), key));
+    heartbeat({ merged: i });
+  }
+  const { stats, meanImage } = finalizeStats(sums);
+  await store.put(keys.meanImage, encodeSafetensors({ mean: tensor('F32', [input.imageSize, input.imageSize, 3], meanImage) }, { layout: 'HWC', units: 'pixel values 0..255' }));
+  await store.put(keys.stats, JSON.stringify({ ...stats, meanImageKey: keys.meanImage }, null, 1));
+  const classes = await readJson<string[]>(store, keys.classes);
+  const manifest: DatasetManifest = {
+    name: input.name,
+    source: input.dataset,
+    imageSize: input.imageSize,
+    seed: input.seed,
+    shardSize: input.shardSize,
+    classes: classes.length,
+    splits,
+    statsKey: keys.stats,
+    createdAt: new Date().toISOString(),
+  };
+  await store.put(keys.manifest, JSON.stringify({ ...manifest, classNames: classes }, null, 1));
+  return manifest;
+}

@@ -1,0 +1,21 @@
+// Where everything lives in a store (the same under s3://bucket/prefix and file:///dir).
+// One place, so no module spells a key by hand.
+
+export function datasetKeys(name: string) {
+  const root = `datasets/${name}`;
+  return {
+    root,
+    manifest: `${root}/manifest.json`,
+    classes: `${root}/classes.json`,
+    stats: `${root}/stats.json`,
+    meanImage: `${root}/mean.safetensors`,
+    listing: (split: string) => `${root}/listing/${split}.jsonl`,
+    shard: (split: string, i: number) => `${root}/shards/${split}/${pad(i)}.json`,
+    batch: (split: string, i: number) => `${root}/batches/${split}/${pad(i)}.bin`,
+    shardReport: (split: string, i: number) => `${root}/reports/${split}/${pad(i)}.json`,
+    shardStats: (split: string, i: number) => `${root}/stat-sums/${split}/${pad(i)}.safetensors`,
+  };
+}
+
+// Zero-padded so that listing order is numeric order.
+const pad = (i: number) => String(i).padStart(5, '0');

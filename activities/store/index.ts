@@ -1,0 +1,39 @@
+// Opens the object store a URI names: s3://bucket[/prefix] on S3 (or MinIO), file:///dir
+// or a plain filesystem path on the local disk. Everything else is refused with the
+// accepted forms, so a typo never silently becomes a local folder named 'http:'.
+import * as path from 'path';
+import { fileURLToPath } from 'url';
+
+import { LocalStore } from './local';
+import { S3Store, type S3StoreOptions } from './s3';
+import { InvalidStoreUriError, type ObjectStore } from './types';
+
+export * from './types';
+export { joinKey, validateKey, validatePrefix, compareKeys } from './keys';
+export { LocalStore } from './local';
+export { S3Store, parseS3Uri, type S3StoreOptions } from './s3';
+
+// endpoint, forcePathStyle and region, plus S3 tuning (retries, list page and part sizes).
+export type OpenStoreOptions = S3StoreOptions;
+
+export function openStore(uri: string, options: OpenStoreOptions = {}): ObjectStore {
+  if (typeof uri !== 'string' || uri.trim() === '') throw new InvalidStoreUriError(String(uri), 'empty');
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
+  if (scheme === 's3') return new S3Store(uri, options);
+  if (scheme === 'file') {
+    if (!uri.startsWith('file://')) throw new InvalidStoreUriError(uri, "a file URI starts with 'file:///'");
+    let dir: string;
+    try {
+      dir = fileURLToPath(uri);
+    } catch (e) {
+      throw new InvalidStoreUriError(uri, `not a local file URL (${(e as Error).message})`);
+    }
+    return new LocalStore(dir);
+  }
+  // 'c:' style drive letters do not occur on the POSIX systems we run on; any other
+  // 'scheme://' is a URL we do not serve.
+  if (scheme !== undefined && uri.slice(scheme.length + 1).startsWith('//')) {
+    throw new InvalidStoreUriError(uri, `unsupported scheme '${scheme}:'`);
+  }
+  return new LocalStore(path.resolve(uri));
+}

@@ -1,0 +1,226 @@
+// The object store on S3 or an S3-compatible server such as MinIO (s3://bucket/prefix).
+// Credentials come only from the SDK's default chain (environment, profiles, SSO, web
+// identity, instance metadata) and never reach uri, logs or error messages. Uploads
+// carry CRC32 checksums that the server verifies; downloads are validated by the SDK.
+// put is one PutObject and putStream one (multipart) Upload: S3 makes either visible
+// only when complete, so both are atomic; a failed multipart upload is aborted.
+import {
+  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'stream';
+
+import { validateKey, validatePrefix } from './keys';
+import { InvalidStoreUriError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from './types';
+
+export interface S3StoreOptions {
+  endpoint?: string;        // default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS itself
+  forcePathStyle?: boolean; // default: ALEXNET_S3_FORCE_PATH_STYLE=1/0, else on when an endpoint is set
+  region?: string;          // default: AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1
+  maxAttempts?: number;     // default: AWS_MAX_ATTEMPTS, then 5 (standard retry mode, exponential backoff)
+  listPageSize?: number;    // MaxKeys per ListObjectsV2 page; servers cap it at 1000
+  partSize?: number;        // multipart part size of putStream, at least 5 MiB
+}
+
+const MiB = 1 << 20;
+
+// s3://bucket or s3://bucket/some/prefix (a trailing '/' is ignored).
+export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(uri);
+  if (!m) throw new InvalidStoreUriError(uri, "an S3 URI starts with 's3://'");
+  const [, bucket, rest = ''] = m;
+  if (bucket === '') throw new InvalidStoreUriError(uri, 'the bucket name is missing');
+  // Bucket naming rules (3-63 characters; legacy buckets may also have capitals or '_').
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$/.test(bucket)) {
+    throw new InvalidStoreUriError(uri, 'not a valid bucket name');
+  }
+  const prefix = rest.replace(/\/+$/, '');
+  if (prefix !== '') {
+    try { validateKey(prefix); } catch (e) { throw new InvalidStoreUriError(uri, `bad prefix: ${(e as Error).message}`); }
+  }
+  return { bucket, prefix };
+}
+
+function envFlag(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  return ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
+}
+
+interface SdkError { name?: string; message?: string; $metadata?: { httpStatusCode?: number } }
+
+export class S3Store implements ObjectStore {
+  readonly uri: string;
+  readonly bucket: string;
+  readonly prefix: string;           // '' or 'some/prefix'
+  readonly client: S3Client;
+  private readonly keyPrefix: string; // '' or 'some/prefix/'
+  private readonly where: string;     // for messages: ' at http://host:port' or ''
+  private readonly listPageSize?: number;
+  private readonly partSize: number;
+
+  constructor(uri: string, options: S3StoreOptions = {}) {
+    const { bucket, prefix } = parseS3Uri(uri);
+    this.bucket = bucket;
+    this.prefix = prefix;
+    this.keyPrefix = prefix === '' ? '' : `${prefix}/`;
+    this.uri = `s3://${bucket}${prefix === '' ? '' : `/${prefix}`}`;
+    this.listPageSize = options.listPageSize;
+    this.partSize = Math.max(5 * MiB, options.partSize ?? 8 * MiB);
+
+    const env = process.env;
+    const endpoint = options.endpoint ?? (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined);
+    // Custom endpoints (MinIO, Ceph, ...) rarely have wildcard DNS for virtual-host style.
+    const forcePathStyle = options.forcePathStyle ?? envFlag(env.ALEXNET_S3_FORCE_PATH_STYLE) ?? endpoint !== undefined;
+    const maxAttempts = options.maxAttempts ?? (Number(env.AWS_MAX_ATTEMPTS) || 5);
+    this.where = endpoint === undefined ? '' : ` at ${endpoint.replace(/\/\/[^/]*@/, '//***@')}`;
+    this.client = new S3Client({
+      region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1'),
+      endpoint,
+      forcePathStyle,
+      maxAttempts,
+      retryMode: 'standard',
+      requestChecksumCalculation: 'WHEN_SUPPORTED',
+      responseChecksumValidation: 'WHEN_SUPPORTED',
+    });
+  }
+
+  private fullKey(key: string): string {
+    return this.keyPrefix + validateKey(key);
+  }
+
+  // Turns SDK errors into messages that name the bucket and say what to do. SDK errors
+  // never carry the secret key, but we build our own messages anyway so they stay short.
+  private fail(op: string, key: string | undefined, err: unknown): Error {
+    const e = (err ?? {}) as SdkError;
+    const name = e.name ?? 'Error';
+    const status = e.$metadata?.httpStatusCode;
+    const what = `${op}${key === undefined ? '' : ` '${key}'`} in ${this.uri}${this.where}`;
+    let msg: string;
+    if (name === 'CredentialsProviderError' || /could not load credentials/i.test(e.message ?? '')) {
+      msg = `${what}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ` +
+        '(and AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE naming a profile in ~/.aws/credentials';
+    } else if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
+      msg = `${what}: the server rejected the credentials (${name}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
+    } else if (name === 'NoSuchBucket') {
+      msg = `${what}: bucket '${this.bucket}' does not exist${this.where}`;
+    } else if (name === 'AccessDenied' || name === 'Forbidden' || status === 403) {
+      msg = `${what}: access denied to bucket '${this.bucket}'; the credentials lack permission for ${op}`;
+    } else {
+      msg = `${what} failed: ${name}${e.message ? `: ${e.message}` : ''}`;
+    }
+    return Object.assign(new Error(msg, { cause: err }), { code: name });
+  }
+
+  private isNotFound(err: unknown): boolean {
+    const e = err as SdkError;
+    return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || (e?.$metadata?.httpStatusCode === 404 && e?.name !== 'NoSuchBucket');
+  }
+
+  async put(key: string, body: Buffer | Uint8Array | string): Promise<void> {
+    const Key = this.fullKey(key);
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ChecksumAlgorithm: 'CRC32' }));
+    } catch (err) {
+      throw this.fail('put', key, err);
+    }
+  }
+
+  async putStream(key: string, body: Readable, size?: number): Promise<void> {
+    const Key = this.fullKey(key);
+    // A short or long stream must fail the upload (and so abort it), not store a wrong object.
+    const uri = this.uri;
+    async function* checked(): AsyncGenerator<Buffer> {
+      let n = 0;
+      for await (const chunk of body as AsyncIterable<Buffer | string>) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+        n += buf.length;
+        yield buf;
+      }
+      if (size !== undefined && n !== size) throw new Error(`putStream '${key}' in ${uri}: expected ${size} bytes, the stream gave ${n}`);
+    }
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key, Body: Readable.from(checked()), ChecksumAlgorithm: 'CRC32' },
+      partSize: this.partSize,
+      queueSize: 4,
+      leavePartsOnError: false, // abort the multipart upload on failure: no orphaned parts
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      if ((err as Error).message?.startsWith('putStream ')) throw err;
+      throw this.fail('putStream', key, err);
+    }
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    const Key = this.fullKey(key);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, ChecksumMode: 'ENABLED' }));
+      if (!(out.Body instanceof Readable)) throw new Error('the response body is not a Node.js stream');
+      return out.Body;
+    } catch (err) {
+      if (this.isNotFound(err)) throw new ObjectNotFoundError(this.uri, key);
+      throw this.fail('get', key, err);
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const stream = await this.getStream(key);
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+    } catch (err) {
+      throw this.fail('get', key, err); // e.g. a checksum mismatch or a dropped connection
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const Key = this.fullKey(key);
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      return { key, size: out.ContentLength ?? 0 };
+    } catch (err) {
+      if (this.isNotFound(err)) return undefined;
+      throw this.fail('head', key, err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const Key = this.fullKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+    } catch (err) {
+      if (this.isNotFound(err)) return;
+      throw this.fail('delete', key, err);
+    }
+  }
+
+  // ListObjectsV2 returns keys in UTF-8 byte order, at most 1000 a page.
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    let token: string | undefined;
+    do {
+      let out;
+      try {
+        out = await this.client.send(new ListObjectsV2Command({
+          Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token, MaxKeys: this.listPageSize,
+        }));
+      } catch (err) {
+        throw this.fail('list', prefix, err);
+      }
+      for (const o of out.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        const key = o.Key.slice(this.keyPrefix.length);
+        // Objects written by other tools may have keys ours cannot name ('dir/' markers, '//').
+        try { validateKey(key); } catch { continue; }
+        yield { key, size: o.Size ?? 0 };
+      }
+      if (out.IsTruncated && !out.NextContinuationToken) {
+        throw new Error(`list '${prefix}' in ${this.uri}${this.where}: the server said the listing is truncated but gave no continuation token`);
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+}

@@ -1,0 +1,79 @@
+// alexnet prepare: starts PrepareDataset through the Temporal client; with --wait follows
+// it with a progress bar and prints a summary JSON object as its last line.
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { SingleBar, Presets } from 'cli-progress';
+
+import type { PrepareProgress } from '../../workflows/prepare-dataset';
+import { PrepareDatasetInput, PrepareDatasetResult, TASK_QUEUE } from '../../workflows/shared';
+import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
+import { intOption, parse, required } from './args';
+
+const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000]
+                       [--seed 0] [--parallel 8] [--id WORKFLOW_ID] [--wait] [connection flags]
+
+Starts the PrepareDataset workflow (needs a running worker: alexnet worker). With --wait,
+shows progress and ends with one JSON line:
+  {"workflowId","images","skipped","skippedByReason","shards","seconds","manifest"}
+
+${CONNECTION_HELP}`;
+
+export async function prepare(argv: string[]): Promise<void> {
+  const o = parse(argv, {
+    ...CONNECTION_FLAGS, dataset: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' },
+    'image-size': { type: 'string' }, 'shard-size': { type: 'string' }, seed: { type: 'string' }, parallel: { type: 'string' },
+    id: { type: 'string' }, wait: { type: 'boolean' },
+  }, HELP);
+  const input: PrepareDatasetInput = {
+    dataset: required(o.dataset, 'dataset', HELP),
+    store: required(o.store, 'store', HELP),
+    name: o.name,
+    imageSize: intOption(o['image-size'], 'image-size', 256),
+    shardSize: intOption(o['shard-size'], 'shard-size', 1000),
+    seed: intOption(o.seed, 'seed', 0, 0),
+    maxParallel: intOption(o.parallel, 'parallel', 8),
+  };
+  const settings = connectionSettings(o);
+  const connection = await Connection.connect(settings.options);
+  try {
+    const client = new Client({ connection, namespace: settings.namespace });
+    const workflowId = o.id ?? `prepare-${input.name ?? input.dataset.replace(/\/+$/, '').split('/').pop()}-${Date.now()}`;
+    const handle = await client.workflow.start('PrepareDataset', { taskQueue: TASK_QUEUE, workflowId, args: [input] });
+    console.error(`started PrepareDataset ${workflowId} on ${settings.describe}`);
+    if (!o.wait) {
+      console.log(JSON.stringify({ workflowId }));
+      return;
+    }
+    const bar = new SingleBar({ format: 'prepare [{bar}] {value}/{total} shards | {images} images | {skipped} skipped | {phase}', stream: process.stderr }, Presets.shades_classic);
+    bar.start(1, 0, { images: 0, skipped: 0, phase: 'starting' });
+    const poll = setInterval(() => {
+      handle.query<PrepareProgress>('progress').then((p) => {
+        bar.setTotal(Math.max(1, p.shardsTotal));
+        bar.update(p.shardsDone, { images: p.imagesDone, skipped: p.skipped, phase: p.phase });
+      }, () => undefined);  // not started yet, or finished: the result below says how it ended
+    }, 1000);
+    let result: PrepareDatasetResult;
+    try {
+      result = await handle.result();
+    } catch (e) {
+      if (e instanceof WorkflowFailedError) throw new Error(`PrepareDataset ${workflowId} failed: ${e.cause?.message ?? e.message}`);
+      throw e;
+    } finally {
+      clearInterval(poll);
+      bar.stop();
+    }
+    const splits = Object.values(result.manifest.splits);
+    const byReason: Record<string, number> = {};
+    for (const s of splits) for (const [k, v] of Object.entries(s.skippedByReason)) byReason[k] = (byReason[k] ?? 0) + v;
+    console.log(JSON.stringify({
+      workflowId,
+      images: splits.reduce((a, s) => a + s.images, 0),
+      skipped: splits.reduce((a, s) => a + s.skipped, 0),
+      skippedByReason: byReason,
+      shards: splits.reduce((a, s) => a + s.shards, 0),
+      seconds: result.seconds,
+      manifest: `${input.store.replace(/\/+$/, '')}/datasets/${result.manifest.name}/manifest.json`,
+    }));
+  } finally {
+    await connection.close();
+  }
+}

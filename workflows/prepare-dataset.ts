@@ -1,0 +1,105 @@
+// PrepareDataset: list the images, plan shards (seeded shuffle), preprocess every shard
+// into a batch file (a sliding window of at most `maxParallel` activities, so even
+// ImageNet's ~1,300 shards keep few activities pending and the history small), then merge
+// the statistics and write the manifest. Deterministic workflow code only.
+import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+
+import type * as activities from '../activities';
+import type { PrepareDatasetInput, PrepareDatasetResult, ShardSummary, SplitSummary } from './shared';
+import { ArgumentError, integerIn } from './validate';
+
+const { listDataset, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidStoreUriError', 'InvalidKeyError', 'DatasetLayoutError'] },
+});
+const { preprocessShard } = proxyActivities<typeof activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 5 },
+});
+
+export interface PrepareProgress {
+  phase: 'listing' | 'planning' | 'preprocessing' | 'merging' | 'done';
+  shardsDone: number;
+  shardsTotal: number;
+  imagesDone: number;
+  skipped: number;
+}
+export const prepareProgressQuery = defineQuery<PrepareProgress>('progress');
+
+export type ValidPrepareInput = Required<Omit<PrepareDatasetInput, 'maxPixels'>> & { maxPixels?: number };
+
+// Field-by-field validation; a bad input fails the workflow at once, non-retryably, with
+// a message naming the field.
+export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInput {
+  const uri = (field: 'dataset' | 'store', v: unknown): string => {
+    if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a URI (s3://bucket/prefix, file:///dir or a path) for ${field} but received ${JSON.stringify(v)}`);
+    return v;
+  };
+  if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {dataset, store, ...} for input');
+  const dataset = uri('dataset', raw.dataset);
+  const store = uri('store', raw.store);
+  const name = raw.name ?? dataset.replace(/\/+$/, '').split('/').pop() ?? '';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) {
+    throw new ArgumentError('name', `Expected a dataset name of letters, digits, '.', '_' or '-' for name but received ${JSON.stringify(name)}`);
+  }
+  return {
+    dataset,
+    store,
+    name,
+    imageSize: integerIn('imageSize', raw.imageSize ?? 256, 8, 1024),
+    shardSize: integerIn('shardSize', raw.shardSize ?? 1000, 1, 100_000),
+    seed: integerIn('seed', raw.seed ?? 0, 0, 2 ** 31 - 1),
+    maxParallel: integerIn('maxParallel', raw.maxParallel ?? 8, 1, 256),
+    maxPixels: raw.maxPixels === undefined ? undefined : integerIn('maxPixels', raw.maxPixels, 1, 2 ** 40),
+  };
+}
+
+export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetResult> {
+  const started = Date.now();
+  let input: ValidPrepareInput;
+  try {
+    input = validatePrepareInput(raw);
+  } catch (e) {
+    throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidInput');
+  }
+  const progress: PrepareProgress = { phase: 'listing', shardsDone: 0, shardsTotal: 0, imagesDone: 0, skipped: 0 };
+  setHandler(prepareProgressQuery, () => progress);
+
+  const listing = await listDataset({ dataset: input.dataset, store: input.store, name: input.name });
+  const splitNames = Object.keys(listing.splits).sort();
+  const trainSplit = splitNames.includes('train') ? 'train' : splitNames[0];
+  if (!trainSplit) throw ApplicationFailure.nonRetryable(`dataset ${input.dataset} has no images`, 'NoValidImages');
+
+  progress.phase = 'planning';
+  const splits: SplitSummary[] = [];
+  for (const split of splitNames) {
+    splits.push(await planDatasetShards({ store: input.store, name: input.name, split, seed: input.seed, shardSize: input.shardSize }));
+  }
+
+  progress.phase = 'preprocessing';
+  const work = splits.flatMap((s) => Array.from({ length: s.shards }, (_, shard) => ({ split: s.split, shard })));
+  progress.shardsTotal = work.length;
+  const skippedSample: ShardSummary['skippedSample'] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < work.length) {
+      const { split, shard } = work[next++];
+      const r = await preprocessShard({ dataset: input.dataset, store: input.store, name: input.name, split, shard, imageSize: input.imageSize, maxPixels: input.maxPixels });
+      progress.shardsDone++;
+      progress.imagesDone += r.images;
+      progress.skipped += r.skippedCount;
+      if (skippedSample.length < 50) skippedSample.push(...(r.skippedSample ?? []).slice(0, 50 - skippedSample.length));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(input.maxParallel, Math.max(1, work.length)) }, lane));
+
+  progress.phase = 'merging';
+  const manifest = await finalizeDataset({
+    dataset: input.dataset, store: input.store, name: input.name, imageSize: input.imageSize,
+    seed: input.seed, shardSize: input.shardSize, splits, trainSplit,
+  });
+  progress.phase = 'done';
+  return { manifest, skipped: skippedSample, seconds: (Date.now() - started) / 1000 };
+}
