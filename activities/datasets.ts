@@ -94,16 +94,16 @@ async function valLabels(store: ObjectStore, file: string, classIndex: Map<strin
   const all = lines(text);
   const csv = file.endsWith('.csv');
   if (csv && all[0]?.replace(/\s/g, '') === 'ImageId,PredictionString') all.shift();
-  all.forEach((line, i) => {
+  for (const line of all) {
     const comma = line.indexOf(',');
     const [name, rest] = csv ? (comma < 0 ? ['', ''] : [line.slice(0, comma), line.slice(comma + 1)]) : line.split(/\s+/);
     const token = (rest ?? '').trim().split(/\s+/)[0];
     let label = classIndex.get(token);
     if (label === undefined && !csv && /^\d+$/.test(token) && Number(token) < classIndex.size) label = Number(token);
-    if (!name || !token) throw new Error(`${file} in ${store.uri}: cannot read line ${i + 1} '${line.slice(0, 80)}'`);
+    if (!name || !token) throw new Error(`${file} in ${store.uri}: cannot read the line '${line.slice(0, 80)}'`);
     if (label === undefined) throw new Error(`${file} in ${store.uri}: '${token}' (for ${name}) is not a known class (${classIndex.size} classes from ${source})`);
     out.set(imageId(name), label);
-  });
+  }
   return out;
 }
 
@@ -242,7 +242,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
     }
     if (unlabeled > 0) throw new Error(`${unlabeled} ${dir} images in ${store.uri} have no label in the label file (e.g. ${firstUnlabeled})`);
     // store.list returns keys in ascending order, and a split's keys are a subsequence.
-    result[split] = { keys, labels: labels.slice(0, keys.length) };
+    if (keys.length > 0) result[split] = { keys, labels: labels.slice(0, keys.length) };
     b.keys = [];
     b.cls = []; // let the provisional arrays go as soon as possible
   }

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { promisify } from 'util';
 import * as zlib from 'zlib';
 
+import { heartbeat, throwIfCancelled } from './activity-context';
 import { openStore } from './store';
 import type { ObjectStore } from './store/types';
 
@@ -154,6 +155,8 @@ export async function importFashionMnist(outUri: string, opts: FashionImportOpti
 
   let written = 0, skipped = 0;
   await pool(jobs.length, concurrency, async (j) => {
+    throwIfCancelled(); // no-ops outside an activity
+    if (j % 1000 === 0) heartbeat({ done: written + skipped });
     const { split, index } = jobs[j];
     const d = data[split];
     const key = fashionKey(split, index, d.labels[index]);

@@ -1,3 +1,3 @@
 // Every activity the CPU worker registers. Workflows import this module as types only.
-export { listDataset } from './list-dataset';
+export { writeListing } from './datasets';
 export { planDatasetShards, preprocessShard, finalizeDataset } from './prepare';

@@ -25,6 +25,16 @@ mkdir -p "$cache" "$links"
 exec 9>"$cache/.install.lock"
 flock 9
 
+# Go's module and build caches for these builds (about 5 GB) live here and go away at
+# the end: the binaries are what is kept, and the project itself has no Go code.
+gowork="$cache/.go-build"
+cleanup() {
+  [ -d "$gowork" ] || return 0
+  GOMODCACHE="$gowork/mod" go clean -modcache 2>/dev/null || true  # module files are read-only
+  rm -rf "$gowork"
+}
+trap cleanup EXIT
+
 # install_one NAME VERSION GO_PACKAGE: builds $cache/NAME-VERSION unless it is there.
 install_one() {
   local name=$1 version=$2 pkg=$3 target="$cache/$1-$2"
@@ -32,12 +42,15 @@ install_one() {
     echo "install-services: $name $version (cached: $target)"
   elif command -v go >/dev/null 2>&1; then
     echo "install-services: building $name $version with 'go install $pkg@$version' (first time on this machine: a few minutes)"
-    local tmp start=$SECONDS
+    local tmp start=$SECONDS log="$gowork/$name.log"
     tmp="$(mktemp -d "$cache/.build-$name.XXXXXX")"
+    mkdir -p "$gowork"
     # CGO off as in both projects' release builds: static binaries, no C toolchain needed.
-    if ! CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags='-s -w' "$pkg@$version"; then
+    if ! CGO_ENABLED=0 GOBIN="$tmp" GOMODCACHE="$gowork/mod" GOCACHE="$gowork/cache" \
+        go install -trimpath -ldflags='-s -w' "$pkg@$version" >"$log" 2>&1; then
+      grep -v '^go: downloading' "$log" | tail -40 >&2
       rm -rf "$tmp"
-      echo "install-services: building $name failed (see above)" >&2
+      echo "install-services: building $name failed (output above)" >&2
       return 1
     fi
     mv "$tmp/$(basename "$pkg")" "$target"  # rename in one step: never a half-written binary

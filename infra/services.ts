@@ -42,8 +42,8 @@ export function binaryPath(name: ServiceName): string {
 }
 
 export async function startTemporal(opts: TemporalOptions): Promise<TemporalService> {
-  const port = opts.port ?? await freePort();
-  const uiPort = opts.uiPort ?? await freePort();
+  const free = await freePorts(2);
+  const [port, uiPort] = [opts.port ?? free[0], opts.uiPort ?? free[1]];
   const namespace = opts.namespace ?? 'default';
   await assertPortsFree('temporal', [port, uiPort]);
   const dbFile = path.join(path.resolve(opts.dir), 'temporal.sqlite');
@@ -66,8 +66,8 @@ export async function startTemporal(opts: TemporalOptions): Promise<TemporalServ
 }
 
 export async function startMinio(opts: MinioOptions): Promise<MinioService> {
-  const port = opts.port ?? await freePort();
-  const consolePort = opts.consolePort ?? await freePort();
+  const free = await freePorts(2);
+  const [port, consolePort] = [opts.port ?? free[0], opts.consolePort ?? free[1]];
   await assertPortsFree('minio', [port, consolePort]);
   const dir = path.resolve(opts.dir);
   const { file: credentialsFile, accessKeyId, secretAccessKey } = credentials(dir);
@@ -183,15 +183,16 @@ export async function stopPid(pid: number, name: ServiceName, graceMs = GRACE_MS
   return true;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** n distinct free ports on 127.0.0.1 (all held open at once, so none repeats). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  })));
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
 }
 
 async function assertPortsFree(name: ServiceName, ports: number[]): Promise<void> {

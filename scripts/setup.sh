@@ -35,5 +35,6 @@ bash scripts/install-python-deps.sh
 echo "setup: building the native library"
 bash native/build.sh | grep -vE '^\[[0-9]+/[0-9]+\]|^ninja: no work' || true
 test -f native/build/alexnet.node
+bash infra/install-services.sh  # Temporal dev server and MinIO, built once per machine
 echo "setup: compiling TypeScript"
 npx tsc -p tsconfig.json

@@ -9,7 +9,7 @@ import test from 'ava';
 import { Client, Connection } from '@temporalio/client';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
-import { freePort, isServiceProcess, MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import { freePorts, isServiceProcess, MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
 import { alexnet, ROOT, tmpDir } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -19,7 +19,7 @@ async function gone(pid: number, name: 'temporal' | 'minio', ms = 15_000): Promi
   return false;
 }
 
-test('temporal: a client connects, and state survives a restart on the same dir', async (t) => {
+test.serial('temporal: a client connects, and state survives a restart on the same dir', async (t) => {
   const dir = tmpDir('alexnet-temporal-');
   let temporal: TemporalService = await startTemporal({ dir });
   t.teardown(() => temporal.stop());
@@ -46,7 +46,7 @@ test('temporal: a client connects, and state survives a restart on the same dir'
   await connection.close();
 });
 
-test('minio: bucket, put and get with the AWS SDK; the secret stays out of the log', async (t) => {
+test.serial('minio: bucket, put and get with the AWS SDK; the secret stays out of the log', async (t) => {
   const dir = tmpDir('alexnet-minio-');
   let minio: MinioService = await startMinio({ dir });
   t.teardown(() => minio.stop());
@@ -64,7 +64,7 @@ test('minio: bucket, put and get with the AWS SDK; the secret stays out of the l
   t.false(JSON.stringify(minio).includes(minio.secretAccessKey));
 });
 
-test('a service dies with the process that started it, even one killed by SIGKILL', async (t) => {
+test.serial('a service dies with the process that started it, even one killed by SIGKILL', async (t) => {
   const dir = tmpDir('alexnet-orphan-');
   const script = `require(${JSON.stringify(path.join(ROOT, 'dist', 'infra', 'services.js'))})
     .startMinio({ dir: ${JSON.stringify(dir)} }).then((m) => { console.log(m.pid); process.kill(process.pid, 'SIGKILL'); });`;
@@ -74,10 +74,11 @@ test('a service dies with the process that started it, even one killed by SIGKIL
   t.true(await gone(pid, 'minio'));
 });
 
-test('alexnet up starts both once, down stops them, and up again keeps the state', async (t) => {
+test.serial('alexnet up starts both once, down stops them, and up again keeps the state', async (t) => {
   const dir = tmpDir('alexnet-up-');
   const ports = ['--temporal-port', '--ui-port', '--minio-port', '--console-port'];
-  const args = ['--dir', dir, ...(await Promise.all(ports.map(async (p) => [p, `${await freePort()}`]))).flat()];
+  const free = await freePorts(ports.length);
+  const args = ['--dir', dir, ...ports.flatMap((p, i) => [p, `${free[i]}`])];
   t.teardown(() => { alexnet('down', '--dir', dir); });
   const first = alexnet('up', ...args);
   t.is(first.status, 0, first.stderr);

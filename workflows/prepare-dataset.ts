@@ -2,13 +2,13 @@
 // into a batch file (a sliding window of at most `maxParallel` activities, so even
 // ImageNet's ~1,300 shards keep few activities pending and the history small), then merge
 // the statistics and write the manifest. Deterministic workflow code only.
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
 import type { PrepareDatasetInput, PrepareDatasetResult, ShardSummary, SplitSummary } from './shared';
 import { ArgumentError, integerIn } from './validate';
 
-const { listDataset, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
+const { writeListing, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 minutes',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidStoreUriError', 'InvalidKeyError', 'DatasetLayoutError'] },
@@ -56,7 +56,20 @@ export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInpu
   };
 }
 
+// A non-retryable activity failure (bad data, bad URI) ends the workflow with the
+// activity's own message on top, not a generic "activity task failed".
+function surfaceCause(e: unknown): never {
+  if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.nonRetryable) {
+    throw ApplicationFailure.nonRetryable(e.cause.message, e.cause.type ?? 'ActivityFailed');
+  }
+  throw e;
+}
+
 export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetResult> {
+  return prepareDataset(raw).catch(surfaceCause);
+}
+
+async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetResult> {
   const started = Date.now();
   let input: ValidPrepareInput;
   try {
@@ -67,7 +80,7 @@ export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareD
   const progress: PrepareProgress = { phase: 'listing', shardsDone: 0, shardsTotal: 0, imagesDone: 0, skipped: 0 };
   setHandler(prepareProgressQuery, () => progress);
 
-  const listing = await listDataset({ dataset: input.dataset, store: input.store, name: input.name });
+  const listing = await writeListing(input.dataset, input.store, input.name);
   const splitNames = Object.keys(listing.splits).sort();
   const trainSplit = splitNames.includes('train') ? 'train' : splitNames[0];
   if (!trainSplit) throw ApplicationFailure.nonRetryable(`dataset ${input.dataset} has no images`, 'NoValidImages');
@@ -83,6 +96,7 @@ export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareD
   progress.shardsTotal = work.length;
   const skippedSample: ShardSummary['skippedSample'] = [];
   let next = 0;
+  let shardsReused = 0;
   const lane = async () => {
     while (next < work.length) {
       const { split, shard } = work[next++];
@@ -90,6 +104,7 @@ export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareD
       progress.shardsDone++;
       progress.imagesDone += r.images;
       progress.skipped += r.skippedCount;
+      if (r.reused) shardsReused++;
       if (skippedSample.length < 50) skippedSample.push(...(r.skippedSample ?? []).slice(0, 50 - skippedSample.length));
     }
   };
@@ -101,5 +116,5 @@ export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareD
     seed: input.seed, shardSize: input.shardSize, splits, trainSplit,
   });
   progress.phase = 'done';
-  return { manifest, skipped: skippedSample, seconds: (Date.now() - started) / 1000 };
+  return { manifest, skipped: skippedSample, shardsReused, seconds: (Date.now() - started) / 1000 };
 }

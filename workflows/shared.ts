@@ -58,5 +58,6 @@ export interface DatasetManifest {
 export interface PrepareDatasetResult {
   manifest: DatasetManifest;
   skipped: { key: string; reason: string }[];  // a sample; the shard reports have all
+  shardsReused: number;                         // already done and verified (a re-run)
   seconds: number;
 }

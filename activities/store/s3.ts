@@ -1,7 +1,8 @@
 // The object store on S3 or an S3-compatible server such as MinIO (s3://bucket/prefix).
 // Credentials come only from the SDK's default chain (environment, profiles, SSO, web
 // identity, instance metadata) and never reach uri, logs or error messages. Uploads
-// carry CRC32 checksums that the server verifies; downloads are validated by the SDK.
+// carry CRC32 checksums that the server verifies (whole-object ones for multipart
+// uploads too), and the SDK checks them again on download.
 // put is one PutObject and putStream one (multipart) Upload: S3 makes either visible
 // only when complete, so both are atomic; a failed multipart upload is aborted.
 import {
@@ -10,14 +11,15 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'stream';
 
-import { validateKey, validatePrefix } from './keys';
-import { InvalidStoreUriError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from './types';
+import { MAX_KEY_BYTES, validateKey, validatePrefix } from './keys';
+import { InvalidKeyError, InvalidStoreUriError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from './types';
 
 export interface S3StoreOptions {
   endpoint?: string;        // default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS itself
   forcePathStyle?: boolean; // default: ALEXNET_S3_FORCE_PATH_STYLE=1/0, else on when an endpoint is set
   region?: string;          // default: AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1
-  maxAttempts?: number;     // default: AWS_MAX_ATTEMPTS, then 5 (standard retry mode, exponential backoff)
+  maxAttempts?: number;     // default: AWS_MAX_ATTEMPTS, then 5 (exponential backoff with jitter)
+  retryMode?: 'standard' | 'adaptive'; // default: AWS_RETRY_MODE, then standard; adaptive also rate-limits the client
   listPageSize?: number;    // MaxKeys per ListObjectsV2 page; servers cap it at 1000
   partSize?: number;        // multipart part size of putStream, at least 5 MiB
 }
@@ -78,14 +80,19 @@ export class S3Store implements ObjectStore {
       endpoint,
       forcePathStyle,
       maxAttempts,
-      retryMode: 'standard',
+      retryMode: options.retryMode ?? (env.AWS_RETRY_MODE === 'adaptive' ? 'adaptive' : 'standard'),
       requestChecksumCalculation: 'WHEN_SUPPORTED',
       responseChecksumValidation: 'WHEN_SUPPORTED',
     });
   }
 
+  // S3's 1024-byte limit applies to the whole key, store prefix included.
   private fullKey(key: string): string {
-    return this.keyPrefix + validateKey(key);
+    const full = this.keyPrefix + validateKey(key);
+    if (Buffer.byteLength(full, 'utf8') > MAX_KEY_BYTES) {
+      throw new InvalidKeyError(key, `with the store prefix '${this.keyPrefix}' it is longer than ${MAX_KEY_BYTES} bytes`);
+    }
+    return full;
   }
 
   // Turns SDK errors into messages that name the bucket and say what to do. SDK errors
@@ -118,8 +125,10 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, body: Buffer | Uint8Array | string): Promise<void> {
     const Key = this.fullKey(key);
+    // An explicit length: the SDK sends none for an empty body, which S3 needs (and warns about).
+    const ContentLength = typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength;
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ChecksumAlgorithm: 'CRC32' }));
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength, ChecksumAlgorithm: 'CRC32' }));
     } catch (err) {
       throw this.fail('put', key, err);
     }
@@ -128,6 +137,7 @@ export class S3Store implements ObjectStore {
   async putStream(key: string, body: Readable, size?: number): Promise<void> {
     const Key = this.fullKey(key);
     // A short or long stream must fail the upload (and so abort it), not store a wrong object.
+    let sizeError: Error | undefined;
     const uri = this.uri;
     async function* checked(): AsyncGenerator<Buffer> {
       let n = 0;
@@ -136,19 +146,24 @@ export class S3Store implements ObjectStore {
         n += buf.length;
         yield buf;
       }
-      if (size !== undefined && n !== size) throw new Error(`putStream '${key}' in ${uri}: expected ${size} bytes, the stream gave ${n}`);
+      if (size !== undefined && n !== size) {
+        throw (sizeError = new Error(`putStream '${key}' in ${uri}: expected ${size} bytes, the stream gave ${n}`));
+      }
     }
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key, Body: Readable.from(checked()), ChecksumAlgorithm: 'CRC32' },
+      // FULL_OBJECT: the server keeps one CRC32 of the whole object (combined from the
+      // parts' CRC32s), which the SDK then checks on download; the default COMPOSITE
+      // checksum ('...-N') is a checksum of checksums that downloads cannot verify.
+      params: { Bucket: this.bucket, Key, Body: Readable.from(checked()), ChecksumAlgorithm: 'CRC32', ChecksumType: 'FULL_OBJECT' },
       partSize: this.partSize,
-      queueSize: 4,
+      queueSize: 4,             // at most 4 parts (32 MiB by default) buffered at once
       leavePartsOnError: false, // abort the multipart upload on failure: no orphaned parts
     });
     try {
       await upload.done();
     } catch (err) {
-      if ((err as Error).message?.startsWith('putStream ')) throw err;
+      if (err === sizeError) throw err;
       throw this.fail('putStream', key, err);
     }
   }

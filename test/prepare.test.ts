@@ -1,0 +1,138 @@
+// PrepareDataset end to end: the real Temporal dev server, a worker in this process, real
+// Fashion-MNIST JPEGs (Debian's dataset-fashion-mnist) plus a corpus of bad files, into a
+// local store and into MinIO. Batch pixels are compared with sharp's own decode of each
+// source image, labels with the source's class folders.
+import test from 'ava';
+import * as fs from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+
+import * as activities from '../activities';
+import { decodeBatch } from '../activities/batch-format';
+import { importFashionMnist } from '../activities/fashion-mnist';
+import { openStore } from '../activities/store';
+import { datasetKeys } from '../activities/store-layout';
+import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import type { Shard } from '../workflows/shard-plan';
+import { PrepareDatasetInput, PrepareDatasetResult } from '../workflows/shared';
+import { tmpDir } from './helpers';
+
+const QUEUE = 'prepare-test';
+let temporal: TemporalService;
+let minio: MinioService;
+let worker: Worker;
+let running: Promise<void>;
+let client: Client;
+let dataset: string;
+
+test.before(async () => {
+  const dir = tmpDir('alexnet-prepare-');
+  [temporal, minio] = await Promise.all([startTemporal({ dir: path.join(dir, 'temporal') }), startMinio({ dir: path.join(dir, 'minio') })]);
+  // The S3 store reads the standard AWS environment, as a real deployment would.
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey,
+    AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1',
+  });
+  const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
+  await s3.send(new CreateBucketCommand({ Bucket: 'alexnet' }));
+  s3.destroy();
+
+  dataset = path.join(dir, 'fashion');
+  await importFashionMnist(dataset, { limit: 120 });
+  // The bad corpus, inside a real class folder of the train split.
+  const bad = path.join(dataset, 'train', 'bag');
+  const red = sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 220, g: 20, b: 20 } } });
+  const jpeg = await red.clone().jpeg().toBuffer();
+  fs.writeFileSync(path.join(bad, 'bad-zero.jpg'), Buffer.alloc(0));
+  fs.writeFileSync(path.join(bad, 'bad-text.JPEG'), 'not an image\n');
+  fs.writeFileSync(path.join(bad, 'bad-truncated.jpg'), jpeg.subarray(0, 200));
+  fs.writeFileSync(path.join(bad, 'odd-png.JPEG'), await red.clone().png().toBuffer());
+  fs.writeFileSync(path.join(bad, 'odd-cmyk.jpg'), await red.clone().toColourspace('cmyk').jpeg().toBuffer());
+
+  const nativeConnection = await NativeConnection.connect({ address: temporal.address });
+  worker = await Worker.create({
+    connection: nativeConnection, taskQueue: QUEUE, activities,
+    workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
+  });
+  running = worker.run();
+  client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
+});
+
+test.after.always(async () => {
+  worker?.shutdown();
+  await running?.catch(() => undefined);
+  await client?.connection.close();
+  await Promise.all([temporal?.stop(), minio?.stop()]);
+});
+
+async function prepare(input: PrepareDatasetInput, id: string): Promise<PrepareDatasetResult> {
+  return client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: id, args: [input] });
+}
+
+async function checkStore(t: import('ava').ExecutionContext, storeUri: string, result: PrepareDatasetResult) {
+  const store = openStore(storeUri);
+  const keys = datasetKeys('fashion');
+  const { manifest } = result;
+  t.is(manifest.splits.train.listed, 125);
+  t.is(manifest.splits.train.images, 122, 'the PNG and the CMYK JPEG are converted and kept');
+  t.is(manifest.splits.train.skipped, 3);
+  t.deepEqual(manifest.splits.train.skippedByReason, { 'empty file': 1, 'not an image': 1, 'corrupt or truncated JPEG': 1 });
+  t.is(manifest.splits.test.images, 120);
+  t.is(manifest.classes, 10);
+  const classes = JSON.parse((await store.get(keys.classes)).toString()) as string[];
+  let compared = 0;
+  for (const split of ['train', 'test']) {
+    for (let i = 0; i < manifest.splits[split].shards; i++) {
+      const shard = JSON.parse((await store.get(keys.shard(split, i))).toString()) as Shard;
+      const batch = decodeBatch(await store.get(keys.batch(split, i)), keys.batch(split, i));
+      const kept = [];
+      for (const img of shard.images) if (!/bad-/.test(img.key)) kept.push(img);
+      t.is(batch.count, kept.length);
+      for (let j = 0; j < kept.length; j += 7) {  // a sample of every shard
+        const src = fs.readFileSync(path.join(dataset, kept[j].key));
+        const expected = await sharp(src).rotate().flatten({ background: '#000' }).resize(32, 32, { fit: 'cover' }).toColourspace('srgb').raw().toBuffer();
+        t.true(Buffer.from(batch.pixels.subarray(j * 3072, (j + 1) * 3072)).equals(expected), `pixels of ${kept[j].key}`);
+        t.is(batch.labels[j], kept[j].label);
+        t.is(classes[batch.labels[j]], kept[j].key.split('/')[1], `label of ${kept[j].key} is its class folder`);
+        compared++;
+      }
+    }
+  }
+  t.true(compared > 30);
+  const stats = JSON.parse((await store.get(keys.stats)).toString()) as { images: number; pcaEigenvalues: number[]; meanRgb: number[] };
+  t.is(stats.images, 122);
+  t.is(stats.pcaEigenvalues.length, 3);
+  t.true(stats.meanRgb.every((m) => m > 10 && m < 200), `mean RGB ${stats.meanRgb}`);
+}
+
+test.serial('PrepareDataset: Fashion-MNIST and bad files into a local store; a re-run reuses every shard', async (t) => {
+  const store = tmpDir('alexnet-store-');
+  const input = { dataset, store, name: 'fashion', imageSize: 32, shardSize: 50, seed: 3 };
+  const result = await prepare(input, 'prepare-local-1');
+  await checkStore(t, store, result);
+  t.is(result.shardsReused, 0);
+  const again = await prepare(input, 'prepare-local-2');
+  t.is(again.shardsReused, again.manifest.splits.train.shards + again.manifest.splits.test.shards);
+  t.deepEqual(again.manifest.splits, result.manifest.splits);
+});
+
+test.serial('PrepareDataset: into MinIO (s3://) gives the same batches', async (t) => {
+  const result = await prepare({ dataset, store: 's3://alexnet/run1', name: 'fashion', imageSize: 32, shardSize: 50, seed: 3 }, 'prepare-s3');
+  await checkStore(t, 's3://alexnet/run1', result);
+});
+
+test.serial('PrepareDataset: a bad input fails at once, non-retryably, naming the field', async (t) => {
+  const err = await t.throwsAsync(prepare({ dataset, store: tmpDir(), shardSize: 0 }, 'prepare-bad-input'), { instanceOf: WorkflowFailedError });
+  t.regex(err!.cause?.message ?? '', /for shardSize but received 0/);
+});
+
+test.serial('PrepareDataset: a data set with no valid image fails non-retryably with a clear message', async (t) => {
+  const empty = tmpDir('alexnet-empty-');
+  fs.mkdirSync(path.join(empty, 'train', 'cats'), { recursive: true });
+  fs.writeFileSync(path.join(empty, 'train', 'cats', 'a.jpg'), 'text, not a JPEG');
+  const err = await t.throwsAsync(prepare({ dataset: empty, store: tmpDir(), imageSize: 32 }, 'prepare-empty'), { instanceOf: WorkflowFailedError });
+  t.regex(err!.cause?.message ?? '', /no valid image in split 'train'/);
+});
