@@ -8,6 +8,15 @@ import { heartbeat, throwIfCancelled } from './activity-context';
 import { compareKeys, openStore, type ObjectStore } from './store';
 import { datasetKeys } from './store-layout';
 
+// A dataset whose layout or labels cannot be understood: retrying cannot help, so the
+// workflows list this error type as non-retryable.
+export class DatasetLayoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetLayoutError';
+  }
+}
+
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.gif', '.webp', '.tif', '.tiff', '.bmp'];
 // Folder names that mean a split; 'validation' is reported as 'val'.
 const SPLIT_DIRS: Record<string, string> = { train: 'train', val: 'val', validation: 'val', test: 'test' };
@@ -79,8 +88,8 @@ async function classOrder(store: ObjectStore, rootFiles: Set<string>): Promise<{
       names.push(m[2] || m[1]);
     }
     const dup = ids.find((id, i) => ids.indexOf(id) !== i);
-    if (dup !== undefined) throw new Error(`${file} in ${store.uri}: class '${dup}' appears twice`);
-    if (ids.length === 0) throw new Error(`${file} in ${store.uri}: no classes`);
+    if (dup !== undefined) throw new DatasetLayoutError(`${file} in ${store.uri}: class '${dup}' appears twice`);
+    if (ids.length === 0) throw new DatasetLayoutError(`${file} in ${store.uri}: no classes`);
     return { file, ids, names };
   }
   return undefined;
@@ -100,8 +109,8 @@ async function valLabels(store: ObjectStore, file: string, classIndex: Map<strin
     const token = (rest ?? '').trim().split(/\s+/)[0];
     let label = classIndex.get(token);
     if (label === undefined && !csv && /^\d+$/.test(token) && Number(token) < classIndex.size) label = Number(token);
-    if (!name || !token) throw new Error(`${file} in ${store.uri}: cannot read the line '${line.slice(0, 80)}'`);
-    if (label === undefined) throw new Error(`${file} in ${store.uri}: '${token}' (for ${name}) is not a known class (${classIndex.size} classes from ${source})`);
+    if (!name || !token) throw new DatasetLayoutError(`${file} in ${store.uri}: cannot read the line '${line.slice(0, 80)}'`);
+    if (label === undefined) throw new DatasetLayoutError(`${file} in ${store.uri}: '${token}' (for ${name}) is not a known class (${classIndex.size} classes from ${source})`);
     out.set(imageId(name), label);
   }
   return out;
@@ -145,7 +154,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
     if (split !== undefined && rel.length >= 2) {
       if (nested) kaggle = true; else plain = true;
       const used = splitDirs.get(split);
-      if (used !== undefined && used !== rel[0]) throw new Error(`${store.uri} has both ${used}/ and ${rel[0]}/: keep one validation folder`);
+      if (used !== undefined && used !== rel[0]) throw new DatasetLayoutError(`${store.uri} has both ${used}/ and ${rel[0]}/: keep one validation folder`);
       splitDirs.set(split, rel[0]);
       let bucket = splits.get(split);
       if (!bucket) splits.set(split, (bucket = new Bucket()));
@@ -157,7 +166,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
       if (strayExamples.length < 3) strayExamples.push(key);
     }
   }
-  if (kaggle && plain) throw new Error(`${store.uri} holds both ${KAGGLE_BASE}<split>/ and <split>/ folders at the root: point at one dataset`);
+  if (kaggle && plain) throw new DatasetLayoutError(`${store.uri} holds both ${KAGGLE_BASE}<split>/ and <split>/ folders at the root: point at one dataset`);
 
   const ignored = { images: strays, notes: [] as string[] };
   if (strays > 0) ignored.notes.push(`${strays} images at the root, outside any class folder (e.g. ${strayExamples.join(', ')})`);
@@ -172,7 +181,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
     layout = 'class-folders';
     splits.set('train', rootClasses);
   } else {
-    throw new Error(`no recognizable dataset layout in ${store.uri} (${objects} objects): expected ` +
+    throw new DatasetLayoutError(`no recognizable dataset layout in ${store.uri} (${objects} objects): expected ` +
       `<split>/<class>/<image> folders (split: train, val, validation or test), ImageNet's ` +
       `train/<wnid>/*.JPEG with val/<wnid>/ or a flat val/ plus LOC_val_solution.csv, val.txt or val_labels.txt, ` +
       `or <class>/<image> folders at the root; images end in ${IMAGE_EXTENSIONS.join(' ')}`);
@@ -213,10 +222,10 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
         ignored.images += b.flat;
         ignored.notes.push(`${b.flat} unlabeled images directly under ${dir}/ (e.g. ${example})`);
       } else if (split === 'val') {
-        throw new Error(`${b.flat} val images in ${store.uri} have no labels (e.g. ${example}): expected ` +
+        throw new DatasetLayoutError(`${b.flat} val images in ${store.uri} have no labels (e.g. ${example}): expected ` +
           `${VAL_LABEL_FILES.join(', ')} at the dataset root, or ${dir}/<class>/ folders`);
       } else {
-        throw new Error(`${b.flat} images directly under ${dir}/ in ${store.uri} (e.g. ${example}): training images go in ${dir}/<class>/ folders`);
+        throw new DatasetLayoutError(`${b.flat} images directly under ${dir}/ in ${store.uri} (e.g. ${example}): training images go in ${dir}/<class>/ folders`);
       }
     }
     const keys: string[] = [];
@@ -227,7 +236,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
       let label: number;
       if (b.cls[i] >= 0) {
         label = finalOf[b.cls[i]];
-        if (label < 0) throw new Error(`class folder '${provNames[b.cls[i]]}' (e.g. ${key}) in ${store.uri} is not in ${source}`);
+        if (label < 0) throw new DatasetLayoutError(`class folder '${provNames[b.cls[i]]}' (e.g. ${key}) in ${store.uri} is not in ${source}`);
       } else {
         if (!keepFlat) continue;
         const l = flatLabels!.get(imageId(key));
@@ -240,7 +249,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
       labels[keys.length] = label;
       keys.push(key);
     }
-    if (unlabeled > 0) throw new Error(`${unlabeled} ${dir} images in ${store.uri} have no label in the label file (e.g. ${firstUnlabeled})`);
+    if (unlabeled > 0) throw new DatasetLayoutError(`${unlabeled} ${dir} images in ${store.uri} have no label in the label file (e.g. ${firstUnlabeled})`);
     // store.list returns keys in ascending order, and a split's keys are a subsequence.
     if (keys.length > 0) result[split] = { keys, labels: labels.slice(0, keys.length) };
     b.keys = [];
@@ -275,7 +284,7 @@ function* jsonl(split: SplitListing): Generator<Buffer> {
 // classes.json (class ids, index = label) and names.json (human-readable names) into
 // storeUri. Returns only a summary: it travels through Temporal.
 export async function writeListing(datasetUri: string, storeUri: string, name: string): Promise<ListingSummary> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`dataset name '${name}': use letters, digits, '.', '_' and '-'`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new DatasetLayoutError(`dataset name '${name}': use letters, digits, '.', '_' and '-'`);
   const keys = datasetKeys(name);
   // Heartbeats when run as an activity (listing ImageNet on S3 takes minutes); no-ops elsewhere.
   const beat = (objectsSeen: number): void => {
@@ -289,6 +298,6 @@ export async function writeListing(datasetUri: string, storeUri: string, name: s
     heartbeat({ written: split });
   }
   await store.put(keys.classes, JSON.stringify(listing.classes) + '\n');
-  await store.put(`${keys.root}/names.json`, JSON.stringify(listing.names) + '\n');
+  await store.put(keys.names, JSON.stringify(listing.names) + '\n');
   return summarize(listing);
 }

@@ -7,6 +7,7 @@ export function datasetKeys(name: string) {
     root,
     manifest: `${root}/manifest.json`,
     classes: `${root}/classes.json`,
+    names: `${root}/names.json`,  // human-readable class names (synset words)
     stats: `${root}/stats.json`,
     meanImage: `${root}/mean.safetensors`,
     listing: (split: string) => `${root}/listing/${split}.jsonl`,
