@@ -174,10 +174,13 @@ export function isServiceProcess(pid: number, name: ServiceName): boolean {
 /** Stops a service started elsewhere (by `alexnet up`): SIGTERM, then SIGKILL after the grace period. */
 export async function stopPid(pid: number, name: ServiceName, graceMs = GRACE_MS): Promise<boolean> {
   if (!isServiceProcess(pid, name)) return false;
+  // ESRCH is ignored: the process may end between the check and the signal.
+  const signal = (sig: NodeJS.Signals) => { try { process.kill(pid, sig); } catch { /* gone */ } };
+  signal('SIGTERM');
   const deadline = Date.now() + graceMs;
-  process.kill(pid, 'SIGTERM');
+  let killed = false;
   while (isServiceProcess(pid, name)) {
-    if (Date.now() > deadline) process.kill(pid, 'SIGKILL');
+    if (!killed && Date.now() > deadline) { signal('SIGKILL'); killed = true; }
     await sleep(100);
   }
   return true;

@@ -5,7 +5,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import test from 'ava';
+import test, { ExecutionContext } from 'ava';
 import { Client, Connection } from '@temporalio/client';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
@@ -14,13 +14,20 @@ import { alexnet, ROOT, tmpDir } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// A temp dir removed when the test ends (teardowns run last-registered first, so after the stops).
+function scratch(t: ExecutionContext, prefix: string): string {
+  const dir = tmpDir(prefix);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 async function gone(pid: number, name: 'temporal' | 'minio', ms = 15_000): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (!isServiceProcess(pid, name)) return true;
   return false;
 }
 
 test.serial('temporal: a client connects, and state survives a restart on the same dir', async (t) => {
-  const dir = tmpDir('alexnet-temporal-');
+  const dir = scratch(t, 'alexnet-temporal-');
   let temporal: TemporalService = await startTemporal({ dir });
   t.teardown(() => temporal.stop());
   let connection = await Connection.connect({ address: temporal.address });
@@ -47,7 +54,7 @@ test.serial('temporal: a client connects, and state survives a restart on the sa
 });
 
 test.serial('minio: bucket, put and get with the AWS SDK; the secret stays out of the log', async (t) => {
-  const dir = tmpDir('alexnet-minio-');
+  const dir = scratch(t, 'alexnet-minio-');
   let minio: MinioService = await startMinio({ dir });
   t.teardown(() => minio.stop());
   const s3 = () => new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true,
@@ -65,7 +72,7 @@ test.serial('minio: bucket, put and get with the AWS SDK; the secret stays out o
 });
 
 test.serial('a service dies with the process that started it, even one killed by SIGKILL', async (t) => {
-  const dir = tmpDir('alexnet-orphan-');
+  const dir = scratch(t, 'alexnet-orphan-');
   const script = `require(${JSON.stringify(path.join(ROOT, 'dist', 'infra', 'services.js'))})
     .startMinio({ dir: ${JSON.stringify(dir)} }).then((m) => { console.log(m.pid); process.kill(process.pid, 'SIGKILL'); });`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
@@ -75,7 +82,7 @@ test.serial('a service dies with the process that started it, even one killed by
 });
 
 test.serial('alexnet up starts both once, down stops them, and up again keeps the state', async (t) => {
-  const dir = tmpDir('alexnet-up-');
+  const dir = scratch(t, 'alexnet-up-');
   const ports = ['--temporal-port', '--ui-port', '--minio-port', '--console-port'];
   const free = await freePorts(ports.length);
   const args = ['--dir', dir, ...ports.flatMap((p, i) => [p, `${free[i]}`])];

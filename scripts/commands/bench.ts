@@ -1,15 +1,20 @@
 // alexnet bench: training-step and inference images/s of a model on the CPU backend,
 // median of several iterations after a warm-up; --compare-torch measures PyTorch on the
 // same machine in the same run (scripts/torch_bench.py).
+import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
 import { buildInfo, Network } from '../../native/index';
-import { lastJsonLine, runPython } from '../python';
+import { lastJsonLine, REPO_ROOT, runPython } from '../python';
 import { intOption, parse, resolveModel } from './args';
 
 const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N] [--iters 3] [--compare-torch] [--json]
+       alexnet bench --preprocess [--images 200] [--size 256] [--json]
+
+--preprocess measures JPEG preprocessing (decode, resize the shorter side to S, centre
+crop) of ImageNet-sized JPEGs (500x375): ours on 1 and on 2 processes, and Pillow on one.
 
 With --json the last line is one JSON object:
   {"backend","model","batch","threads","train_img_s","infer_img_s"[, "pytorch": {...}]}`;
@@ -22,7 +27,9 @@ export async function bench(argv: string[]): Promise<void> {
   const o = parse(argv, {
     model: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' }, iters: { type: 'string' },
     'compare-torch': { type: 'boolean' }, json: { type: 'boolean' },
+    preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' },
   }, HELP);
+  if (o.preprocess) return benchPreprocess(intOption(o.images, 'images', 200), intOption(o.size, 'size', 256), !!o.json);
   const model = o.model ?? 'alexnet';
   const config = resolveModel(model);
   const batch = intOption(o.batch, 'batch', 128);
@@ -67,3 +74,54 @@ export async function bench(argv: string[]): Promise<void> {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+// ImageNet-like test images: 500x375, smooth colour fields with texture and noise (so the
+// JPEGs have realistic entropy), quality 90.
+async function makeJpegs(dir: string, n: number): Promise<string[]> {
+  const sharp = (await import('sharp')).default;
+  const files: string[] = [];
+  const w = 500, h = 375;
+  for (let i = 0; i < n; i++) {
+    const raw = Buffer.alloc(w * h * 3);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        for (let c = 0; c < 3; c++) {
+          const v = 128 + 80 * Math.sin((x * (c + 1)) / (17 + i) + y / (23 + c)) + 30 * Math.sin(x * y * 0.001 * (i + 1)) + ((x * 7919 + y * 104729 + c * 31 + i) % 41) - 20;
+          raw[(y * w + x) * 3 + c] = Math.max(0, Math.min(255, v));
+        }
+      }
+    }
+    const file = path.join(dir, `img${String(i).padStart(4, '0')}.jpg`);
+    fs.writeFileSync(file, await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+    files.push(file);
+  }
+  return files;
+}
+
+async function benchPreprocess(images: number, size: number, json: boolean): Promise<void> {
+  const log = (s: string) => (json ? process.stderr : process.stdout).write(s + '\n');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-preprocess-'));
+  const files = await makeJpegs(dir, images);
+  log(`bench --preprocess: ${images} JPEGs of 500x375 -> ${size}x${size} RGB (shorter side to ${size}, centre crop)`);
+  const worker = path.join(REPO_ROOT, 'dist', 'scripts', 'preprocess-bench-worker.js');
+  const runProcesses = async (procs: number): Promise<number> => {
+    const parts = Array.from({ length: procs }, (_, p) => files.filter((_, i) => i % procs === p));
+    const results = await Promise.all(parts.map((part) => new Promise<{ images: number; seconds: number }>((resolve, reject) => {
+      execFile(process.execPath, [worker, String(size), '3', ...part], { env: { ...process.env, UV_THREADPOOL_SIZE: '1' } }, (err, stdout) => {
+        if (err) reject(err);
+        else resolve(lastJsonLine(stdout));
+      });
+    })));
+    return results.reduce((a, r) => a + r.images, 0) / Math.max(...results.map((r) => r.seconds));
+  };
+  const one = await runProcesses(1);
+  log(`ours, 1 process:   ${one.toFixed(1)} img/s`);
+  const two = await runProcesses(2);
+  log(`ours, 2 processes: ${two.toFixed(1)} img/s (x${(two / one).toFixed(2)})`);
+  const r = runPython('pillow_preprocess_bench.py', [dir, '--size', String(size), '--repeat', '3']);
+  if (r.status !== 0) throw new Error(`Pillow benchmark failed:\n${r.stderr}`);
+  const pillow = lastJsonLine<{ img_s: number; version: string }>(r.stdout);
+  log(`pillow ${pillow.version}, 1 process: ${pillow.img_s} img/s`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (json) console.log(JSON.stringify({ backend: 'sharp', images, size, one_process_img_s: round(one), two_processes_img_s: round(two), pillow_img_s: pillow.img_s }));
+}
