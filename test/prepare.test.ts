@@ -18,7 +18,8 @@ import { datasetKeys } from '../activities/store-layout';
 import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
 import type { Shard } from '../workflows/shard-plan';
 import { PrepareDatasetInput, PrepareDatasetResult } from '../workflows/shared';
-import { tmpDir } from './helpers';
+import { CLI, tmpDir } from './helpers';
+import { execFile } from 'child_process';
 
 const QUEUE = 'prepare-test';
 let temporal: TemporalService;
@@ -135,4 +136,16 @@ test.serial('PrepareDataset: a data set with no valid image fails non-retryably 
   fs.writeFileSync(path.join(empty, 'train', 'cats', 'a.jpg'), 'text, not a JPEG');
   const err = await t.throwsAsync(prepare({ dataset: empty, store: tmpDir(), imageSize: 32 }, 'prepare-empty'), { instanceOf: WorkflowFailedError });
   t.regex(err!.cause?.message ?? '', /no valid image in split 'train'/);
+});
+
+test.serial('alexnet prepare --wait: progress to stderr, a JSON summary as the last line', async (t) => {
+  const store = tmpDir('alexnet-store-cli-');
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [CLI, 'prepare', '--dataset', dataset, '--store', store, '--name', 'fashion', '--image-size', '32', '--shard-size', '100',
+      '--task-queue', QUEUE, '--id', 'prepare-cli', '--wait'], { env: { ...process.env, TEMPORAL_ADDRESS: temporal.address } }, (err, out, errOut) => (err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out)));
+  });
+  const summary = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  t.like(summary, { workflowId: 'prepare-cli', images: 242, skipped: 3, shards: 4 });
+  t.deepEqual(summary.skippedByReason, { 'empty file': 1, 'not an image': 1, 'corrupt or truncated JPEG': 1 });
+  t.true(typeof summary.seconds === 'number');
 });

@@ -9,7 +9,7 @@ import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../tempor
 import { intOption, parse, required } from './args';
 
 const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000]
-                       [--seed 0] [--parallel 8] [--id WORKFLOW_ID] [--wait] [connection flags]
+                       [--seed 0] [--parallel 8] [--id WORKFLOW_ID] [--task-queue alexnet] [--wait] [connection flags]
 
 Starts the PrepareDataset workflow (needs a running worker: alexnet worker). With --wait,
 shows progress and ends with one JSON line:
@@ -21,7 +21,7 @@ export async function prepare(argv: string[]): Promise<void> {
   const o = parse(argv, {
     ...CONNECTION_FLAGS, dataset: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' },
     'image-size': { type: 'string' }, 'shard-size': { type: 'string' }, seed: { type: 'string' }, parallel: { type: 'string' },
-    id: { type: 'string' }, wait: { type: 'boolean' },
+    id: { type: 'string' }, wait: { type: 'boolean' }, 'task-queue': { type: 'string' },
   }, HELP);
   const input: PrepareDatasetInput = {
     dataset: required(o.dataset, 'dataset', HELP),
@@ -37,7 +37,7 @@ export async function prepare(argv: string[]): Promise<void> {
   try {
     const client = new Client({ connection, namespace: settings.namespace });
     const workflowId = o.id ?? `prepare-${input.name ?? input.dataset.replace(/\/+$/, '').split('/').pop()}-${Date.now()}`;
-    const handle = await client.workflow.start('PrepareDataset', { taskQueue: TASK_QUEUE, workflowId, args: [input] });
+    const handle = await client.workflow.start('PrepareDataset', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
     console.error(`started PrepareDataset ${workflowId} on ${settings.describe}`);
     if (!o.wait) {
       console.log(JSON.stringify({ workflowId }));
