@@ -7,7 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { buildInfo, Network } from '../../native/index';
-import { lastJsonLine, REPO_ROOT, runPython } from '../python';
+import { lastJsonLine, PYTHON, REPO_ROOT, runPython } from '../python';
 import { intOption, parse, resolveModel } from './args';
 
 const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N] [--iters 3] [--compare-torch] [--json]
@@ -103,25 +103,28 @@ async function benchPreprocess(images: number, size: number, json: boolean): Pro
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-preprocess-'));
   const files = await makeJpegs(dir, images);
   log(`bench --preprocess: ${images} JPEGs of 500x375 -> ${size}x${size} RGB (shorter side to ${size}, centre crop)`);
-  const worker = path.join(REPO_ROOT, 'dist', 'scripts', 'preprocess-bench-worker.js');
-  const runProcesses = async (procs: number): Promise<number> => {
-    const parts = Array.from({ length: procs }, (_, p) => files.filter((_, i) => i % procs === p));
-    const results = await Promise.all(parts.map((part) => new Promise<{ images: number; seconds: number }>((resolve, reject) => {
-      execFile(process.execPath, [worker, String(size), '3', ...part], { env: { ...process.env, UV_THREADPOOL_SIZE: '1' } }, (err, stdout) => {
-        if (err) reject(err);
-        else resolve(lastJsonLine(stdout));
-      });
+  const ours = path.join(REPO_ROOT, 'dist', 'scripts', 'preprocess-bench-worker.js');
+  const pillowScript = path.join(REPO_ROOT, 'scripts', 'pillow_preprocess_bench.py');
+  const pythonEnv = { ...process.env, PYTHONPATH: path.join(REPO_ROOT, '.cache', 'pylib') };
+  // procs processes at once, each on every procs-th image; throughput = images / slowest.
+  const runProcesses = async (procs: number, command: (part: number) => [string, string[], NodeJS.ProcessEnv]): Promise<number> => {
+    const results = await Promise.all(Array.from({ length: procs }, (_, p) => new Promise<{ images: number; seconds: number }>((resolve, reject) => {
+      const [exe, args, env] = command(p);
+      execFile(exe, args, { env }, (err, stdout, stderr) => (err ? reject(new Error(`${exe} failed: ${stderr}`)) : resolve(lastJsonLine(stdout))));
     })));
     return results.reduce((a, r) => a + r.images, 0) / Math.max(...results.map((r) => r.seconds));
   };
-  const one = await runProcesses(1);
-  log(`ours, 1 process:   ${one.toFixed(1)} img/s`);
-  const two = await runProcesses(2);
-  log(`ours, 2 processes: ${two.toFixed(1)} img/s (x${(two / one).toFixed(2)})`);
-  const r = runPython('pillow_preprocess_bench.py', [dir, '--size', String(size), '--repeat', '3']);
-  if (r.status !== 0) throw new Error(`Pillow benchmark failed:\n${r.stderr}`);
-  const pillow = lastJsonLine<{ img_s: number; version: string }>(r.stdout);
-  log(`pillow ${pillow.version}, 1 process: ${pillow.img_s} img/s`);
+  const oursCmd = (procs: number) => (p: number): [string, string[], NodeJS.ProcessEnv] =>
+    [process.execPath, [ours, String(size), '3', ...files.filter((_, i) => i % procs === p)], { ...process.env, UV_THREADPOOL_SIZE: '1' }];
+  const pillowCmd = (procs: number) => (p: number): [string, string[], NodeJS.ProcessEnv] =>
+    [PYTHON, [pillowScript, dir, '--size', String(size), '--repeat', '3', '--part', `${p}/${procs}`], pythonEnv];
+  const r: Record<string, number> = {};
+  for (const procs of [1, 2]) {
+    r[`ours_${procs}`] = await runProcesses(procs, oursCmd(procs));
+    r[`pillow_${procs}`] = await runProcesses(procs, pillowCmd(procs));
+    log(`${procs} process${procs > 1 ? 'es' : ''}: ours ${r[`ours_${procs}`].toFixed(1)} img/s, pillow ${r[`pillow_${procs}`].toFixed(1)} img/s`);
+  }
+  log(`scaling 1 -> 2 processes: ours x${(r.ours_2 / r.ours_1).toFixed(2)}, pillow x${(r.pillow_2 / r.pillow_1).toFixed(2)}`);
   fs.rmSync(dir, { recursive: true, force: true });
-  if (json) console.log(JSON.stringify({ backend: 'sharp', images, size, one_process_img_s: round(one), two_processes_img_s: round(two), pillow_img_s: pillow.img_s }));
+  if (json) console.log(JSON.stringify({ backend: 'sharp', images, size, ours_1_process_img_s: round(r.ours_1), ours_2_processes_img_s: round(r.ours_2), pillow_1_process_img_s: round(r.pillow_1), pillow_2_processes_img_s: round(r.pillow_2) }));
 }
