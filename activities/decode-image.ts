@@ -33,10 +33,13 @@ function sniff(data: Buffer): string | undefined {
 
 export async function decodeToRgb(data: Buffer, size: number, maxPixels = DEFAULT_MAX_PIXELS): Promise<DecodedImage> {
   if (data.length === 0) throw new ImageSkip('empty file (0 bytes)');
+  // One sharp instance for the header and the pipeline: the bytes are wrapped once.
+  const image = sharp(data, { limitInputPixels: maxPixels, failOn: 'truncated' });
   let meta: sharp.Metadata;
   try {
-    meta = await sharp(data, { limitInputPixels: false }).metadata();
-  } catch {
+    meta = await image.metadata();
+  } catch (e) {
+    if (/pixel limit/i.test((e as Error).message)) throw new ImageSkip(`too many pixels (over ${maxPixels}): possible decompression bomb`);
     const kind = sniff(data);
     throw new ImageSkip(kind ? `corrupt or truncated ${kind} (its header does not parse)` : 'not an image (no decoder recognizes the bytes)');
   }
@@ -51,9 +54,8 @@ export async function decodeToRgb(data: Buffer, size: number, maxPixels = DEFAUL
   if (meta.hasAlpha) notes.push('alpha flattened on black');
   if (meta.orientation && meta.orientation !== 1) notes.push(`EXIF orientation ${meta.orientation} applied`);
   try {
-    const { data: pixels, info } = await sharp(data, { limitInputPixels: maxPixels, failOn: 'truncated' })
-      .rotate()
-      .flatten({ background: { r: 0, g: 0, b: 0 } })
+    const oriented = image.rotate();
+    const { data: pixels, info } = await (meta.hasAlpha ? oriented.flatten({ background: { r: 0, g: 0, b: 0 } }) : oriented)
       .resize(size, size, { fit: 'cover', position: 'centre' })
       .toColourspace('srgb')
       .raw()
