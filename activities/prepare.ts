@@ -147,16 +147,18 @@ export async function finalizeDataset(input: { dataset: string; store: string; n
     let images = 0;
     let skipped = 0;
     const skippedByReason: Record<string, number> = {};
+    const shardImages: number[] = [];
     for (let i = 0; i < s.shards; i++) {
       const r = await readJson<ShardReport>(store, keys.shardReport(s.split, i));
       images += r.images;
+      shardImages.push(r.images);
       skipped += r.skippedCount;
       for (const { reason } of r.skipped) {
         const kind = reason.split(/[:(]/)[0].trim();  // "corrupt or truncated JPEG", "empty file", ...
         skippedByReason[kind] = (skippedByReason[kind] ?? 0) + 1;
       }
     }
-    splits[s.split] = { shards: s.shards, images, skipped, listed: s.images, skippedByReason };
+    splits[s.split] = { shards: s.shards, images, skipped, listed: s.images, skippedByReason, shardImages };
   }
   const train = splits[input.trainSplit];
   if (!train || train.images === 0) {

@@ -18,5 +18,18 @@ export function datasetKeys(name: string) {
   };
 }
 
+export function runKeys(runId: string) {
+  const root = `runs/${runId}`;
+  return {
+    root,
+    latest: `${root}/latest.json`,
+    metrics: `${root}/metrics.jsonl`,
+    checkpoints: `${root}/checkpoints/`,
+    // Sorted by key = sorted by (epoch, batch, attempt): the padding makes it so.
+    checkpoint: (epoch: number, batch: number, attempt: number) =>
+      `${root}/checkpoints/${pad(epoch)}-${pad(batch, 7)}-${pad(attempt, 3)}.safetensors`,
+  };
+}
+
 // Zero-padded so that listing order is numeric order.
-const pad = (i: number) => String(i).padStart(5, '0');
+const pad = (i: number, width = 5) => String(i).padStart(width, '0');

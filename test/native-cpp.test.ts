@@ -7,7 +7,7 @@ import * as path from 'path';
 
 import { ROOT } from './helpers';
 
-for (const exe of ['test_layers', 'test_network']) {
+for (const exe of ['test_layers', 'test_network', 'test_augment']) {
   test(`native ${exe}: every check passes`, (t) => {
     const r = spawnSync(path.join(ROOT, 'native', 'build', exe), { encoding: 'utf8' });
     t.is(r.status, 0, `${exe} failed:\n${r.stderr}\n${r.stdout}`);

@@ -1,2 +1,3 @@
 // Every workflow the worker registers (the worker bundles this file).
 export { PrepareDataset } from './prepare-dataset';
+export { TrainAlexNet } from './train-alexnet';

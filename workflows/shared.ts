@@ -50,7 +50,7 @@ export interface DatasetManifest {
   seed: number;
   shardSize: number;
   classes: number;
-  splits: Record<string, { shards: number; images: number; skipped: number; listed: number; skippedByReason: Record<string, number> }>;
+  splits: Record<string, { shards: number; images: number; skipped: number; listed: number; skippedByReason: Record<string, number>; shardImages: number[] }>;
   statsKey: string;
   createdAt: string;
 }
@@ -60,4 +60,77 @@ export interface PrepareDatasetResult {
   skipped: { key: string; reason: string }[];  // a sample; the shard reports have all
   shardsReused: number;                         // already done and verified (a re-run)
   seconds: number;
+}
+
+export interface TrainEpochInput {
+  runId: string;
+  store: string;
+  dataset: string;        // dataset name in the store (datasets/<name>/)
+  trainSplit: string;
+  epoch: number;          // 0-based
+  lr: number;
+  batchSize: number;
+  seed: number;           // data order and augmentation
+  crop: number;           // network input size (random crops of the S x S images)
+  pcaSigma: number;       // the paper's 0.1; 0 turns colour noise off
+  checkpointEvery: number;// batches between checkpoints (and one at the epoch's end)
+  stallBatches: number;   // flag a stall when the loss is still near ln(classes) after this many batches
+  threads?: number;
+}
+
+export interface EpochResult {
+  epoch: number;
+  batches: number;          // trained in this epoch (all attempts together)
+  batchesThisAttempt: number;
+  resumedAt: number;        // the batch this attempt started from
+  meanLoss: number;         // over this attempt's batches
+  checkpointKey: string;    // the epoch-end checkpoint
+  imagesPerSecond: number;
+  nativeSeconds: number;    // inside the native step
+  seconds: number;          // the whole attempt
+  stalled: boolean;
+  warnings: string[];       // e.g. corrupt checkpoints passed over
+}
+
+export interface ValidationResult {
+  epoch: number;
+  split: string;
+  images: number;
+  loss: number;
+  top1Error: number;
+  top5Error: number;
+  seconds: number;
+}
+
+export interface TrainAlexNetInput {
+  store: string;            // URI of the store (datasets/ and runs/ live there)
+  datasetName: string;      // datasets/<name>/ in the store
+  dataset?: string;         // URI of the images: PrepareDataset runs first when the batches are missing
+  model?: string;           // built-in model (alexnet, alexnet-64, alexnet-32, tiny); default alexnet
+  classes?: number;         // default: the dataset's
+  epochs?: number;          // at most this many (the plateau policy may stop earlier); default 90
+  batchSize?: number;       // default 128
+  lrPolicy?: unknown;       // {type: 'plateau' | 'step' | 'fixed', ...}; default the paper's plateau rule
+  seed?: number;            // initialization, data order, augmentation, dropout; default 0
+  imageSize?: number;       // S for PrepareDataset; default 256
+  crop?: number;            // network input; default the model's input size
+  pcaSigma?: number;        // default 0.1 (the paper's)
+  checkpointEvery?: number; // batches; default 100
+  stallBatches?: number;    // default 1000
+  device?: 'cpu' | 'cuda';  // default cpu
+  validationSplit?: string; // default val, else test
+  runId?: string;           // default the workflow id
+}
+
+export interface TrainProgress {
+  runId: string;
+  phase: 'preparing' | 'training' | 'validating' | 'paused' | 'stopping' | 'done';
+  epoch: number;            // current (0-based)
+  epochs: number;
+  lr: number;
+  lastEpoch?: EpochResult;
+  lastValidation?: ValidationResult;
+  latestCheckpoint?: string;
+  stalled: boolean;
+  lrHistory: { epoch: number; lr: number; reason: string }[];
 }

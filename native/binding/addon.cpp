@@ -1,6 +1,7 @@
 // Registers the addon's exports; nothing else lives here.
 #include <napi.h>
 
+#include "augment_wrap.h"
 #include "config.h"
 #include "convert.h"
 #include "layers.h"
@@ -50,6 +51,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("presetConfig", Napi::Function::New(env, PresetConfig));
   exports.Set("presetNames", Napi::Function::New(env, PresetNames));
   exports.Set("inferShapes", Napi::Function::New(env, InferShapes));
+  exports.Set("augmentTrain", Napi::Function::New(env, AugmentTrain));
+  exports.Set("augmentCenter", Napi::Function::New(env, AugmentCenter));
+  exports.Set("augmentTenCrop", Napi::Function::New(env, AugmentTenCrop));
   Napi::Object build = Napi::Object::New(env);
   build.Set("cuda", false);
   build.Set("blas", "openblas");

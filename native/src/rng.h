@@ -38,6 +38,7 @@ inline double rng_normal(uint64_t seed, uint64_t stream, uint64_t counter, uint6
 enum RngStream : uint64_t {
   RNG_STREAM_INIT = 1,        // + parameter index
   RNG_STREAM_DROPOUT = 1000,  // + layer index
+  RNG_STREAM_AUGMENT = 2000,  // + 0 crop and flip, + 1 colour noise (augment.h)
 };
 
 }  // namespace alexnet

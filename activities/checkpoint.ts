@@ -1,0 +1,95 @@
+// Training checkpoints in the store: the network state (weights, momentum, RNG) as
+// safetensors with the cursor (epoch, batch), LR and attempt in its metadata, under a key
+// scoped by epoch, batch and attempt (so two attempts never write the same object), and
+// `latest.json`, written last, as the one pointer to trust. A checkpoint that does not
+// verify is passed over for the previous valid one.
+import { Network } from '../native/index';
+import { decodeState, encodeState, loadStateInto, StateError } from '../native/state';
+import type { ObjectStore } from './store';
+import { runKeys } from './store-layout';
+
+export interface Cursor {
+  epoch: number;  // 0-based epoch the state is in
+  batch: number;  // batches of that epoch already trained
+}
+
+export interface LatestPointer extends Cursor {
+  key: string;
+  attempt: number;
+  lr: number;
+  writtenAt: string;
+}
+
+// A newer attempt already moved latest.json: this (zombie) attempt must stop.
+export class SupersededError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SupersededError';
+  }
+}
+
+export async function readLatest(store: ObjectStore, runId: string): Promise<LatestPointer | undefined> {
+  const key = runKeys(runId).latest;
+  if (!(await store.head(key))) return undefined;
+  return JSON.parse((await store.get(key)).toString('utf8')) as LatestPointer;
+}
+
+const before = (a: Cursor, b: Cursor) => a.epoch < b.epoch || (a.epoch === b.epoch && a.batch < b.batch);
+
+// Writes the state, then moves latest.json to it, unless a later attempt has written
+// latest.json since (a zombie attempt never overwrites a newer attempt's pointer).
+export async function saveCheckpoint(store: ObjectStore, runId: string, net: Network, cursor: Cursor, meta: { attempt: number; lr: number }): Promise<LatestPointer> {
+  const keys = runKeys(runId);
+  const key = keys.checkpoint(cursor.epoch, cursor.batch, meta.attempt);
+  await store.put(key, encodeState(net, { runId, epoch: String(cursor.epoch), batch: String(cursor.batch), attempt: String(meta.attempt), lr: String(meta.lr) }));
+  const current = await readLatest(store, runId);
+  // Attempts count per activity (per epoch): across epochs only the cursor decides.
+  const newer = current && (current.epoch > cursor.epoch || (current.epoch === cursor.epoch && (current.attempt > meta.attempt || current.batch > cursor.batch)));
+  if (current && newer) {
+    throw new SupersededError(`run ${runId}: latest.json points at attempt ${current.attempt} ${current.epoch}/${current.batch}; attempt ${meta.attempt} at ${cursor.epoch}/${cursor.batch} stops`);
+  }
+  const pointer: LatestPointer = { key, ...cursor, attempt: meta.attempt, lr: meta.lr, writtenAt: new Date().toISOString() };
+  await store.put(keys.latest, JSON.stringify(pointer));
+  return pointer;
+}
+
+export interface LoadedCheckpoint {
+  net: Network;
+  pointer: Pick<LatestPointer, 'key' | 'epoch' | 'batch' | 'attempt' | 'lr'>;
+  warnings: string[];  // checkpoints passed over, and why
+}
+
+function cursorOfKey(key: string): { epoch: number; batch: number; attempt: number } | undefined {
+  const m = /(\d+)-(\d+)-(\d+)\.safetensors$/.exec(key);
+  return m ? { epoch: Number(m[1]), batch: Number(m[2]), attempt: Number(m[3]) } : undefined;
+}
+
+// A network from the newest valid checkpoint at or before latest.json (config, weights,
+// momentum, RNG). A corrupt one (bad checksum, truncated, wrong shapes) is passed over
+// with a warning. undefined when the run has no checkpoint yet.
+export async function loadNewestCheckpoint(store: ObjectStore, runId: string, options: { threads?: number } = {}): Promise<LoadedCheckpoint | undefined> {
+  const latest = await readLatest(store, runId);
+  if (!latest) return undefined;
+  const candidates: string[] = [];
+  for await (const o of store.list(runKeys(runId).checkpoints)) {
+    const c = cursorOfKey(o.key);
+    if (c && !before(latest, c)) candidates.push(o.key);
+  }
+  candidates.sort().reverse();
+  if (!candidates.includes(latest.key)) candidates.unshift(latest.key);
+  const warnings: string[] = [];
+  for (const key of candidates) {
+    try {
+      const file = decodeState(await store.get(key), key);
+      if (!file.config) throw new StateError(`${key} carries no config`);
+      const net = new Network(file.config, { threads: options.threads });
+      loadStateInto(net, file, key);
+      const c = cursorOfKey(key)!;
+      return { net, pointer: { key, ...c, lr: Number(file.metadata.lr ?? latest.lr) }, warnings };
+    } catch (e) {
+      if (!(e instanceof StateError) && !(e instanceof Error && /safetensors|corrupt|no tensor|needs F32/.test(e.message))) throw e;
+      warnings.push(`checkpoint ${key} passed over: ${(e as Error).message}`);
+    }
+  }
+  throw new StateError(`run ${runId}: no valid checkpoint (${warnings.join('; ')})`);
+}

@@ -1,0 +1,223 @@
+// The training activities: create a run (the initial checkpoint), train one epoch from
+// the newest valid checkpoint (resuming mid-epoch at the exact batch), validate a
+// checkpoint (centre crop, top-1/top-5), and append metrics. Everything a retry needs is
+// in the store: latest.json and the checkpoints; heartbeats only report progress.
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+
+import { augmentCenter, augmentTrain, paperPcaValues } from '../native/augment';
+import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
+import { decodeSafetensors } from '../native/safetensors';
+import { decodeState, loadStateInto, StateError } from '../native/state';
+import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
+import { heartbeat } from './activity-context';
+import { readBatches } from './batch-reader';
+import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
+import { epochPlan, miniBatches } from './epoch-data';
+import type { DatasetStats } from './image-stats';
+import { openStore, ObjectStore } from './store';
+import { datasetKeys, runKeys } from './store-layout';
+
+interface DataStats {
+  manifest: DatasetManifest;
+  mean: Float32Array;         // (S, S, 3)
+  pcaVectors: Float32Array;   // (3, 3)
+  pcaValues: Float32Array;    // (3) lambda_i of the paper's colour noise (see paperPcaValues)
+}
+
+async function readDataStats(store: ObjectStore, dataset: string): Promise<DataStats> {
+  const keys = datasetKeys(dataset);
+  if (!(await store.head(keys.manifest))) {
+    throw ApplicationFailure.nonRetryable(`dataset '${dataset}' is not prepared in ${store.uri} (no ${keys.manifest}): run PrepareDataset first`, 'DatasetMissing');
+  }
+  const manifest = JSON.parse((await store.get(keys.manifest)).toString()) as DatasetManifest;
+  const stats = JSON.parse((await store.get(keys.stats)).toString()) as DatasetStats;
+  const mean = decodeSafetensors(await store.get(keys.meanImage), keys.meanImage).tensors.get('mean')!.data as Float32Array;
+  return { manifest, mean, pcaVectors: Float32Array.from(stats.pcaEigenvectors), pcaValues: paperPcaValues(stats.pcaEigenvalues) };
+}
+
+function attemptNumber(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
+  }
+}
+
+function cancellationSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
+// Creates the run's initial state (the paper's initialization from the seed) as the
+// checkpoint at epoch 0, batch 0, unless the run already has one (a retry, or a resume).
+export async function initRun(input: { runId: string; store: string; model: string | NetConfig; classes: number; seed: number; threads?: number }): Promise<{ checkpointKey: string; resumed: boolean; parameters: number }> {
+  const store = openStore(input.store);
+  const latest = await readLatest(store, input.runId);
+  if (latest) return { checkpointKey: latest.key, resumed: true, parameters: 0 };
+  const config = typeof input.model === 'string' ? modelConfig(input.model, { classes: input.classes }) : input.model;
+  const net = new Network(config, { seed: input.seed, threads: input.threads });
+  const pointer = await saveCheckpoint(store, input.runId, net, { epoch: 0, batch: 0 }, { attempt: 0, lr: 0 });
+  const parameters = net.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  return { checkpointKey: pointer.key, resumed: false, parameters };
+}
+
+export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
+  const t0 = process.hrtime.bigint();
+  const store = openStore(input.store);
+  const attempt = attemptNumber();
+  const data = await readDataStats(store, input.dataset);
+  const split = data.manifest.splits[input.trainSplit];
+  if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.trainSplit}'`, 'InvalidInput');
+  const plan = epochPlan(split.shardImages, { seed: input.seed, epoch: input.epoch, batchSize: input.batchSize });
+  if (plan.batches === 0) throw ApplicationFailure.nonRetryable(`split '${input.trainSplit}' has ${split.images} images, fewer than one batch of ${input.batchSize}`, 'InvalidInput');
+
+  const loaded = await loadNewestCheckpoint(store, input.runId, { threads: input.threads });
+  if (!loaded) throw ApplicationFailure.nonRetryable(`run ${input.runId} has no checkpoint: initRun must run first`, 'RunMissing');
+  const { net, pointer, warnings } = loaded;
+  let startBatch: number;
+  if (pointer.epoch === input.epoch) startBatch = pointer.batch;
+  else if (pointer.epoch === input.epoch - 1) startBatch = 0;  // the previous epoch's end
+  else throw ApplicationFailure.nonRetryable(`run ${input.runId}: the newest checkpoint is at epoch ${pointer.epoch} batch ${pointer.batch}, not usable for epoch ${input.epoch}`, 'CheckpointMismatch');
+  if (pointer.epoch === input.epoch && startBatch >= plan.batches) {
+    // This epoch finished in an earlier attempt; report it again.
+    return { epoch: input.epoch, batches: plan.batches, batchesThisAttempt: 0, resumedAt: startBatch, meanLoss: NaN, checkpointKey: pointer.key, imagesPerSecond: 0, nativeSeconds: 0, seconds: 0, stalled: false, warnings };
+  }
+
+  const keys = datasetKeys(input.dataset);
+  const batchKeys = Array.from({ length: split.shards }, (_, i) => keys.batch(input.trainSplit, i));
+  const crop = input.crop;
+  const stallLoss = Math.log(net.config.classes);
+  let lossSum = 0;
+  let trained = 0;
+  let recentLoss = 0;
+  let nativeNs = 0n;
+  let lastKey = pointer.key;
+  let batch = startBatch;
+  const signal = cancellationSignal();
+  // One input buffer for the whole epoch (the step copies it): no page faults per batch.
+  const input32 = new Float32Array(input.batchSize * net.inputSize);
+  const checkpoint = async () => {
+    lastKey = (await saveCheckpoint(store, input.runId, net, { epoch: input.epoch, batch }, { attempt, lr: input.lr })).key;
+    heartbeat({ epoch: input.epoch, batch, checkpoint: lastKey });
+  };
+  for await (const mb of miniBatches(store, batchKeys, plan, { seed: input.seed, epoch: input.epoch, startBatch })) {
+    if (signal?.aborted) {
+      await checkpoint();  // stop at a batch boundary with nothing lost
+      throw new CancelledFailure(`epoch ${input.epoch} cancelled at batch ${batch}; checkpoint ${lastKey}`);
+    }
+    const s0 = process.hrtime.bigint();
+    const images = await augmentTrain(mb.pixels, input.batchSize, mb.size, crop, {
+      mean: data.mean, pcaVectors: data.pcaVectors, pcaValues: data.pcaValues, pcaSigma: input.pcaSigma,
+      seed: BigInt(input.seed), counter: BigInt(input.epoch), firstIndex: mb.index * input.batchSize, out: input32,
+    });
+    let loss: number;
+    try {
+      loss = (await net.step(images, mb.labels, { lr: input.lr })).loss;
+    } catch (e) {
+      if (e instanceof NonFiniteLossError) {
+        throw ApplicationFailure.nonRetryable(`epoch ${input.epoch} batch ${batch}: ${e.message}; the last good checkpoint is ${lastKey}`, 'NonFiniteLoss');
+      }
+      throw e;
+    }
+    nativeNs += process.hrtime.bigint() - s0;
+    lossSum += loss;
+    recentLoss = trained === 0 ? loss : 0.98 * recentLoss + 0.02 * loss;
+    trained++;
+    batch = mb.index + 1;
+    if (batch % input.checkpointEvery === 0 && batch < plan.batches) await checkpoint();
+    else heartbeat({ epoch: input.epoch, batch, checkpoint: lastKey });
+  }
+  await checkpoint();
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return {
+    epoch: input.epoch,
+    batches: batch,
+    batchesThisAttempt: trained,
+    resumedAt: startBatch,
+    meanLoss: lossSum / Math.max(1, trained),
+    checkpointKey: lastKey,
+    imagesPerSecond: (trained * input.batchSize) / seconds,
+    nativeSeconds: Number(nativeNs) / 1e9,
+    seconds,
+    stalled: input.epoch * plan.batches + batch >= input.stallBatches && Math.abs(recentLoss - stallLoss) < 0.02 * stallLoss,
+    warnings,
+  };
+}
+
+// Top-1/top-5 error and mean loss of a checkpoint on a split (every image once, centre crop).
+export async function validate(input: { store: string; dataset: string; split: string; checkpointKey: string; epoch: number; crop: number; batchSize: number; threads?: number }): Promise<ValidationResult> {
+  const t0 = Date.now();
+  const store = openStore(input.store);
+  const data = await readDataStats(store, input.dataset);
+  const split = data.manifest.splits[input.split];
+  if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.split}'`, 'InvalidInput');
+  const file = decodeState(await store.get(input.checkpointKey), input.checkpointKey);
+  if (!file.config) throw new StateError(`${input.checkpointKey} carries no config`);
+  const net = new Network(file.config, { threads: input.threads });
+  loadStateInto(net, file, input.checkpointKey, { weightsOnly: true });
+  const keys = datasetKeys(input.dataset);
+  const classes = net.config.classes;
+  let images = 0, lossSum = 0, top1 = 0, top5 = 0;
+  const batchKeys = Array.from({ length: split.shards }, (_, i) => keys.batch(input.split, i));
+  for await (const b of readBatches(store, batchKeys)) {
+    const imageBytes = b.height * b.width * b.channels;
+    for (let start = 0; start < b.count; start += input.batchSize) {
+      const n = Math.min(input.batchSize, b.count - start);
+      const pixels = b.pixels.subarray(start * imageBytes, (start + n) * imageBytes);
+      const labels = b.labels.subarray(start, start + n);
+      const x = await augmentCenter(pixels, n, b.height, input.crop, { mean: data.mean });
+      const { loss, logits } = await net.forward(x, Int32Array.from(labels));
+      lossSum += loss * n;
+      for (let i = 0; i < n; i++) {
+        const row = logits.subarray(i * classes, (i + 1) * classes);
+        const target = row[labels[i]];
+        let higher = 0;  // classes scored above the true one (ties count against us)
+        for (let k = 0; k < classes; k++) if (row[k] > target || (row[k] === target && k < labels[i])) higher++;
+        if (higher >= 1) top1++;
+        if (higher >= 5) top5++;
+      }
+      images += n;
+      heartbeat({ split: input.split, images });
+    }
+  }
+  return { epoch: input.epoch, split: input.split, images, loss: lossSum / images, top1Error: top1 / images, top5Error: top5 / images, seconds: (Date.now() - t0) / 1000 };
+}
+
+// metrics.jsonl is rewritten whole (object stores have no append); one line per record,
+// idempotent by (kind, epoch): a retried append does not duplicate a line.
+export async function appendMetrics(input: { store: string; runId: string; record: Record<string, unknown> & { kind: string; epoch: number } }): Promise<void> {
+  const store = openStore(input.store);
+  const key = runKeys(input.runId).metrics;
+  const lines = (await store.head(key)) ? (await store.get(key)).toString('utf8').split('\n').filter((l) => l.trim()) : [];
+  const same = (l: string) => {
+    const r = JSON.parse(l) as { kind: string; epoch: number };
+    return r.kind === input.record.kind && r.epoch === input.record.epoch;
+  };
+  const kept = lines.filter((l) => !same(l));
+  kept.push(JSON.stringify(input.record));
+  await store.put(key, kept.join('\n') + '\n');
+}
+
+// Whether datasets/<name>/ is prepared in the store, and what the workflow needs of it.
+export async function datasetStatus(input: { store: string; name: string }): Promise<{ prepared: boolean; classes: number; imageSize: number; splits: string[] }> {
+  const store = openStore(input.store);
+  const key = datasetKeys(input.name).manifest;
+  if (!(await store.head(key))) return { prepared: false, classes: 0, imageSize: 0, splits: [] };
+  const m = JSON.parse((await store.get(key)).toString()) as DatasetManifest;
+  return { prepared: true, classes: m.classes, imageSize: m.imageSize, splits: Object.keys(m.splits) };
+}
+
+// A built-in model's input size and class count (workflow code cannot load the addon).
+export async function describeModel(input: { model: string; classes: number }): Promise<{ classes: number; inputSize: number }> {
+  const cfg = modelConfig(input.model, { classes: input.classes });
+  return { classes: cfg.classes, inputSize: cfg.input.height };
+}
+
+export async function latestCheckpoint(input: { store: string; runId: string }): Promise<{ key: string; epoch: number; batch: number } | undefined> {
+  const latest = await readLatest(openStore(input.store), input.runId);
+  return latest && { key: latest.key, epoch: latest.epoch, batch: latest.batch };
+}

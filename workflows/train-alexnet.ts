@@ -1,0 +1,220 @@
+// TrainAlexNet: prepare the data if needed, create the run, then per epoch train (an
+// activity on the training queue that checkpoints and resumes at the exact batch),
+// validate, decide the learning rate (pure policy code) and append metrics; continue as
+// new when the history grows. Signals: pause, resume, setLearningRate, stop. Query:
+// progress. Deterministic workflow code only.
+import {
+  ActivityFailure, ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal,
+  executeChild, isCancellation, proxyActivities, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+
+import type * as activities from '../activities';
+import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
+import { GPU_TASK_QUEUE, TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
+import type { EpochResult, ValidationResult } from './shared';
+import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
+import { PrepareDataset } from './prepare-dataset';
+
+const cpu = proxyActivities<typeof activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['StateError', 'InvalidStoreUriError'] },
+});
+
+function trainingActivities(device: 'cpu' | 'cuda') {
+  return proxyActivities<typeof activities>({
+    taskQueue: device === 'cuda' ? GPU_TASK_QUEUE : TASK_QUEUE,
+    startToCloseTimeout: '24 hours',
+    heartbeatTimeout: '2 minutes',
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',  // the activity checkpoints before it stops
+    retry: { maximumAttempts: 20, initialInterval: '1 second', nonRetryableErrorTypes: ['StateError', 'SupersededError'] },
+  });
+}
+
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+export const stopSignal = defineSignal('stop');
+export const setLearningRateSignal = defineSignal<[number]>('setLearningRate');
+export const progressQuery = defineQuery<TrainProgress>('progress');
+
+export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId'>> &
+  Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop'> & { lrPolicy: LrPolicy; runId: string };
+
+export function validateTrainInput(raw: TrainAlexNetInput, runId: string): ValidTrainInput {
+  if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {store, datasetName, ...} for input');
+  const str = (field: string, v: unknown) => {
+    if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a non-empty string for ${field} but received ${JSON.stringify(v)}`);
+    return v;
+  };
+  return {
+    store: str('store', raw.store),
+    datasetName: str('datasetName', raw.datasetName),
+    dataset: raw.dataset === undefined ? undefined : str('dataset', raw.dataset),
+    model: oneOf('model', raw.model ?? 'alexnet', ['alexnet', 'alexnet-64', 'alexnet-32', 'tiny']),
+    classes: raw.classes === undefined ? undefined : integerIn('classes', raw.classes, 2, 100_000),
+    epochs: integerIn('epochs', raw.epochs ?? 90, 1, 10_000),
+    batchSize: integerIn('batchSize', raw.batchSize ?? 128, 1, 4096),
+    lrPolicy: validateLrPolicy(raw.lrPolicy ?? { type: 'plateau' }),
+    seed: integerIn('seed', raw.seed ?? 0, 0, 2 ** 31 - 1),
+    imageSize: integerIn('imageSize', raw.imageSize ?? 256, 8, 1024),
+    crop: raw.crop === undefined ? undefined : integerIn('crop', raw.crop, 8, 1024),
+    pcaSigma: numberIn('pcaSigma', raw.pcaSigma ?? 0.1, 0, 10),
+    checkpointEvery: integerIn('checkpointEvery', raw.checkpointEvery ?? 100, 1, 1_000_000),
+    stallBatches: integerIn('stallBatches', raw.stallBatches ?? 1000, 1, 100_000_000),
+    device: oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const),
+    validationSplit: raw.validationSplit === undefined ? '' : str('validationSplit', raw.validationSplit),
+    runId: raw.runId === undefined ? runId : str('runId', raw.runId),
+  };
+}
+
+// What continueAsNew carries: the input and where the run stands.
+export interface TrainCarry {
+  epoch: number;
+  lrState: LrState;
+  latestCheckpoint?: string;
+  lastValidation?: ValidationResult;
+  lastEpoch?: EpochResult;
+  prepared: { classes: number; crop: number; trainSplit: string; validationSplit: string; imageSize: number };
+}
+
+export interface TrainResult {
+  runId: string;
+  epochs: number;
+  stoppedBy: 'epochs' | 'lr-policy' | 'signal';
+  lastValidation?: ValidationResult;
+  latestCheckpoint?: string;
+  lrHistory: TrainProgress['lrHistory'];
+}
+
+function surfaceCause(e: unknown): never {
+  if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.nonRetryable) {
+    throw ApplicationFailure.nonRetryable(e.cause.message, e.cause.type ?? 'ActivityFailed');
+  }
+  throw e;
+}
+
+export async function TrainAlexNet(raw: TrainAlexNetInput, carry?: TrainCarry): Promise<TrainResult> {
+  let input: ValidTrainInput;
+  try {
+    input = validateTrainInput(raw, workflowInfo().workflowId);
+  } catch (e) {
+    throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidInput');
+  }
+  return train(raw, input, carry).catch(surfaceCause);
+}
+
+async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: TrainCarry): Promise<TrainResult> {
+  const gpu = trainingActivities(input.device);
+  const progress: TrainProgress = {
+    runId: input.runId, phase: 'preparing', epoch: carry?.epoch ?? 0, epochs: input.epochs,
+    lr: carry?.lrState.lr ?? initialLrState(input.lrPolicy).lr, stalled: false, lrHistory: [],
+    lastEpoch: carry?.lastEpoch, lastValidation: carry?.lastValidation, latestCheckpoint: carry?.latestCheckpoint,
+  };
+  let lrState = carry?.lrState ?? initialLrState(input.lrPolicy);
+  let paused = false;
+  let stopRequested = false;
+  let scope: CancellationScope | undefined;
+  setHandler(progressQuery, () => ({ ...progress, lr: lrState.lr, lrHistory: lrState.history }));
+  setHandler(pauseSignal, () => {
+    paused = true;
+    scope?.cancel();  // the epoch stops at a batch boundary with a checkpoint
+  });
+  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(stopSignal, () => {
+    stopRequested = true;
+    scope?.cancel();
+  });
+  setHandler(setLearningRateSignal, (lr: number) => {
+    if (typeof lr === 'number' && Number.isFinite(lr) && lr > 0 && lr <= 10) lrState = overrideLr(lrState, lr, 'setLearningRate signal');
+  });
+
+  let prepared = carry?.prepared;
+  if (!prepared) {
+    let status = await cpu.datasetStatus({ store: input.store, name: input.datasetName });
+    if (!status.prepared) {
+      if (!input.dataset) throw ApplicationFailure.nonRetryable(`dataset '${input.datasetName}' is not prepared in ${input.store} and no dataset URI was given to prepare it from`, 'DatasetMissing');
+      await executeChild(PrepareDataset, {
+        workflowId: `${workflowInfo().workflowId}-prepare`,
+        args: [{ dataset: input.dataset, store: input.store, name: input.datasetName, imageSize: input.imageSize, seed: input.seed }],
+      });
+      status = await cpu.datasetStatus({ store: input.store, name: input.datasetName });
+    }
+    const model = await cpu.describeModel({ model: input.model, classes: input.classes ?? status.classes });
+    const crop = input.crop ?? model.inputSize;
+    if (crop > status.imageSize || crop !== model.inputSize) {
+      throw ApplicationFailure.nonRetryable(`crop ${crop}: the model ${input.model} takes ${model.inputSize}x${model.inputSize} inputs and the dataset's images are ${status.imageSize}x${status.imageSize}`, 'InvalidInput');
+    }
+    const validationSplit = input.validationSplit || (status.splits.includes('val') ? 'val' : status.splits.includes('test') ? 'test' : '');
+    prepared = { classes: model.classes, crop, trainSplit: 'train', validationSplit, imageSize: status.imageSize };
+    const init = await cpu.initRun({ runId: input.runId, store: input.store, model: input.model, classes: model.classes, seed: input.seed });
+    progress.latestCheckpoint = init.checkpointKey;
+  }
+
+  let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
+  for (let epoch = progress.epoch; epoch < input.epochs; epoch++) {
+    progress.epoch = epoch;
+    let result: EpochResult | undefined;
+    while (!result) {
+      if (paused) {
+        progress.phase = 'paused';
+        await condition(() => !paused || stopRequested);
+      }
+      if (stopRequested) break;
+      progress.phase = 'training';
+      scope = new CancellationScope();
+      try {
+        result = await scope.run(() => gpu.trainEpoch({
+          runId: input.runId, store: input.store, dataset: input.datasetName, trainSplit: prepared!.trainSplit,
+          epoch, lr: lrState.lr, batchSize: input.batchSize, seed: input.seed, crop: prepared!.crop,
+          pcaSigma: input.pcaSigma, checkpointEvery: input.checkpointEvery, stallBatches: input.stallBatches,
+        }));
+      } catch (e) {
+        if (!isCancellation(e)) throw e;  // paused or stopped: loop (the next attempt resumes at the checkpoint)
+      } finally {
+        scope = undefined;
+      }
+    }
+    if (!result) {  // stop signal mid-epoch: validate what the last checkpoint holds, then finish
+      stoppedBy = 'signal';
+      const latest = await cpu.latestCheckpoint({ store: input.store, runId: input.runId });
+      if (latest && prepared.validationSplit) {
+        progress.phase = 'validating';
+        progress.latestCheckpoint = latest.key;
+        progress.lastValidation = await cpu.validate({ store: input.store, dataset: input.datasetName, split: prepared.validationSplit, checkpointKey: latest.key, epoch, crop: prepared.crop, batchSize: input.batchSize });
+        await cpu.appendMetrics({ store: input.store, runId: input.runId, record: { kind: 'stop', epoch, batch: latest.batch, validation: progress.lastValidation } });
+      }
+      break;
+    }
+    progress.lastEpoch = result;
+    progress.latestCheckpoint = result.checkpointKey;
+    progress.stalled ||= result.stalled;
+    let validation: ValidationResult | undefined;
+    if (prepared.validationSplit) {
+      progress.phase = 'validating';
+      validation = await cpu.validate({ store: input.store, dataset: input.datasetName, split: prepared.validationSplit, checkpointKey: result.checkpointKey, epoch, crop: prepared.crop, batchSize: input.batchSize });
+      progress.lastValidation = validation;
+    }
+    const decision = validation ? decideLr(input.lrPolicy, lrState, validation.top1Error) : undefined;
+    await cpu.appendMetrics({
+      store: input.store, runId: input.runId,
+      record: { kind: 'epoch', epoch, lr: lrState.lr, train: result, validation, stalled: result.stalled, warnings: result.warnings, nextLr: decision?.lr, lrReason: decision?.reason },
+    });
+    if (decision) lrState = decision.state;
+    if (decision?.stop) {
+      stoppedBy = 'lr-policy';
+      break;
+    }
+    if (stopRequested) {
+      stoppedBy = 'signal';
+      break;
+    }
+    if (workflowInfo().continueAsNewSuggested && epoch + 1 < input.epochs) {
+      await continueAsNew<typeof TrainAlexNet>(raw, {
+        epoch: epoch + 1, lrState, latestCheckpoint: progress.latestCheckpoint,
+        lastValidation: progress.lastValidation, lastEpoch: progress.lastEpoch, prepared,
+      });
+    }
+  }
+  progress.phase = 'done';
+  return { runId: input.runId, epochs: progress.epoch + (stoppedBy === 'signal' ? 0 : 1), stoppedBy, lastValidation: progress.lastValidation, latestCheckpoint: progress.latestCheckpoint, lrHistory: lrState.history };
+}
