@@ -31,7 +31,8 @@ function makeSet(n: number, seed: number): { images: Float32Array; labels: Int32
       for (let x = 0; x < SIZE; x++) {
         const v = Math.sin(freq * (x * Math.cos(angle) + y * Math.sin(angle)) + phase);
         for (let c = 0; c < 3; c++) {
-          images[((i * 3 + c) * SIZE + y) * SIZE + x] = v * (0.6 + 0.4 * colour[c]) + (rand() - 0.5) * 0.8;
+          // In mean-subtracted pixel units (about -128..128), as the network sees real images.
+          images[((i * 3 + c) * SIZE + y) * SIZE + x] = 60 * (v * (0.6 + 0.4 * colour[c]) + (rand() - 0.5) * 0.8);
         }
       }
     }

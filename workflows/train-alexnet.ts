@@ -10,7 +10,7 @@ import {
 
 import type * as activities from '../activities';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
-import { GPU_TASK_QUEUE, TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
+import { GPU_TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
 import type { EpochResult, ValidationResult } from './shared';
 import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
 import { PrepareDataset } from './prepare-dataset';
@@ -23,7 +23,8 @@ const cpu = proxyActivities<typeof activities>({
 
 function trainingActivities(device: 'cpu' | 'cuda') {
   return proxyActivities<typeof activities>({
-    taskQueue: device === 'cuda' ? GPU_TASK_QUEUE : TASK_QUEUE,
+    // CPU training runs on the workflow's own queue (alexnet); CUDA on the GPU workers'.
+    ...(device === 'cuda' ? { taskQueue: GPU_TASK_QUEUE } : {}),
     startToCloseTimeout: '24 hours',
     heartbeatTimeout: '2 minutes',
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',  // the activity checkpoints before it stops
