@@ -6,6 +6,7 @@ import { down } from './commands/down';
 import { init } from './commands/init';
 import { models } from './commands/models';
 import { prepare } from './commands/prepare';
+import { status, train } from './commands/train';
 import { step } from './commands/step';
 import { up } from './commands/up';
 import { worker } from './commands/worker';
@@ -13,6 +14,8 @@ import { UsageError } from './commands/args';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   worker: { run: worker, summary: 'run a Temporal worker (task queue alexnet: workflows and CPU activities)' },
+  train: { run: train, summary: 'start TrainAlexNet and follow it with a progress bar' },
+  status: { run: status, summary: 'print the progress of a TrainAlexNet run' },
   prepare: { run: prepare, summary: 'start PrepareDataset: shard, preprocess into batch files, statistics' },
   init: { run: init, summary: 'write a freshly initialized network state (safetensors)' },
   step: { run: step, summary: 'one SGD step from safetensors weights and input; writes logits, loss, gradients, new weights' },

@@ -11,7 +11,9 @@ import * as activities from '../activities';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
-import { startTemporal, TemporalService } from '../infra/services';
+import { binaryPath, startTemporal, TemporalService } from '../infra/services';
+import { execFile } from 'child_process';
+import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
 import { tmpDir } from './helpers';
 
@@ -86,4 +88,24 @@ test.serial('TrainAlexNet: trains alexnet-32 on Fashion-MNIST, validates each ep
 test.serial('TrainAlexNet: bad input fails at once naming the field', async (t) => {
   const err = await t.throwsAsync(client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'train-bad', args: [{ store, datasetName: 'fashion', batchSize: 0 }] }));
   t.regex((err as Error & { cause?: Error }).cause?.message ?? '', /for batchSize but received 0/);
+});
+
+test.serial('official temporal CLI: start TrainAlexNet, query progress, signal stop', async (t) => {
+  const cli = binaryPath('temporal');
+  // Asynchronous: the worker runs in this process and must keep serving while the CLI waits.
+  const run = async (...args: string[]) => (await promisify(execFile)(cli, [...args, '--address', temporal.address], { encoding: 'utf8' })).stdout;
+  const input = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 50, batchSize: 16, checkpointEvery: 5, lrPolicy: { type: 'fixed', lr: 0.01 } };
+  await run('workflow', 'start', '--type', 'TrainAlexNet', '--task-queue', QUEUE, '--workflow-id', 'train-cli', '--input', JSON.stringify(input));
+  let progress: { phase: string; epoch: number } | undefined;
+  for (let i = 0; i < 120 && progress?.phase !== 'training'; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const out = JSON.parse(await run('workflow', 'query', '--workflow-id', 'train-cli', '--type', 'progress', '--output', 'json')) as { queryResult: [{ phase: string; epoch: number }] };
+    progress = out.queryResult[0];
+  }
+  t.is(progress?.phase, 'training');
+  await run('workflow', 'signal', '--workflow-id', 'train-cli', '--name', 'stop');
+  const result = await client.workflow.getHandle('train-cli').result() as { stoppedBy: string; latestCheckpoint: string; lastValidation?: { images: number } };
+  t.is(result.stoppedBy, 'signal');
+  t.regex(result.latestCheckpoint, /^runs\/train-cli\/checkpoints\//);
+  t.is(result.lastValidation?.images, 640, 'the stopped run was validated');
 });

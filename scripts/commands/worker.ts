@@ -5,28 +5,36 @@ import * as path from 'path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 
 import * as activities from '../../activities';
-import { TASK_QUEUE } from '../../workflows/shared';
+import { GPU_TASK_QUEUE, TASK_QUEUE } from '../../workflows/shared';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
 import { parse } from './args';
 
-const HELP = `usage: alexnet worker [--task-queue ${TASK_QUEUE}] [connection flags]
+const HELP = `usage: alexnet worker [--task-queue ${TASK_QUEUE}] [--gpu] [connection flags]
+
+--gpu: a training worker on ${GPU_TASK_QUEUE}: one training activity at a time (one per
+device group), no workflows.
 
 ${CONNECTION_HELP}`;
 
 export async function worker(argv: string[]): Promise<void> {
-  const o = parse(argv, { ...CONNECTION_FLAGS, 'task-queue': { type: 'string' } }, HELP);
+  const o = parse(argv, { ...CONNECTION_FLAGS, 'task-queue': { type: 'string' }, gpu: { type: 'boolean' } }, HELP);
+  const taskQueue = o['task-queue'] ?? (o.gpu ? GPU_TASK_QUEUE : TASK_QUEUE);
   const settings = connectionSettings(o);
   const connection = await NativeConnection.connect(settings.options);
   try {
     const w = await Worker.create({
       connection,
       namespace: settings.namespace,
-      taskQueue: o['task-queue'] ?? TASK_QUEUE,
-      workflowsPath: path.resolve(__dirname, '..', '..', 'workflows', 'index.js'),
+      taskQueue,
+      ...(o.gpu
+        ? { maxConcurrentActivityTaskExecutions: 1 }
+        : { workflowsPath: path.resolve(__dirname, '..', '..', 'workflows', 'index.js') }),
       activities,
+      // On SIGTERM a running epoch gets this long, then is cancelled: it checkpoints at
+      // the next batch boundary and the next attempt resumes there.
       shutdownGraceTime: '30 seconds',
     });
-    console.log(`alexnet worker: task queue ${o['task-queue'] ?? TASK_QUEUE} on ${settings.describe}`);
+    console.log(`alexnet worker: task queue ${taskQueue} on ${settings.describe}`);
     await w.run();
   } finally {
     await connection.close();
