@@ -12,10 +12,10 @@ import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
 import { binaryPath, startTemporal, TemporalService } from '../infra/services';
-import { execFile } from 'child_process';
+import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
-import { tmpDir } from './helpers';
+import { CLI, tmpDir } from './helpers';
 
 const QUEUE = 'train-test';
 let temporal: TemporalService;
@@ -108,4 +108,68 @@ test.serial('official temporal CLI: start TrainAlexNet, query progress, signal s
   t.is(result.stoppedBy, 'signal');
   t.regex(result.latestCheckpoint, /^runs\/train-cli\/checkpoints\//);
   t.is(result.lastValidation?.images, 640, 'the stopped run was validated');
+});
+
+test.serial('resume contract: a worker killed with SIGKILL mid-epoch, again and again, ends bitwise identical to an uninterrupted run', async (t) => {
+  const base = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 3, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 9, heartbeatTimeoutSeconds: 3 };
+  const reference = await client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'resume-reference', args: [base] }) as { latestCheckpoint: string };
+
+  const killQueue = 'train-kill';
+  const env = { ...process.env, TEMPORAL_ADDRESS: temporal.address };
+  const spawnWorker = () => spawn(process.execPath, [CLI, 'worker', '--task-queue', killQueue], { env, stdio: 'ignore' });
+  const handle = await client.workflow.start('TrainAlexNet', { taskQueue: killQueue, workflowId: 'resume-killed', args: [base] });
+  let kills = 0;
+  let worker = spawnWorker();
+  const s = openStore(store);
+  let done = false;
+  const finished = handle.result().finally(() => void (done = true));
+  // Kill the worker whenever it has made progress past a new checkpoint, at a random delay.
+  let lastSeen = '';
+  while (!done && kills < 4) {
+    await new Promise((r) => setTimeout(r, 500));
+    const latest = await s.head(runKeys('resume-killed').latest) ? (await s.get(runKeys('resume-killed').latest)).toString() : '';
+    if (latest && latest !== lastSeen && /"batch":([1-9])/.test(latest)) {
+      lastSeen = latest;
+      await new Promise((r) => setTimeout(r, Math.random() * 400));
+      worker.kill('SIGKILL');
+      kills++;
+      worker = spawnWorker();
+    }
+  }
+  const result = await finished as { latestCheckpoint: string; epochs: number };
+  worker.kill('SIGKILL');
+  t.log(`worker killed ${kills} times`);
+  t.true(kills >= 2, `the worker was killed ${kills} times`);
+  t.is(result.epochs, 2);
+  const tensors = (buf: Buffer) => buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
+  t.true(tensors(await s.get(result.latestCheckpoint)).equals(tensors(await s.get(reference.latestCheckpoint))),
+    'weights, momentum and RNG state are identical: no batch was trained twice or skipped');
+});
+
+test.serial('TrainAlexNet signals: pause stops at a batch boundary, setLearningRate applies, resume continues', async (t) => {
+  const handle = await client.workflow.start('TrainAlexNet', {
+    taskQueue: QUEUE, workflowId: 'train-signals',
+    args: [{ store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 4, lrPolicy: { type: 'fixed', lr: 0.01 } }],
+  });
+  const phase = async (want: string) => {
+    for (let i = 0; i < 200; i++) {
+      const p = await handle.query<{ phase: string }>('progress');
+      if (p.phase === want) return p;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`never reached phase ${want}`);
+  };
+  await phase('training');
+  await handle.signal('pause');
+  await phase('paused');
+  const latest = JSON.parse((await openStore(store).get(runKeys('train-signals').latest)).toString()) as { epoch: number; batch: number };
+  await handle.signal('setLearningRate', 0.005);
+  await handle.signal('resume');
+  const result = await handle.result() as { epochs: number; lrHistory: { lr: number; reason: string }[] };
+  t.is(result.epochs, 2);
+  t.true(latest.epoch === 0, `paused in epoch 0 at batch ${latest.batch}`);
+  t.deepEqual(result.lrHistory.map((h) => h.lr), [0.01, 0.005]);
+  const metrics = (await openStore(store).get(runKeys('train-signals').metrics)).toString().trim().split('\n').map((l) => JSON.parse(l) as { epoch: number; lr: number; train: { resumedAt: number } });
+  t.is(metrics[0].lr, 0.005, 'the new LR applies to the resumed epoch');
+  t.is(metrics[0].train.resumedAt, latest.batch, 'the epoch resumed at the batch where it paused');
 });

@@ -120,6 +120,7 @@ export interface TrainAlexNetInput {
   device?: 'cpu' | 'cuda';  // default cpu
   validationSplit?: string; // default val, else test
   runId?: string;           // default the workflow id
+  heartbeatTimeoutSeconds?: number; // how soon a lost training worker is noticed; default 120
 }
 
 export interface TrainProgress {

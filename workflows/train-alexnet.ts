@@ -21,12 +21,12 @@ const cpu = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['StateError', 'InvalidStoreUriError'] },
 });
 
-function trainingActivities(device: 'cpu' | 'cuda') {
+function trainingActivities(device: 'cpu' | 'cuda', heartbeatTimeoutSeconds: number) {
   return proxyActivities<typeof activities>({
     // CPU training runs on the workflow's own queue (alexnet); CUDA on the GPU workers'.
     ...(device === 'cuda' ? { taskQueue: GPU_TASK_QUEUE } : {}),
     startToCloseTimeout: '24 hours',
-    heartbeatTimeout: '2 minutes',
+    heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',  // the activity checkpoints before it stops
     retry: { maximumAttempts: 20, initialInterval: '1 second', nonRetryableErrorTypes: ['StateError', 'SupersededError'] },
   });
@@ -65,6 +65,7 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     device: oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const),
     validationSplit: raw.validationSplit === undefined ? '' : str('validationSplit', raw.validationSplit),
     runId: raw.runId === undefined ? runId : str('runId', raw.runId),
+    heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
   };
 }
 
@@ -105,7 +106,7 @@ export async function TrainAlexNet(raw: TrainAlexNetInput, carry?: TrainCarry): 
 }
 
 async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: TrainCarry): Promise<TrainResult> {
-  const gpu = trainingActivities(input.device);
+  const gpu = trainingActivities(input.device, input.heartbeatTimeoutSeconds);
   const progress: TrainProgress = {
     runId: input.runId, phase: 'preparing', epoch: carry?.epoch ?? 0, epochs: input.epochs,
     lr: carry?.lrState.lr ?? initialLrState(input.lrPolicy).lr, stalled: false, lrHistory: [],
