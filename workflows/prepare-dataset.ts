@@ -2,9 +2,10 @@
 // into a batch file (a sliding window of at most `maxParallel` activities, so even
 // ImageNet's ~1,300 shards keep few activities pending and the history small), then merge
 // the statistics and write the manifest. Deterministic workflow code only.
-import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
+import { surfaceCause } from './failures';
 import type { PrepareDatasetInput, PrepareDatasetResult, ShardSummary, SplitSummary } from './shared';
 import { ArgumentError, integerIn } from './validate';
 
@@ -54,15 +55,6 @@ export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInpu
     maxParallel: integerIn('maxParallel', raw.maxParallel ?? 8, 1, 256),
     maxPixels: raw.maxPixels === undefined ? undefined : integerIn('maxPixels', raw.maxPixels, 1, 2 ** 40),
   };
-}
-
-// A non-retryable activity failure (bad data, bad URI) ends the workflow with the
-// activity's own message on top, not a generic "activity task failed".
-function surfaceCause(e: unknown): never {
-  if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.nonRetryable) {
-    throw ApplicationFailure.nonRetryable(e.cause.message, e.cause.type ?? 'ActivityFailed');
-  }
-  throw e;
 }
 
 export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetResult> {

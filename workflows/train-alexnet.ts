@@ -4,11 +4,12 @@
 // new when the history grows. Signals: pause, resume, setLearningRate, stop. Query:
 // progress. Deterministic workflow code only.
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal,
+  ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal,
   executeChild, isCancellation, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
+import { surfaceCause } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
 import { GPU_TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
 import type { EpochResult, ValidationResult } from './shared';
@@ -86,13 +87,6 @@ export interface TrainResult {
   lastValidation?: ValidationResult;
   latestCheckpoint?: string;
   lrHistory: TrainProgress['lrHistory'];
-}
-
-function surfaceCause(e: unknown): never {
-  if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.nonRetryable) {
-    throw ApplicationFailure.nonRetryable(e.cause.message, e.cause.type ?? 'ActivityFailed');
-  }
-  throw e;
 }
 
 export async function TrainAlexNet(raw: TrainAlexNetInput, carry?: TrainCarry): Promise<TrainResult> {
