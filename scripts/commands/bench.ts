@@ -12,9 +12,12 @@ import { intOption, parse, resolveModel } from './args';
 
 const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N] [--iters 3] [--compare-torch] [--json]
        alexnet bench --preprocess [--images 200] [--size 256] [--json]
+       alexnet bench --checkpoint [--model alexnet] [--json]
 
 --preprocess measures JPEG preprocessing (decode, resize the shorter side to S, centre
 crop) of ImageNet-sized JPEGs (500x375): ours on 1 and on 2 processes, and Pillow on one.
+--checkpoint saves and loads the model's checkpoint (weights + momentum) through our store
+on a local MinIO it starts, beside a raw PutObject/GetObject of the same bytes.
 
 With --json the last line is one JSON object:
   {"backend","model","batch","threads","train_img_s","infer_img_s"[, "pytorch": {...}]}`;
@@ -27,8 +30,9 @@ export async function bench(argv: string[]): Promise<void> {
   const o = parse(argv, {
     model: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' }, iters: { type: 'string' },
     'compare-torch': { type: 'boolean' }, json: { type: 'boolean' },
-    preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' },
+    preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' }, checkpoint: { type: 'boolean' },
   }, HELP);
+  if (o.checkpoint) return benchCheckpoint(o.model ?? 'alexnet', !!o.json);
   if (o.preprocess) return benchPreprocess(intOption(o.images, 'images', 200), intOption(o.size, 'size', 256), !!o.json);
   const model = o.model ?? 'alexnet';
   const config = resolveModel(model);
@@ -127,4 +131,51 @@ async function benchPreprocess(images: number, size: number, json: boolean): Pro
   log(`scaling 1 -> 2 processes: ours x${(r.ours_2 / r.ours_1).toFixed(2)}, pillow x${(r.pillow_2 / r.pillow_1).toFixed(2)}`);
   fs.rmSync(dir, { recursive: true, force: true });
   if (json) console.log(JSON.stringify({ backend: 'sharp', images, size, ours_1_process_img_s: round(r.ours_1), ours_2_processes_img_s: round(r.ours_2), pillow_1_process_img_s: round(r.pillow_1), pillow_2_processes_img_s: round(r.pillow_2) }));
+}
+
+// Checkpoint throughput on MinIO: our saveCheckpoint/loadNewestCheckpoint (encode,
+// checksum, put, then latest.json; get, verify, decode, load) against a raw PutObject and
+// GetObject of the same bytes, best of 3 each.
+async function benchCheckpoint(model: string, json: boolean): Promise<void> {
+  const { startMinio } = await import('../../infra/services');
+  const { S3Client, CreateBucketCommand, PutObjectCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const { openStore } = await import('../../activities/store');
+  const { saveCheckpoint, loadNewestCheckpoint } = await import('../../activities/checkpoint');
+  const { encodeState } = await import('../../native/state');
+  const log = (s: string) => (json ? process.stderr : process.stdout).write(s + '\n');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-ckpt-bench-'));
+  const minio = await startMinio({ dir });
+  try {
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey, AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint });
+    const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
+    await s3.send(new CreateBucketCommand({ Bucket: 'bench' }));
+    const net = new Network(resolveModel(model), { seed: 1 });
+    const bytes = encodeState(net);
+    const mb = bytes.length / 1e6;
+    const store = openStore('s3://bench/ours');
+    const best = async (f: () => Promise<unknown>) => {
+      let t = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const t0 = process.hrtime.bigint();
+        await f();
+        t = Math.min(t, Number(process.hrtime.bigint() - t0) / 1e9);
+      }
+      return mb / t;
+    };
+    let batch = 0;
+    const r = {
+      ours_save_mb_s: await best(() => saveCheckpoint(store, 'bench', net, { epoch: 0, batch: batch++ }, { attempt: 1, lr: 0.01 })),
+      raw_put_mb_s: await best(() => s3.send(new PutObjectCommand({ Bucket: 'bench', Key: 'raw.bin', Body: bytes }))),
+      ours_load_mb_s: await best(() => loadNewestCheckpoint(store, 'bench')),
+      raw_get_mb_s: await best(async () => (await s3.send(new GetObjectCommand({ Bucket: 'bench', Key: 'raw.bin' }))).Body!.transformToByteArray()),
+    };
+    s3.destroy();
+    log(`checkpoint of ${model}: ${mb.toFixed(0)} MB`);
+    log(`save: ours ${r.ours_save_mb_s.toFixed(0)} MB/s, raw PutObject ${r.raw_put_mb_s.toFixed(0)} MB/s`);
+    log(`load: ours ${r.ours_load_mb_s.toFixed(0)} MB/s, raw GetObject ${r.raw_get_mb_s.toFixed(0)} MB/s`);
+    if (json) console.log(JSON.stringify({ model, mb: round(mb), ...Object.fromEntries(Object.entries(r).map(([k, v]) => [k, round(v)])) }));
+  } finally {
+    await minio.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
