@@ -28,7 +28,11 @@ export interface MinioService extends Service {
   accessKeyId: string; secretAccessKey: string; credentialsFile: string;
 }
 interface Common { dir: string; detached?: boolean; timeoutMs?: number }
-export interface TemporalOptions extends Common { port?: number; uiPort?: number; namespace?: string }
+export interface TemporalOptions extends Common {
+  port?: number; uiPort?: number; namespace?: string;
+  // Server dynamic config, e.g. {'limit.historyCount.suggestContinueAsNew': 40} to test continueAsNew.
+  dynamicConfig?: Record<string, string | number | boolean>;
+}
 export interface MinioOptions extends Common { port?: number; consolePort?: number }
 
 export function binaryPath(name: ServiceName): string {
@@ -49,7 +53,8 @@ export async function startTemporal(opts: TemporalOptions): Promise<TemporalServ
   const dbFile = path.join(path.resolve(opts.dir), 'temporal.sqlite');
   const address = `127.0.0.1:${port}`;
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', `${port}`, '--ui-port', `${uiPort}`,
-    '--db-filename', dbFile, '--namespace', namespace, '--log-level', 'warn'];
+    '--db-filename', dbFile, '--namespace', namespace, '--log-level', 'warn',
+    ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`])];
   const proc = launch('temporal', args, {}, opts);
   await proc.waitReady(async () => {
     if (!await tcpOpen(port)) return false;

@@ -173,3 +173,28 @@ test.serial('TrainAlexNet signals: pause stops at a batch boundary, setLearningR
   t.is(metrics[0].lr, 0.005, 'the new LR applies to the resumed epoch');
   t.is(metrics[0].train.resumedAt, latest.batch, 'the epoch resumed at the batch where it paused');
 });
+
+test.serial('TrainAlexNet: continueAsNew (server threshold lowered) gives the same result as one run', async (t) => {
+  const input = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 3, batchSize: 32, checkpointEvery: 10, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 4 };
+  const plain = await client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'can-reference', args: [input] }) as { latestCheckpoint: string; epochs: number };
+  const low = await startTemporal({ dir: tmpDir('alexnet-can-'), dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 20 } });
+  const conn = await NativeConnection.connect({ address: low.address });
+  const w = await Worker.create({ connection: conn, taskQueue: 'can', activities, workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js') });
+  const c = new Client({ connection: await Connection.connect({ address: low.address }) });
+  try {
+    const result = await w.runUntil(c.workflow.execute('TrainAlexNet', { taskQueue: 'can', workflowId: 'can-run', args: [input] })) as { latestCheckpoint: string; epochs: number };
+    const runs = [];
+    for await (const e of c.workflow.list({ query: "WorkflowId = 'can-run'" })) runs.push(e.runId);
+    t.true(runs.length >= 2, `continued as new: ${runs.length} runs`);
+    t.is(result.epochs, plain.epochs);
+    const s = openStore(store);
+    const tensors = (buf: Buffer) => buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
+    t.true(tensors(await s.get(result.latestCheckpoint)).equals(tensors(await s.get(plain.latestCheckpoint))));
+    const metrics = (await s.get(runKeys('can-run').metrics)).toString().trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
+    t.deepEqual(metrics, [0, 1, 2]);
+  } finally {
+    await c.connection.close();
+    await conn.close();
+    await low.stop();
+  }
+});
