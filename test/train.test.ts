@@ -198,3 +198,31 @@ test.serial('TrainAlexNet: continueAsNew (server threshold lowered) gives the sa
     await low.stop();
   }
 });
+
+test.serial('TrainAlexNet: a Temporal server restart mid-run does not stop the run', async (t) => {
+  const dir = tmpDir('alexnet-restart-');
+  let server = await startTemporal({ dir });
+  const port = Number(server.address.split(':')[1]);
+  const conn = await NativeConnection.connect({ address: server.address });
+  const w = await Worker.create({ connection: conn, taskQueue: 'restart', activities, workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js') });
+  const running = w.run();
+  const c = new Client({ connection: await Connection.connect({ address: server.address }) });
+  try {
+    const input = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 3, batchSize: 16, checkpointEvery: 5, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 6, heartbeatTimeoutSeconds: 10 };
+    await c.workflow.start('TrainAlexNet', { taskQueue: 'restart', workflowId: 'restart-run', args: [input] });
+    const s = openStore(store);
+    for (let i = 0; i < 200 && !(await s.head(runKeys('restart-run').metrics)); i++) await new Promise((r) => setTimeout(r, 100));
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 2000));
+    server = await startTemporal({ dir, port });
+    const result = await c.workflow.getHandle('restart-run').result() as { epochs: number };
+    t.is(result.epochs, 3);
+    const epochs = (await s.get(runKeys('restart-run').metrics)).toString().trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
+    t.deepEqual(epochs, [0, 1, 2]);
+  } finally {
+    w.shutdown();
+    await running.catch(() => undefined);
+    await c.connection.close();
+    await server.stop();
+  }
+});
