@@ -11,7 +11,9 @@ import * as activities from '../activities';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
-import { binaryPath, startTemporal, TemporalService } from '../infra/services';
+import { binaryPath, startMinio, startTemporal, TemporalService } from '../infra/services';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { decodeState } from '../native/state';
 import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
@@ -224,5 +226,48 @@ test.serial('TrainAlexNet: a Temporal server restart mid-run does not stop the r
     await running.catch(() => undefined);
     await c.connection.close();
     await server.stop();
+  }
+});
+
+test.serial('TrainAlexNet on MinIO: the store restarted mid-run, no corrupt checkpoint is ever referenced', async (t) => {
+  const dir = tmpDir('alexnet-minio-restart-');
+  let minio = await startMinio({ dir });
+  const port = Number(minio.endpoint.split(':')[2]);
+  Object.assign(process.env, { AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey, AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1' });
+  const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
+  await s3.send(new CreateBucketCommand({ Bucket: 'runs' }));
+  s3.destroy();
+  const s3store = 's3://runs/x';
+  try {
+    await client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: 'minio-restart-prepare', args: [{ dataset: path.join(path.dirname(store), 'fashion'), store: s3store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+    const handle = await client.workflow.start('TrainAlexNet', {
+      taskQueue: QUEUE, workflowId: 'minio-restart',
+      args: [{ store: s3store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 2, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 2, heartbeatTimeoutSeconds: 10 }],
+    });
+    let done = false;
+    const result = handle.result().finally(() => void (done = true));
+    let restarts = 0;
+    while (!done && restarts < 3) {
+      await new Promise((r) => setTimeout(r, 1200 + Math.random() * 800));
+      if (done) break;
+      await minio.stop();
+      await new Promise((r) => setTimeout(r, 500));
+      minio = await startMinio({ dir, port });
+      restarts++;
+    }
+    const r = await result as { epochs: number; latestCheckpoint: string };
+    t.is(r.epochs, 2);
+    t.log(`MinIO restarted ${restarts} times during the run`);
+    const s = openStore(s3store);
+    let verified = 0;
+    for await (const o of s.list(runKeys('minio-restart').checkpoints)) {
+      decodeState(await s.get(o.key), o.key);  // throws on a partial or corrupt object
+      verified++;
+    }
+    const latest = JSON.parse((await s.get(runKeys('minio-restart').latest)).toString()) as { key: string };
+    t.is(latest.key, r.latestCheckpoint);
+    t.true(verified >= 10, `${verified} checkpoints, every one whole`);
+  } finally {
+    await minio.stop();
   }
 });
