@@ -5,7 +5,7 @@ import test from 'ava';
 import sharp from 'sharp';
 
 import { BatchFormatError, decodeBatch, encodeBatch } from '../activities/batch-format';
-import { decodeToRgb, ImageSkip } from '../activities/decode-image';
+import { decodeToRgb, ImageSkip, jpegHeader } from '../activities/decode-image';
 import { addImage, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums, symmetricEigen3 } from '../activities/image-stats';
 import { validatePrepareInput } from '../workflows/prepare-dataset';
 import { planShards, SourceImage } from '../workflows/shard-plan';
@@ -131,4 +131,19 @@ test('PrepareDataset input: bad fields are named', (t) => {
   t.throws(() => validatePrepareInput({ dataset: 'file:///d', store: 's3://b', imageSize: 2.5 }), { message: /for imageSize/ });
   t.throws(() => validatePrepareInput({ dataset: 'file:///d/', store: 's3://b', name: '../x' }), { message: /for name/ });
   t.like(validatePrepareInput({ dataset: 's3://bucket/imagenet/', store: 's3://b' }), { name: 'imagenet', imageSize: 256, shardSize: 1000, seed: 0 });
+});
+
+test('decode: the JPEG header reader finds size, components and EXIF orientation as sharp does', async (t) => {
+  const base = sharp({ create: { width: 37, height: 23, channels: 3, background: { r: 1, g: 2, b: 3 } } });
+  const plain = jpegHeader(await base.clone().jpeg().toBuffer());
+  t.deepEqual(plain, { width: 37, height: 23, components: 3, orientation: 1 });
+  for (const le of [6, 3, 8]) {
+    const h = jpegHeader(await base.clone().jpeg().withMetadata({ orientation: le }).toBuffer());
+    t.is(h?.orientation, le);
+  }
+  t.is(jpegHeader(await base.clone().toColourspace('cmyk').jpeg().toBuffer())?.components, 4);
+  const grey = await sharp(Buffer.alloc(20 * 10, 9), { raw: { width: 20, height: 10, channels: 1 } }).toColourspace('b-w').jpeg().toBuffer();
+  t.like(jpegHeader(grey), { width: 20, height: 10, components: 1 });
+  t.is(jpegHeader(Buffer.from('not a jpeg')), undefined);
+  t.is(jpegHeader((await base.clone().jpeg().toBuffer()).subarray(0, 30)), undefined);
 });
