@@ -61,7 +61,11 @@ export async function up(argv: string[]): Promise<void> {
   }
 
   const { temporal: t, minio: m } = state as Required<ServicesState>;
-  const rel = (p: string) => path.relative(process.cwd(), p) || p;
+  // Short paths inside the current folder, absolute ones elsewhere (never '../../tmp/...').
+  const rel = (p: string) => {
+    const r = path.relative(process.cwd(), p);
+    return r && !r.startsWith('..') ? r : p;
+  };
   console.log(`
 temporal  ${t.address}, namespace ${t.namespace}, UI ${t.uiUrl}, log ${rel(t.logFile)}
 minio     ${m.endpoint}, console ${m.consoleUrl}, log ${rel(m.logFile)}
