@@ -84,7 +84,7 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   else throw ApplicationFailure.nonRetryable(`run ${input.runId}: the newest checkpoint is at epoch ${pointer.epoch} batch ${pointer.batch}, not usable for epoch ${input.epoch}`, 'CheckpointMismatch');
   if (pointer.epoch === input.epoch && startBatch >= plan.batches) {
     // This epoch finished in an earlier attempt; report it again.
-    return { epoch: input.epoch, batches: plan.batches, batchesThisAttempt: 0, resumedAt: startBatch, meanLoss: NaN, checkpointKey: pointer.key, imagesPerSecond: 0, nativeSeconds: 0, seconds: 0, stalled: false, warnings };
+    return { epoch: input.epoch, batches: plan.batches, batchesThisAttempt: 0, resumedAt: startBatch, meanLoss: NaN, recentLoss: NaN, checkpointKey: pointer.key, imagesPerSecond: 0, nativeSeconds: 0, seconds: 0, stalled: false, warnings };
   }
 
   const keys = datasetKeys(input.dataset);
@@ -93,7 +93,7 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   const stallLoss = Math.log(net.config.classes);
   let lossSum = 0;
   let trained = 0;
-  let recentLoss = 0;
+  const recent: number[] = [];  // the last losses, for the stall check
   let nativeNs = 0n;
   let lastKey = pointer.key;
   let batch = startBatch;
@@ -125,7 +125,8 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
     }
     nativeNs += process.hrtime.bigint() - s0;
     lossSum += loss;
-    recentLoss = trained === 0 ? loss : 0.98 * recentLoss + 0.02 * loss;
+    recent.push(loss);
+    if (recent.length > 10) recent.shift();
     trained++;
     batch = mb.index + 1;
     if (batch % input.checkpointEvery === 0 && batch < plan.batches) await checkpoint();
@@ -133,6 +134,7 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   }
   await checkpoint();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const recentLoss = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN;
   return {
     epoch: input.epoch,
     batches: batch,
@@ -143,7 +145,9 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
     imagesPerSecond: (trained * input.batchSize) / seconds,
     nativeSeconds: Number(nativeNs) / 1e9,
     seconds,
-    stalled: input.epoch * plan.batches + batch >= input.stallBatches && Math.abs(recentLoss - stallLoss) < 0.02 * stallLoss,
+    recentLoss,
+    // A stall: still within 10% of chance (ln classes) over the last 10 batches after stallBatches.
+    stalled: input.epoch * plan.batches + batch >= input.stallBatches && Math.abs(recentLoss - stallLoss) < 0.1 * stallLoss,
     warnings,
   };
 }

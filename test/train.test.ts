@@ -14,6 +14,7 @@ import { runKeys } from '../activities/store-layout';
 import { binaryPath, startMinio, startTemporal, TemporalService } from '../infra/services';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { decodeState } from '../native/state';
+import { modelConfig } from '../native/index';
 import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
@@ -270,4 +271,35 @@ test.serial('TrainAlexNet on MinIO: the store restarted mid-run, no corrupt chec
   } finally {
     await minio.stop();
   }
+});
+
+test.serial('trainEpoch: a stalled run (paper init on the small net, loss stuck at ln 10) is flagged', async (t) => {
+  const config = modelConfig('alexnet-32');
+  config.weightStd = 0.01;
+  for (const l of config.layers) if ('name' in l && ['conv2', 'conv4', 'conv5', 'fc6', 'fc7'].includes(l.name)) (l as { biasInit: number }).biasInit = 1;
+  await activities.initRun({ runId: 'stalled', store, model: config, classes: 10, seed: 1 });
+  const r = await new MockActivityEnvironment().run(activities.trainEpoch, { ...epochInput('stalled'), batchSize: 16, stallBatches: 10 }) as EpochResult;
+  t.true(r.stalled, `last 10 batches' loss ${r.recentLoss}, ln 10 = ${Math.log(10)}`);
+  await activities.initRun({ runId: 'healthy', store, model: 'alexnet-32', classes: 10, seed: 1 });
+  let h: EpochResult | undefined;
+  for (let epoch = 0; epoch < 3; epoch++) {  // the healthy net leaves ln 10 within a few epochs
+    h = await new MockActivityEnvironment().run(activities.trainEpoch, { ...epochInput('healthy'), epoch, batchSize: 16, stallBatches: 10 }) as EpochResult;
+  }
+  t.false(h!.stalled, `last 10 batches' loss ${h!.recentLoss}`);
+});
+
+test.serial('trainEpoch: a diverging loss fails the epoch non-retryably and keeps the last good checkpoint', async (t) => {
+  await activities.initRun({ runId: 'diverge', store, model: 'alexnet-32', classes: 10, seed: 1 });
+  const err = await t.throwsAsync(new MockActivityEnvironment().run(activities.trainEpoch, { ...epochInput('diverge'), lr: 1e3 }));
+  t.regex(err!.message, /loss is (NaN|Inf).*the last good checkpoint is runs\/diverge\/checkpoints\//);
+  t.true((err as Error & { nonRetryable?: boolean }).nonRetryable);
+  const latest = JSON.parse((await openStore(store).get(runKeys('diverge').latest)).toString()) as { key: string };
+  t.true(err!.message.includes(latest.key), 'the checkpoint named is the one latest.json points at');
+});
+
+test.serial('alexnet train: follows the run and prints the result as its last line', async (t) => {
+  const out = await promisify(execFile)(process.execPath, [CLI, 'train', '--store', store, '--dataset-name', 'fashion', '--model', 'alexnet-32', '--epochs', '1',
+    '--batch-size', '32', '--lr-policy', '{"type":"fixed","lr":0.01}', '--id', 'cli-train', '--task-queue', QUEUE], { env: { ...process.env, TEMPORAL_ADDRESS: temporal.address }, encoding: 'utf8' });
+  const result = JSON.parse(out.stdout.trim().split('\n').pop()!) as { workflowId: string; epochs: number; stoppedBy: string; lastValidation: { images: number } };
+  t.like(result, { workflowId: 'cli-train', epochs: 1, stoppedBy: 'epochs', lastValidation: { images: 640 } });
 });

@@ -84,6 +84,7 @@ export interface EpochResult {
   batchesThisAttempt: number;
   resumedAt: number;        // the batch this attempt started from
   meanLoss: number;         // over this attempt's batches
+  recentLoss: number;       // over the last 10 batches
   checkpointKey: string;    // the epoch-end checkpoint
   imagesPerSecond: number;
   nativeSeconds: number;    // inside the native step
