@@ -23,3 +23,12 @@ export function throwIfCancelled(): void {
 export function heartbeatDetails<T>(): T | undefined {
   return current()?.info.heartbeatDetails as T | undefined;
 }
+
+// The attempt number of the running activity (1 outside an activity).
+export function activityAttempt(): number {
+  return current()?.info.attempt ?? 1;
+}
+
+export function cancellationSignal(): AbortSignal | undefined {
+  return current()?.cancellationSignal;
+}

@@ -5,7 +5,7 @@
 // verify is passed over for the previous valid one.
 import { Network } from '../native/index';
 import { decodeState, encodeState, loadStateInto, StateError } from '../native/state';
-import type { ObjectStore } from './store';
+import { getJson, type ObjectStore } from './store';
 import { runKeys } from './store-layout';
 
 export interface Cursor {
@@ -31,7 +31,7 @@ export class SupersededError extends Error {
 export async function readLatest(store: ObjectStore, runId: string): Promise<LatestPointer | undefined> {
   const key = runKeys(runId).latest;
   if (!(await store.head(key))) return undefined;
-  return JSON.parse((await store.get(key)).toString('utf8')) as LatestPointer;
+  return getJson<LatestPointer>(store, key);
 }
 
 const before = (a: Cursor, b: Cursor) => a.epoch < b.epoch || (a.epoch === b.epoch && a.batch < b.batch);

@@ -10,7 +10,7 @@ import { decodeBatch, encodeBatch } from './batch-format';
 import { DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
 import { addImage, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from './image-stats';
 import { encodeSafetensors, tensor } from '../native/safetensors';
-import { openStore, ObjectStore } from './store';
+import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys } from './store-layout';
 
 // Images decoded at once per shard: overlaps store latency with decoding.
@@ -18,10 +18,6 @@ const DECODE_CONCURRENCY = 8;
 // At most this many skipped/converted entries travel back through Temporal; the shard
 // report in the store has them all.
 const SUMMARY_LIST_LIMIT = 20;
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<T> {
-  return JSON.parse((await store.get(key)).toString('utf8')) as T;
-}
 
 async function readListing(store: ObjectStore, key: string): Promise<SourceImage[]> {
   const text = (await store.get(key)).toString('utf8');
@@ -50,7 +46,7 @@ async function finishedShard(store: ObjectStore, input: PreprocessShardInput): P
   const keys = datasetKeys(input.name);
   const reportKey = keys.shardReport(input.split, input.shard);
   if (!(await store.head(reportKey))) return undefined;
-  const report = await readJson<ShardReport>(store, reportKey);
+  const report = await getJson<ShardReport>(store, reportKey);
   try {
     const batch = decodeBatch(await store.get(report.batchKey), report.batchKey);
     if (batch.count !== report.images || batch.height !== input.imageSize) return undefined;
@@ -74,7 +70,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
   if (done) return summarize({ ...done, reused: true });
 
   const keys = datasetKeys(input.name);
-  const shard = await readJson<Shard>(store, keys.shard(input.split, input.shard));
+  const shard = await getJson<Shard>(store, keys.shard(input.split, input.shard));
   const size = input.imageSize;
   const results: ({ pixels: Buffer; label: number; note?: string } | { skip: string })[] = new Array(shard.images.length);
   let next = 0;
@@ -149,7 +145,7 @@ export async function finalizeDataset(input: { dataset: string; store: string; n
     const skippedByReason: Record<string, number> = {};
     const shardImages: number[] = [];
     for (let i = 0; i < s.shards; i++) {
-      const r = await readJson<ShardReport>(store, keys.shardReport(s.split, i));
+      const r = await getJson<ShardReport>(store, keys.shardReport(s.split, i));
       images += r.images;
       shardImages.push(r.images);
       skipped += r.skippedCount;
@@ -173,7 +169,7 @@ export async function finalizeDataset(input: { dataset: string; store: string; n
   const { stats, meanImage } = finalizeStats(sums);
   await store.put(keys.meanImage, encodeSafetensors({ mean: tensor('F32', [input.imageSize, input.imageSize, 3], meanImage) }, { layout: 'HWC', units: 'pixel values 0..255' }));
   await store.put(keys.stats, JSON.stringify({ ...stats, meanImageKey: keys.meanImage }, null, 1));
-  const classes = await readJson<string[]>(store, keys.classes);
+  const classes = await getJson<string[]>(store, keys.classes);
   const manifest: DatasetManifest = {
     name: input.name,
     source: input.dataset,

@@ -3,19 +3,18 @@
 // checkpoint (centre crop, top-1/top-5), and append metrics. Everything a retry needs is
 // in the store: latest.json and the checkpoints; heartbeats only report progress.
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { Context } from '@temporalio/activity';
 
 import { augmentCenter, augmentTrain, paperPcaValues } from '../native/augment';
 import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
 import { decodeSafetensors } from '../native/safetensors';
 import { decodeState, loadStateInto, StateError } from '../native/state';
 import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
-import { heartbeat } from './activity-context';
+import { activityAttempt, cancellationSignal, heartbeat } from './activity-context';
 import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { epochPlan, miniBatches } from './epoch-data';
 import type { DatasetStats } from './image-stats';
-import { openStore, ObjectStore } from './store';
+import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys, runKeys } from './store-layout';
 
 interface DataStats {
@@ -30,26 +29,10 @@ async function readDataStats(store: ObjectStore, dataset: string): Promise<DataS
   if (!(await store.head(keys.manifest))) {
     throw ApplicationFailure.nonRetryable(`dataset '${dataset}' is not prepared in ${store.uri} (no ${keys.manifest}): run PrepareDataset first`, 'DatasetMissing');
   }
-  const manifest = JSON.parse((await store.get(keys.manifest)).toString()) as DatasetManifest;
-  const stats = JSON.parse((await store.get(keys.stats)).toString()) as DatasetStats;
+  const manifest = await getJson<DatasetManifest>(store, keys.manifest);
+  const stats = await getJson<DatasetStats>(store, keys.stats);
   const mean = decodeSafetensors(await store.get(keys.meanImage), keys.meanImage).tensors.get('mean')!.data as Float32Array;
   return { manifest, mean, pcaVectors: Float32Array.from(stats.pcaEigenvectors), pcaValues: paperPcaValues(stats.pcaEigenvalues) };
-}
-
-function attemptNumber(): number {
-  try {
-    return Context.current().info.attempt;
-  } catch {
-    return 1;
-  }
-}
-
-function cancellationSignal(): AbortSignal | undefined {
-  try {
-    return Context.current().cancellationSignal;
-  } catch {
-    return undefined;
-  }
 }
 
 // Creates the run's initial state (the paper's initialization from the seed) as the
@@ -68,7 +51,7 @@ export async function initRun(input: { runId: string; store: string; model: stri
 export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   const t0 = process.hrtime.bigint();
   const store = openStore(input.store);
-  const attempt = attemptNumber();
+  const attempt = activityAttempt();
   const data = await readDataStats(store, input.dataset);
   const split = data.manifest.splits[input.trainSplit];
   if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.trainSplit}'`, 'InvalidInput');
@@ -211,7 +194,7 @@ export async function datasetStatus(input: { store: string; name: string }): Pro
   const store = openStore(input.store);
   const key = datasetKeys(input.name).manifest;
   if (!(await store.head(key))) return { prepared: false, classes: 0, imageSize: 0, splits: [] };
-  const m = JSON.parse((await store.get(key)).toString()) as DatasetManifest;
+  const m = await getJson<DatasetManifest>(store, key);
   return { prepared: true, classes: m.classes, imageSize: m.imageSize, splits: Object.keys(m.splits) };
 }
 

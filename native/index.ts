@@ -86,11 +86,15 @@ export function modelConfig(model: string, overrides: { classes?: number } = {})
   const names = presetNames();
   if (!names.includes(model)) throw invalid('model', `one of ${names.join(', ')}`, model);
   const cfg = native().presetConfig(model);
-  if (overrides.classes !== undefined) {
-    cfg.classes = integerIn('classes', overrides.classes, 1, 1_000_000);
-    (cfg.layers[cfg.layers.length - 1] as LinearLayer).out = cfg.classes;
-  }
-  return cfg;
+  return overrides.classes === undefined ? cfg : withClasses(cfg, overrides.classes);
+}
+
+// The config with another class count: `classes` and the last linear layer's width.
+export function withClasses(config: NetConfig, classes: number): NetConfig {
+  const k = integerIn('classes', classes, 1, 1_000_000);
+  const layers = [...config.layers];
+  layers[layers.length - 1] = { ...(layers[layers.length - 1] as LinearLayer), out: k };
+  return { ...config, classes: k, layers };
 }
 
 // Throws an Error naming the first bad layer; returns each layer's output (C, H, W).

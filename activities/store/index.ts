@@ -37,3 +37,8 @@ export function openStore(uri: string, options: OpenStoreOptions = {}): ObjectSt
   }
   return new LocalStore(path.resolve(uri));
 }
+
+// A JSON object from the store (manifests, reports, pointers).
+export async function getJson<T>(store: ObjectStore, key: string): Promise<T> {
+  return JSON.parse((await store.get(key)).toString('utf8')) as T;
+}

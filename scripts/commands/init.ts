@@ -1,5 +1,5 @@
 // alexnet init: a freshly initialized network state, as the paper initializes it.
-import { Network } from '../../native/index';
+import { Network, withClasses } from '../../native/index';
 import { encodeState } from '../../native/state';
 import { intOption, numberOption, parse, required, resolveModel, writeFileAtomic } from './args';
 
@@ -10,11 +10,8 @@ the config (in the metadata) as safetensors. --weight-std replaces the paper's 0
 
 export async function init(argv: string[]): Promise<void> {
   const o = parse(argv, { model: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, classes: { type: 'string' }, 'weight-std': { type: 'string' } }, HELP);
-  const config = resolveModel(required(o.model, 'model', HELP));
-  if (o.classes !== undefined) {
-    config.classes = intOption(o.classes, 'classes', 0);
-    (config.layers[config.layers.length - 1] as { out: number }).out = config.classes;
-  }
+  let config = resolveModel(required(o.model, 'model', HELP));
+  if (o.classes !== undefined) config = withClasses(config, intOption(o.classes, 'classes', 0));
   if (o['weight-std'] !== undefined) config.weightStd = numberOption(o['weight-std'], 'weight-std', 0.01);
   const net = new Network(config, { seed: intOption(o.seed, 'seed', 0, 0) });
   const out = required(o.out, 'out', HELP);
