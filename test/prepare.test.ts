@@ -7,10 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { Client, WorkflowFailedError } from '@temporalio/client';
 
-import * as activities from '../activities';
 import { decodeBatch } from '../activities/batch-format';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
@@ -19,13 +17,13 @@ import { MinioService, startMinio, startTemporal, TemporalService } from '../inf
 import type { Shard } from '../workflows/shard-plan';
 import { PrepareDatasetInput, PrepareDatasetResult } from '../workflows/shared';
 import { CLI, tmpDir } from './helpers';
+import { startTestWorker, TestWorker } from './temporal-helpers';
 import { execFile } from 'child_process';
 
 const QUEUE = 'prepare-test';
 let temporal: TemporalService;
 let minio: MinioService;
-let worker: Worker;
-let running: Promise<void>;
+let testWorker: TestWorker;
 let client: Client;
 let dataset: string;
 
@@ -53,19 +51,12 @@ test.before(async () => {
   fs.writeFileSync(path.join(bad, 'odd-png.JPEG'), await red.clone().png().toBuffer());
   fs.writeFileSync(path.join(bad, 'odd-cmyk.jpg'), await red.clone().toColourspace('cmyk').jpeg().toBuffer());
 
-  const nativeConnection = await NativeConnection.connect({ address: temporal.address });
-  worker = await Worker.create({
-    connection: nativeConnection, taskQueue: QUEUE, activities,
-    workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
-  });
-  running = worker.run();
-  client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
+  testWorker = await startTestWorker(temporal.address, QUEUE);
+  client = testWorker.client;
 });
 
 test.after.always(async () => {
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  await client?.connection.close();
+  await testWorker?.stop();
   await Promise.all([temporal?.stop(), minio?.stop()]);
 });
 

@@ -4,8 +4,7 @@
 import test from 'ava';
 import * as path from 'path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
 
 import * as activities from '../activities';
 import { importFashionMnist } from '../activities/fashion-mnist';
@@ -19,21 +18,19 @@ import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
 import { CLI, tmpDir } from './helpers';
+import { startTestWorker, tensorBytes, TestWorker } from './temporal-helpers';
 
 const QUEUE = 'train-test';
 let temporal: TemporalService;
-let worker: Worker;
-let running: Promise<void>;
+let testWorker: TestWorker;
 let client: Client;
 let store: string;
 
 test.before(async () => {
   const dir = tmpDir('alexnet-train-');
   temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
-  const nativeConnection = await NativeConnection.connect({ address: temporal.address });
-  worker = await Worker.create({ connection: nativeConnection, taskQueue: QUEUE, activities, workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js') });
-  running = worker.run();
-  client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
+  testWorker = await startTestWorker(temporal.address, QUEUE);
+  client = testWorker.client;
   const images = path.join(dir, 'fashion');
   await importFashionMnist(images, { limit: 640 });
   store = path.join(dir, 'store');
@@ -41,9 +38,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  await client?.connection.close();
+  await testWorker?.stop();
   await temporal?.stop();
 });
 
@@ -70,8 +65,7 @@ test.serial('trainEpoch: an epoch cancelled mid-way and retried ends bitwise ide
   t.is(resumed.batchesThisAttempt, 20 - latest.batch, 'no batch trained twice or skipped');
   const a = await s.get(straight.checkpointKey);
   const b = await s.get(resumed.checkpointKey);
-  const strip = (buf: Buffer) => buf.subarray(8 + Number(buf.readBigUInt64LE(0)));  // tensor bytes (metadata names the attempt)
-  t.true(strip(a).equals(strip(b)), 'weights, momentum and RNG state identical');
+  t.true(tensorBytes(a).equals(tensorBytes(b)), 'weights, momentum and RNG state identical');
 });
 
 test.serial('TrainAlexNet: trains alexnet-32 on Fashion-MNIST, validates each epoch, writes metrics', async (t) => {
@@ -144,15 +138,14 @@ test.serial('resume contract: a worker killed with SIGKILL mid-epoch, again and 
   t.log(`worker killed ${kills} times`);
   t.true(kills >= 2, `the worker was killed ${kills} times`);
   t.is(result.epochs, 2);
-  const tensors = (buf: Buffer) => buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
-  t.true(tensors(await s.get(result.latestCheckpoint)).equals(tensors(await s.get(reference.latestCheckpoint))),
+  t.true(tensorBytes(await s.get(result.latestCheckpoint)).equals(tensorBytes(await s.get(reference.latestCheckpoint))),
     'weights, momentum and RNG state are identical: no batch was trained twice or skipped');
 });
 
 test.serial('TrainAlexNet signals: pause stops at a batch boundary, setLearningRate applies, resume continues', async (t) => {
   const handle = await client.workflow.start('TrainAlexNet', {
     taskQueue: QUEUE, workflowId: 'train-signals',
-    args: [{ store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 4, lrPolicy: { type: 'fixed', lr: 0.01 } }],
+    args: [{ store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 8, checkpointEvery: 4, lrPolicy: { type: 'fixed', lr: 0.01 } }],
   });
   const phase = async (want: string) => {
     for (let i = 0; i < 200; i++) {
@@ -181,23 +174,20 @@ test.serial('TrainAlexNet: continueAsNew (server threshold lowered) gives the sa
   const input = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 3, batchSize: 32, checkpointEvery: 10, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 4 };
   const plain = await client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'can-reference', args: [input] }) as { latestCheckpoint: string; epochs: number };
   const low = await startTemporal({ dir: tmpDir('alexnet-can-'), dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 20 } });
-  const conn = await NativeConnection.connect({ address: low.address });
-  const w = await Worker.create({ connection: conn, taskQueue: 'can', activities, workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js') });
-  const c = new Client({ connection: await Connection.connect({ address: low.address }) });
+  const w = await startTestWorker(low.address, 'can');
+  const c = w.client;
   try {
-    const result = await w.runUntil(c.workflow.execute('TrainAlexNet', { taskQueue: 'can', workflowId: 'can-run', args: [input] })) as { latestCheckpoint: string; epochs: number };
+    const result = await c.workflow.execute('TrainAlexNet', { taskQueue: 'can', workflowId: 'can-run', args: [input] }) as { latestCheckpoint: string; epochs: number };
     const runs = [];
     for await (const e of c.workflow.list({ query: "WorkflowId = 'can-run'" })) runs.push(e.runId);
     t.true(runs.length >= 2, `continued as new: ${runs.length} runs`);
     t.is(result.epochs, plain.epochs);
     const s = openStore(store);
-    const tensors = (buf: Buffer) => buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
-    t.true(tensors(await s.get(result.latestCheckpoint)).equals(tensors(await s.get(plain.latestCheckpoint))));
+    t.true(tensorBytes(await s.get(result.latestCheckpoint)).equals(tensorBytes(await s.get(plain.latestCheckpoint))));
     const metrics = (await s.get(runKeys('can-run').metrics)).toString().trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
     t.deepEqual(metrics, [0, 1, 2]);
   } finally {
-    await c.connection.close();
-    await conn.close();
+    await w.stop();
     await low.stop();
   }
 });
@@ -206,10 +196,8 @@ test.serial('TrainAlexNet: a Temporal server restart mid-run does not stop the r
   const dir = tmpDir('alexnet-restart-');
   let server = await startTemporal({ dir });
   const port = Number(server.address.split(':')[1]);
-  const conn = await NativeConnection.connect({ address: server.address });
-  const w = await Worker.create({ connection: conn, taskQueue: 'restart', activities, workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js') });
-  const running = w.run();
-  const c = new Client({ connection: await Connection.connect({ address: server.address }) });
+  const w = await startTestWorker(server.address, 'restart');
+  const c = w.client;
   try {
     const input = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 3, batchSize: 16, checkpointEvery: 5, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 6, heartbeatTimeoutSeconds: 10 };
     await c.workflow.start('TrainAlexNet', { taskQueue: 'restart', workflowId: 'restart-run', args: [input] });
@@ -223,9 +211,7 @@ test.serial('TrainAlexNet: a Temporal server restart mid-run does not stop the r
     const epochs = (await s.get(runKeys('restart-run').metrics)).toString().trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
     t.deepEqual(epochs, [0, 1, 2]);
   } finally {
-    w.shutdown();
-    await running.catch(() => undefined);
-    await c.connection.close();
+    await w.stop();
     await server.stop();
   }
 });

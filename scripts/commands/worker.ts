@@ -6,6 +6,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 
 import * as activities from '../../activities';
 import { GPU_TASK_QUEUE, TASK_QUEUE } from '../../workflows/shared';
+import { WORKER_TUNING } from '../worker-options';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
 import { parse } from './args';
 
@@ -30,9 +31,7 @@ export async function worker(argv: string[]): Promise<void> {
         ? { maxConcurrentActivityTaskExecutions: 1 }
         : { workflowsPath: path.resolve(__dirname, '..', '..', 'workflows', 'index.js') }),
       activities,
-      // On SIGTERM a running epoch gets this long, then is cancelled: it checkpoints at
-      // the next batch boundary and the next attempt resumes there.
-      shutdownGraceTime: '30 seconds',
+      ...WORKER_TUNING,
     });
     console.log(`alexnet worker: task queue ${taskQueue} on ${settings.describe}`);
     await w.run();

@@ -1,0 +1,10 @@
+// Worker settings shared by `alexnet worker` and the tests' in-process workers.
+export const WORKER_TUNING = {
+  // Heartbeats (and with them the delivery of a cancellation: pause, stop) reach the
+  // server at least this often, so a pause or stop lands within a second or two rather
+  // than after the SDK's default throttle of up to a minute.
+  maxHeartbeatThrottleInterval: '1 second',
+  // On SIGTERM a running epoch gets this long, then is cancelled: it checkpoints at the
+  // next batch boundary and the next attempt resumes there.
+  shutdownGraceTime: '30 seconds',
+} as const;
