@@ -6,14 +6,13 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 
 import { augmentCenter, augmentTrain, paperPcaValues } from '../native/augment';
 import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
-import { decodeSafetensors } from '../native/safetensors';
-import { decodeState, loadStateInto, StateError } from '../native/state';
 import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
 import { activityAttempt, cancellationSignal, heartbeat } from './activity-context';
 import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { epochPlan, miniBatches } from './epoch-data';
 import type { DatasetStats } from './image-stats';
+import { classesAbove, loadEvaluationNetwork, readMeanImage } from './evaluate';
 import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys, runKeys } from './store-layout';
 
@@ -31,7 +30,7 @@ async function readDataStats(store: ObjectStore, dataset: string): Promise<DataS
   }
   const manifest = await getJson<DatasetManifest>(store, keys.manifest);
   const stats = await getJson<DatasetStats>(store, keys.stats);
-  const mean = decodeSafetensors(await store.get(keys.meanImage), keys.meanImage).tensors.get('mean')!.data as Float32Array;
+  const mean = await readMeanImage(store, dataset);
   return { manifest, mean, pcaVectors: Float32Array.from(stats.pcaEigenvectors), pcaValues: paperPcaValues(stats.pcaEigenvalues) };
 }
 
@@ -142,10 +141,7 @@ export async function validate(input: { store: string; dataset: string; split: s
   const data = await readDataStats(store, input.dataset);
   const split = data.manifest.splits[input.split];
   if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.split}'`, 'InvalidInput');
-  const file = decodeState(await store.get(input.checkpointKey), input.checkpointKey);
-  if (!file.config) throw new StateError(`${input.checkpointKey} carries no config`);
-  const net = new Network(file.config, { threads: input.threads });
-  loadStateInto(net, file, input.checkpointKey, { weightsOnly: true });
+  const net = await loadEvaluationNetwork(store, input.checkpointKey, input.threads);
   const keys = datasetKeys(input.dataset);
   const classes = net.config.classes;
   let images = 0, lossSum = 0, top1 = 0, top5 = 0;
@@ -160,10 +156,7 @@ export async function validate(input: { store: string; dataset: string; split: s
       const { loss, logits } = await net.forward(x, Int32Array.from(labels));
       lossSum += loss * n;
       for (let i = 0; i < n; i++) {
-        const row = logits.subarray(i * classes, (i + 1) * classes);
-        const target = row[labels[i]];
-        let higher = 0;  // classes scored above the true one (ties count against us)
-        for (let k = 0; k < classes; k++) if (row[k] > target || (row[k] === target && k < labels[i])) higher++;
+        const higher = classesAbove(logits, i * classes, classes, labels[i]);
         if (higher >= 1) top1++;
         if (higher >= 5) top5++;
       }

@@ -3,9 +3,11 @@
 import { bench } from './commands/bench';
 import { importCommand } from './commands/import';
 import { down } from './commands/down';
+import { evaluate } from './commands/eval';
 import { init } from './commands/init';
 import { models } from './commands/models';
 import { prepare } from './commands/prepare';
+import { scheduleEval } from './commands/schedule-eval';
 import { status, train } from './commands/train';
 import { step } from './commands/step';
 import { up } from './commands/up';
@@ -17,6 +19,8 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   train: { run: train, summary: 'start TrainAlexNet and follow it with a progress bar' },
   status: { run: status, summary: 'print the progress of a TrainAlexNet run' },
   prepare: { run: prepare, summary: 'start PrepareDataset: shard, preprocess into batch files, statistics' },
+  eval: { run: evaluate, summary: 'start EvaluateAlexNet (1 or 10 crops) on a checkpoint; writes the report' },
+  'schedule-eval': { run: scheduleEval, summary: 'a Temporal Schedule evaluating a run\'s newest checkpoint; list, trigger, pause, delete' },
   init: { run: init, summary: 'write a freshly initialized network state (safetensors)' },
   step: { run: step, summary: 'one SGD step from safetensors weights and input; writes logits, loss, gradients, new weights' },
   bench: { run: bench, summary: 'training and inference images/s of the paper AlexNet (optionally beside PyTorch)' },
@@ -27,7 +31,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(13)} ${c.summary}`);
   return `usage: alexnet <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nalexnet <command> --help shows a command's options.`;
 }
 

@@ -5,6 +5,7 @@
 // local dev server, a self-hosted cluster or Temporal Cloud. The API key is never logged.
 import * as fs from 'fs';
 
+import { Client, Connection } from '@temporalio/client';
 
 export const CONNECTION_FLAGS = {
   address: { type: 'string' },
@@ -64,4 +65,12 @@ export function connectionSettings(flags: Partial<Record<keyof typeof CONNECTION
   if (apiKey) options.apiKey = apiKey;
   const auth = [cert ? 'mTLS' : tlsWanted ? 'TLS' : 'plaintext', apiKey ? 'API key' : undefined].filter(Boolean).join(' + ');
   return { address, namespace, options, describe: `${address} namespace ${namespace} (${auth})` };
+}
+
+// A client for the subcommands (train, prepare, eval, schedule-eval); close `connection`
+// when done.
+export async function connectClient(flags: Partial<Record<keyof typeof CONNECTION_FLAGS, string>>): Promise<{ client: Client; connection: Connection; settings: ConnectionSettings }> {
+  const settings = connectionSettings(flags);
+  const connection = await Connection.connect(settings.options);
+  return { client: new Client({ connection, namespace: settings.namespace }), connection, settings };
 }

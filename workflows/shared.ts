@@ -136,3 +136,78 @@ export interface TrainProgress {
   stalled: boolean;
   lrHistory: { epoch: number; lr: number; reason: string }[];
 }
+
+// --- Evaluation ---------------------------------------------------------------------
+
+export interface EvaluateAlexNetInput {
+  store: string;            // URI of the store (datasets/ and runs/ live there)
+  // The checkpoint: a key in the store, or a run whose newest checkpoint (latest.json,
+  // read when this workflow starts) is evaluated.
+  checkpoint: string | { run: string };
+  datasetName: string;      // datasets/<name>/ in the store
+  split?: string;           // default val, else test
+  crops?: 1 | 10;           // 1: centre crop; 10: the paper's ten patches, softmax averaged (default 10)
+  batchSize?: number;       // images per forward (default 128)
+  maxParallel?: number;     // evaluation activities in flight at once (default 4)
+  device?: 'cpu' | 'cuda';  // which workers evaluate (default cpu)
+  threads?: number;
+}
+
+// One shard's evaluation, summed into the report. Per-class arrays are indexed by class.
+export interface ShardEvaluation {
+  shard: number;
+  images: number;
+  lossSum: number;          // sum over images of -ln p(true class), p the (crop-averaged) softmax
+  top1Errors: number;
+  top5Errors: number;
+  classImages: number[];
+  classTop1Correct: number[];
+  classTop5Correct: number[];
+  confusion?: number[][];   // [true][predicted], only up to 100 classes
+  seconds: number;
+}
+
+export interface EvaluationReport {
+  runId: string;
+  checkpointKey: string;
+  epoch: number;            // of the checkpoint
+  batch: number;
+  model: string;            // the config's name
+  dataset: string;
+  split: string;
+  crops: 1 | 10;
+  images: number;           // equals the split's size: every image once
+  shards: number;
+  loss: number;
+  top1Error: number;
+  top5Error: number;
+  top1Accuracy: number;
+  top5Accuracy: number;
+  perClass: { index: number; name: string; images: number; top1Accuracy: number; top5Accuracy: number }[];
+  confusion?: number[][];   // [true][predicted], only up to 100 classes
+  imagesPerSecond: number;  // evaluated images (crops not counted) per second of activity time
+  seconds: number;          // summed activity time
+  createdAt: string;        // ISO time the evaluation started
+}
+
+// One record of runs/<runId>/metrics.jsonl as TrainAlexNet writes it (kind 'epoch').
+export interface EpochMetrics {
+  kind: 'epoch';
+  epoch: number;
+  lr: number;
+  train: EpochResult;
+  validation?: ValidationResult;
+  nextLr?: number;
+  lrReason?: string;
+}
+
+export interface EvaluateAlexNetResult {
+  reportKeys: { json: string; markdown: string; html: string };
+  checkpointKey: string;
+  images: number;
+  top1Error: number;
+  top5Error: number;
+  top1Accuracy: number;
+  top5Accuracy: number;
+  seconds: number;
+}

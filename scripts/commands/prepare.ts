@@ -1,11 +1,11 @@
 // alexnet prepare: starts PrepareDataset through the Temporal client; with --wait follows
 // it with a progress bar and prints a summary JSON object as its last line.
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import { SingleBar, Presets } from 'cli-progress';
 
 import type { PrepareProgress } from '../../workflows/prepare-dataset';
 import { PrepareDatasetInput, PrepareDatasetResult, TASK_QUEUE } from '../../workflows/shared';
-import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
+import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, parse, required } from './args';
 
 const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000]
@@ -32,10 +32,8 @@ export async function prepare(argv: string[]): Promise<void> {
     seed: intOption(o.seed, 'seed', 0, 0),
     maxParallel: intOption(o.parallel, 'parallel', 8),
   };
-  const settings = connectionSettings(o);
-  const connection = await Connection.connect(settings.options);
+  const { client, connection, settings } = await connectClient(o);
   try {
-    const client = new Client({ connection, namespace: settings.namespace });
     const workflowId = o.id ?? `prepare-${input.name ?? input.dataset.replace(/\/+$/, '').split('/').pop()}-${Date.now()}`;
     const handle = await client.workflow.start('PrepareDataset', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
     console.error(`started PrepareDataset ${workflowId} on ${settings.describe}`);

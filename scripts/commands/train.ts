@@ -2,12 +2,12 @@
 // progress bar (epoch, batch, loss, images/s); alexnet status <workflowId> prints its
 // progress query. The same workflow runs from the official CLI:
 //   temporal workflow start --type TrainAlexNet --task-queue alexnet --input '{...}'
-import { Client, Connection, WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Presets, SingleBar } from 'cli-progress';
 
 import { TASK_QUEUE, TrainAlexNetInput, TrainProgress } from '../../workflows/shared';
-import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
+import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, numberOption, parse, required, UsageError } from './args';
 
 const HELP = `usage: alexnet train --store URI --dataset-name NAME [--dataset URI] [--model alexnet] [--epochs 90]
@@ -21,12 +21,6 @@ datasets/NAME is not in the store yet. --lr-policy: {"type":"plateau"} (the pape
 default), {"type":"step","everyEpochs":30}, {"type":"fixed","lr":0.01}.
 
 ${CONNECTION_HELP}`;
-
-async function connect(o: Record<string, string | boolean | undefined>) {
-  const settings = connectionSettings(o as Record<string, string>);
-  const connection = await Connection.connect(settings.options);
-  return { client: new Client({ connection, namespace: settings.namespace }), connection, settings };
-}
 
 // The running trainEpoch's last heartbeat ({epoch, batch, checkpoint}), if any.
 async function currentBatch(handle: WorkflowHandle): Promise<{ epoch: number; batch: number } | undefined> {
@@ -60,7 +54,7 @@ export async function train(argv: string[]): Promise<void> {
     checkpointEvery: o['checkpoint-every'] ? intOption(o['checkpoint-every'], 'checkpoint-every', 100) : undefined,
     device: o.device as TrainAlexNetInput['device'],
   };
-  const { client, connection, settings } = await connect(o);
+  const { client, connection, settings } = await connectClient(o);
   try {
     const workflowId = o.id ?? `train-${input.datasetName}-${Date.now()}`;
     const handle = await client.workflow.start('TrainAlexNet', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
@@ -102,7 +96,7 @@ export async function status(argv: string[]): Promise<void> {
   const [workflowId, ...rest] = argv;
   if (!workflowId || workflowId.startsWith('-')) throw new UsageError(`usage: alexnet status <workflowId> [connection flags]\n\n${CONNECTION_HELP}`);
   const o = parse(rest, { ...CONNECTION_FLAGS }, CONNECTION_HELP);
-  const { client, connection } = await connect(o);
+  const { client, connection } = await connectClient(o);
   try {
     const handle = client.workflow.getHandle(workflowId);
     const [progress, current] = await Promise.all([handle.query<TrainProgress>('progress'), currentBatch(handle)]);

@@ -1,0 +1,261 @@
+// The evaluation activities of EvaluateAlexNet: resolve which checkpoint and which split
+// (latest.json is read when the workflow starts, never taken from a stale argument),
+// evaluate one shard (centre crop, or the paper's ten patches with the softmax averaged)
+// into a partial result in the store, and merge the partials into the report.
+//
+// Every image is counted exactly once: the shard is the unit of work, each shard's
+// partial has one key, a retried shard overwrites (or reuses) that same key, and the
+// merge reads each shard index once and checks the total against the manifest.
+import { ApplicationFailure } from '@temporalio/common';
+
+import { augmentCenter, augmentTenCrop } from '../native/augment';
+import { decodeSafetensors } from '../native/safetensors';
+import { Network } from '../native/index';
+import { decodeState, loadStateInto, StateError } from '../native/state';
+import type { DatasetManifest, EpochMetrics, EvaluateAlexNetResult, EvaluationReport, ShardEvaluation } from '../workflows/shared';
+import { heartbeat } from './activity-context';
+import { readBatches } from './batch-reader';
+import { readLatest } from './checkpoint';
+import { renderReport } from './report-render';
+import { getJson, openStore, ObjectStore } from './store';
+import { datasetKeys, runKeys } from './store-layout';
+
+const CONFUSION_MAX_CLASSES = 100;
+
+export interface EvaluationPlan {
+  checkpointKey: string;
+  runId: string;
+  epoch: number;
+  batch: number;
+  split: string;
+  shards: number;
+  images: number;
+  classes: number;
+  imageSize: number;
+}
+
+// The checkpoint (a key, or a run's newest via latest.json) and the split to evaluate.
+export async function planEvaluation(input: { store: string; checkpoint: string | { run: string }; datasetName: string; split?: string }): Promise<EvaluationPlan> {
+  const store = openStore(input.store);
+  let key: string;
+  let runId: string;
+  if (typeof input.checkpoint === 'string') {
+    key = input.checkpoint;
+    const m = /^runs\/([^/]+)\/checkpoints\/[^/]+\.safetensors$/.exec(key);
+    if (!m) throw ApplicationFailure.nonRetryable(`checkpoint '${key}' is not a checkpoint key (runs/<runId>/checkpoints/<epoch>-<batch>-<attempt>.safetensors); pass {"run": "<runId>"} for a run's newest`, 'InvalidInput');
+    runId = m[1];
+    if (!(await store.head(key))) throw ApplicationFailure.nonRetryable(`checkpoint ${key} does not exist in ${store.uri}`, 'CheckpointMissing');
+  } else {
+    runId = input.checkpoint.run;
+    const latest = await readLatest(store, runId);
+    if (!latest) throw ApplicationFailure.nonRetryable(`run '${runId}' has no checkpoint in ${store.uri} (no ${runKeys(runId).latest}): train it first (TrainAlexNet)`, 'CheckpointMissing');
+    key = latest.key;
+  }
+  const cursor = /(\d+)-(\d+)-(\d+)\.safetensors$/.exec(key);
+  const keys = datasetKeys(input.datasetName);
+  if (!(await store.head(keys.manifest))) {
+    throw ApplicationFailure.nonRetryable(`dataset '${input.datasetName}' is not prepared in ${store.uri} (no ${keys.manifest}): run PrepareDataset first`, 'DatasetMissing');
+  }
+  const manifest = await getJson<DatasetManifest>(store, keys.manifest);
+  const names = Object.keys(manifest.splits);
+  const split = input.split ?? (names.includes('val') ? 'val' : names.includes('test') ? 'test' : undefined);
+  if (!split || !manifest.splits[split]) {
+    throw ApplicationFailure.nonRetryable(`dataset '${input.datasetName}' has no split '${input.split ?? 'val or test'}': it has ${names.join(', ')}`, 'InvalidInput');
+  }
+  const s = manifest.splits[split];
+  return {
+    checkpointKey: key, runId, epoch: cursor ? Number(cursor[1]) : 0, batch: cursor ? Number(cursor[2]) : 0,
+    split, shards: s.shards, images: s.images, classes: manifest.classes, imageSize: manifest.imageSize,
+  };
+}
+
+// One worker evaluates many shards of the same checkpoint: keep the last network loaded
+// (its calls queue, so concurrent activities share it safely).
+let cachedNet: { key: string; threads?: number; net: Promise<Network> } | undefined;
+
+export function loadEvaluationNetwork(store: ObjectStore, key: string, threads?: number): Promise<Network> {
+  if (cachedNet?.key === key && cachedNet.threads === threads && cachedNet.net) return cachedNet.net;
+  const net = (async () => {
+    const file = decodeState(await store.get(key), key);
+    if (!file.config) throw new StateError(`${key} carries no config`);
+    const n = new Network(file.config, { threads });
+    loadStateInto(n, file, key, { weightsOnly: true });
+    return n;
+  })();
+  cachedNet = { key, threads, net };
+  net.catch(() => { if (cachedNet?.net === net) cachedNet = undefined; });
+  return net;
+}
+
+export async function readMeanImage(store: ObjectStore, dataset: string): Promise<Float32Array> {
+  const key = datasetKeys(dataset).meanImage;
+  return decodeSafetensors(await store.get(key), key).tensors.get('mean')!.data as Float32Array;
+}
+
+// Softmax of each row of `logits` (rows x classes), averaged over groups of `group` rows.
+export function averagedSoftmax(logits: Float32Array, rows: number, classes: number, group: number): Float64Array {
+  const out = new Float64Array((rows / group) * classes);
+  for (let r = 0; r < rows; r++) {
+    const row = logits.subarray(r * classes, (r + 1) * classes);
+    let max = -Infinity;
+    for (let k = 0; k < classes; k++) max = Math.max(max, row[k]);
+    let sum = 0;
+    for (let k = 0; k < classes; k++) sum += Math.exp(row[k] - max);
+    const o = Math.floor(r / group) * classes;
+    for (let k = 0; k < classes; k++) out[o + k] += Math.exp(row[k] - max) / sum / group;
+  }
+  return out;
+}
+
+// How many classes score above the true one (ties count against us): 0 is a top-1 hit,
+// under 5 a top-5 hit.
+export function classesAbove(scores: ArrayLike<number>, offset: number, classes: number, label: number): number {
+  const target = scores[offset + label];
+  let higher = 0;
+  for (let k = 0; k < classes; k++) {
+    const v = scores[offset + k];
+    if (v > target || (v === target && k < label)) higher++;
+  }
+  return higher;
+}
+
+function emptyShard(shard: number, classes: number): ShardEvaluation {
+  return {
+    shard, images: 0, lossSum: 0, top1Errors: 0, top5Errors: 0,
+    classImages: new Array(classes).fill(0), classTop1Correct: new Array(classes).fill(0), classTop5Correct: new Array(classes).fill(0),
+    confusion: classes <= CONFUSION_MAX_CLASSES ? Array.from({ length: classes }, () => new Array(classes).fill(0)) : undefined,
+    seconds: 0,
+  };
+}
+
+export const partialKey = (reportPrefix: string, split: string, shard: number) => `${reportPrefix}/shards/${split}-${String(shard).padStart(5, '0')}.json`;
+
+// Evaluates one shard's batch file and writes the partial result. A partial of the same
+// checkpoint already there (a retry after the write) is reused.
+export async function evaluateShard(input: { store: string; datasetName: string; split: string; shard: number; checkpointKey: string; crops: 1 | 10; batchSize: number; reportPrefix: string; threads?: number }): Promise<{ shard: number; images: number; seconds: number }> {
+  const t0 = Date.now();
+  const store = openStore(input.store);
+  const out = partialKey(input.reportPrefix, input.split, input.shard);
+  if (await store.head(out)) {
+    const done = await getJson<ShardEvaluation & { checkpointKey: string }>(store, out);
+    if (done.checkpointKey === input.checkpointKey) return { shard: done.shard, images: done.images, seconds: done.seconds };
+  }
+  const [net, mean] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.datasetName)]);
+  const classes = net.config.classes;
+  const crop = net.config.input.height;
+  const result = emptyShard(input.shard, classes);
+  const batchKey = datasetKeys(input.datasetName).batch(input.split, input.shard);
+  const perForward = Math.max(1, Math.floor(input.batchSize / input.crops));
+  for await (const b of readBatches(store, [batchKey], { prefetch: 0 })) {
+    if (b.height < crop) throw ApplicationFailure.nonRetryable(`${batchKey} holds ${b.height}x${b.width} images, smaller than the network's ${crop}x${crop} input`, 'InvalidInput');
+    const imageBytes = b.height * b.width * b.channels;
+    for (let start = 0; start < b.count; start += perForward) {
+      const n = Math.min(perForward, b.count - start);
+      const pixels = b.pixels.subarray(start * imageBytes, (start + n) * imageBytes);
+      const x = input.crops === 10
+        ? await augmentTenCrop(pixels, n, b.height, crop, { mean })
+        : await augmentCenter(pixels, n, b.height, crop, { mean });
+      const probs = averagedSoftmax(await net.predict(x), n * input.crops, classes, input.crops);
+      for (let i = 0; i < n; i++) {
+        const label = b.labels[start + i];
+        if (label < 0 || label >= classes) throw ApplicationFailure.nonRetryable(`${batchKey}: label ${label} outside the checkpoint's ${classes} classes: evaluate with the dataset the model was trained on`, 'InvalidInput');
+        const higher = classesAbove(probs, i * classes, classes, label);
+        result.lossSum += -Math.log(Math.max(probs[i * classes + label], 1e-30));
+        result.classImages[label]++;
+        if (higher === 0) result.classTop1Correct[label]++;
+        else result.top1Errors++;
+        if (higher < 5) result.classTop5Correct[label]++;
+        else result.top5Errors++;
+        if (result.confusion) result.confusion[label][argmax(probs, i * classes, classes)]++;
+      }
+      result.images += n;
+      heartbeat({ shard: input.shard, images: result.images });
+    }
+  }
+  result.seconds = (Date.now() - t0) / 1000;
+  await store.put(out, JSON.stringify({ ...result, checkpointKey: input.checkpointKey, model: net.config.name ?? 'custom' }));
+  return { shard: input.shard, images: result.images, seconds: result.seconds };
+}
+
+function argmax(values: ArrayLike<number>, offset: number, n: number): number {
+  let best = 0;
+  for (let k = 1; k < n; k++) if (values[offset + k] > values[offset + best]) best = k;
+  return best;
+}
+
+// Sums the shards' partials (each index once), checks the count against the manifest,
+// and writes report.json, report.md and report.html under the report prefix.
+export async function writeEvaluationReport(input: { store: string; datasetName: string; plan: EvaluationPlan; crops: 1 | 10; reportPrefix: string; createdAt: string }): Promise<EvaluateAlexNetResult> {
+  const store = openStore(input.store);
+  const { plan } = input;
+  const total = emptyShard(-1, plan.classes);
+  let model = '';
+  for (let shard = 0; shard < plan.shards; shard++) {
+    const key = partialKey(input.reportPrefix, plan.split, shard);
+    if (!(await store.head(key))) throw new Error(`evaluation partial ${key} is missing: the shard was not evaluated`);
+    const p = await getJson<ShardEvaluation & { checkpointKey: string; model: string }>(store, key);
+    model = p.model;
+    if (p.checkpointKey !== plan.checkpointKey) throw new Error(`${key} evaluates ${p.checkpointKey}, not ${plan.checkpointKey}`);
+    total.images += p.images;
+    total.lossSum += p.lossSum;
+    total.top1Errors += p.top1Errors;
+    total.top5Errors += p.top5Errors;
+    total.seconds += p.seconds;
+    for (let k = 0; k < plan.classes; k++) {
+      total.classImages[k] += p.classImages[k] ?? 0;
+      total.classTop1Correct[k] += p.classTop1Correct[k] ?? 0;
+      total.classTop5Correct[k] += p.classTop5Correct[k] ?? 0;
+      if (total.confusion && p.confusion) for (let j = 0; j < plan.classes; j++) total.confusion[k][j] += p.confusion[k][j];
+    }
+  }
+  if (total.images !== plan.images) {
+    throw ApplicationFailure.nonRetryable(`evaluation counted ${total.images} images but split '${plan.split}' has ${plan.images}`, 'CountMismatch');
+  }
+  const names = await classNames(store, input.datasetName, plan.classes);
+  const report: EvaluationReport = {
+    runId: plan.runId, checkpointKey: plan.checkpointKey, epoch: plan.epoch, batch: plan.batch, model,
+    dataset: input.datasetName, split: plan.split, crops: input.crops, images: total.images, shards: plan.shards,
+    loss: total.lossSum / total.images,
+    top1Error: total.top1Errors / total.images, top5Error: total.top5Errors / total.images,
+    top1Accuracy: 1 - total.top1Errors / total.images, top5Accuracy: 1 - total.top5Errors / total.images,
+    perClass: names.map((name, index) => ({
+      index, name, images: total.classImages[index],
+      top1Accuracy: total.classImages[index] ? total.classTop1Correct[index] / total.classImages[index] : 0,
+      top5Accuracy: total.classImages[index] ? total.classTop5Correct[index] / total.classImages[index] : 0,
+    })),
+    confusion: total.confusion,
+    imagesPerSecond: total.seconds > 0 ? total.images / total.seconds : 0,
+    seconds: total.seconds,
+    createdAt: input.createdAt,
+  };
+  const rendered = await renderReport(report, await readEpochMetrics(store, plan.runId));
+  const reportKeys = { json: `${input.reportPrefix}/report.json`, markdown: `${input.reportPrefix}/report.md`, html: `${input.reportPrefix}/report.html` };
+  await store.put(reportKeys.json, rendered.json);
+  await store.put(reportKeys.markdown, rendered.markdown);
+  await store.put(reportKeys.html, rendered.html);
+  return {
+    reportKeys, checkpointKey: plan.checkpointKey, images: report.images,
+    top1Error: report.top1Error, top5Error: report.top5Error, top1Accuracy: report.top1Accuracy, top5Accuracy: report.top5Accuracy,
+    seconds: report.seconds,
+  };
+}
+
+async function classNames(store: ObjectStore, dataset: string, classes: number): Promise<string[]> {
+  const keys = datasetKeys(dataset);
+  for (const key of [keys.names, keys.classes]) {
+    if (await store.head(key)) {
+      const v = await getJson<unknown>(store, key);
+      if (Array.isArray(v) && v.length === classes) return v.map(String);
+    }
+  }
+  return Array.from({ length: classes }, (_, i) => `class ${i}`);
+}
+
+export async function readEpochMetrics(store: ObjectStore, runId: string): Promise<EpochMetrics[]> {
+  const key = runKeys(runId).metrics;
+  if (!(await store.head(key))) return [];
+  return (await store.get(key)).toString('utf8').split('\n').filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { kind: string })
+    .filter((r): r is EpochMetrics => r.kind === 'epoch')
+    .sort((a, b) => a.epoch - b.epoch);
+}

@@ -1,0 +1,81 @@
+// alexnet eval: starts EvaluateAlexNet through the Temporal client, follows it with a
+// progress bar and prints the summary (top-1/top-5, the report's keys) as one JSON line.
+// The same workflow runs from the official CLI:
+//   temporal workflow start --type EvaluateAlexNet --task-queue alexnet --input '{...}'
+import { WorkflowFailedError } from '@temporalio/client';
+import { Presets, SingleBar } from 'cli-progress';
+
+import type { EvaluateProgress } from '../../workflows/evaluate-alexnet';
+import { EvaluateAlexNetInput, EvaluateAlexNetResult, TASK_QUEUE } from '../../workflows/shared';
+import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
+import { intOption, parse, required, UsageError } from './args';
+
+const HELP = `usage: alexnet eval --store URI --dataset-name NAME (--run RUN_ID | --checkpoint KEY)
+                    [--split val] [--crops 10] [--batch-size 128] [--parallel 4] [--device cpu|cuda]
+                    [--id WORKFLOW_ID] [--task-queue alexnet] [--detach] [connection flags]
+
+Starts EvaluateAlexNet (a worker must run: alexnet worker): --run evaluates the run's
+newest checkpoint (runs/RUN_ID/latest.json), --checkpoint a given key. --crops 10 is the
+paper's test (four corners, centre and their reflections, softmax averaged); 1 the centre.
+The report (report.json, report.md, report.html) goes to runs/RUN_ID/reports/ in the store.
+
+${CONNECTION_HELP}`;
+
+export const EVAL_FLAGS = {
+  store: { type: 'string' }, 'dataset-name': { type: 'string' }, run: { type: 'string' }, checkpoint: { type: 'string' },
+  split: { type: 'string' }, crops: { type: 'string' }, 'batch-size': { type: 'string' }, parallel: { type: 'string' },
+  device: { type: 'string' }, 'task-queue': { type: 'string' },
+} as const;
+
+// The workflow input from the flags that eval and schedule-eval share.
+export function evaluateInput(o: Partial<Record<keyof typeof EVAL_FLAGS, string>>, help: string): EvaluateAlexNetInput {
+  if (!!o.run === !!o.checkpoint) throw new UsageError(`give one of --run RUN_ID or --checkpoint KEY\n\n${help}`);
+  const crops = intOption(o.crops, 'crops', 10);
+  if (crops !== 1 && crops !== 10) throw new UsageError(`--crops must be 1 or 10, got '${o.crops}'`);
+  return {
+    store: required(o.store, 'store', help),
+    datasetName: required(o['dataset-name'], 'dataset-name', help),
+    checkpoint: o.run ? { run: o.run } : o.checkpoint!,
+    split: o.split,
+    crops,
+    batchSize: intOption(o['batch-size'], 'batch-size', 128),
+    maxParallel: intOption(o.parallel, 'parallel', 4),
+    device: o.device as EvaluateAlexNetInput['device'],
+  };
+}
+
+export async function evaluate(argv: string[]): Promise<void> {
+  const o = parse(argv, { ...CONNECTION_FLAGS, ...EVAL_FLAGS, id: { type: 'string' }, detach: { type: 'boolean' } }, HELP);
+  const input = evaluateInput(o, HELP);
+  const { client, connection, settings } = await connectClient(o);
+  try {
+    const workflowId = o.id ?? `eval-${o.run ?? 'checkpoint'}-${Date.now()}`;
+    const handle = await client.workflow.start('EvaluateAlexNet', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
+    console.error(`started EvaluateAlexNet ${workflowId} on ${settings.describe}`);
+    if (o.detach) {
+      console.log(JSON.stringify({ workflowId }));
+      return;
+    }
+    const bar = new SingleBar({ format: 'evaluate [{bar}] {value}/{total} shards | {images} images | {phase}', stream: process.stderr }, Presets.shades_classic);
+    bar.start(1, 0, { images: 0, phase: 'starting' });
+    const poll = setInterval(() => {
+      handle.query<EvaluateProgress>('progress').then((p) => {
+        bar.setTotal(Math.max(1, p.shardsTotal));
+        bar.update(p.shardsDone, { images: p.imagesDone, phase: p.phase });
+      }, () => undefined);  // not started yet, or finished: the result says how it ended
+    }, 1000);
+    let result: EvaluateAlexNetResult;
+    try {
+      result = await handle.result();
+    } catch (e) {
+      if (e instanceof WorkflowFailedError) throw new Error(`EvaluateAlexNet ${workflowId} failed: ${e.cause?.message ?? e.message}`);
+      throw e;
+    } finally {
+      clearInterval(poll);
+      bar.stop();
+    }
+    console.log(JSON.stringify({ workflowId, ...result }));
+  } finally {
+    await connection.close();
+  }
+}
