@@ -32,3 +32,16 @@ export function activityAttempt(): number {
 export function cancellationSignal(): AbortSignal | undefined {
   return current()?.cancellationSignal;
 }
+
+// Set when this worker process is asked to stop (SIGTERM, SIGINT): long activities then
+// checkpoint at their next safe point and fail retryably, so the server hands the rest to
+// another worker at once instead of waiting out the shutdown grace time.
+let stopping = false;
+
+export function requestWorkerStop(): void {
+  stopping = true;
+}
+
+export function workerStopping(): boolean {
+  return stopping;
+}

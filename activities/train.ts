@@ -7,7 +7,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { augmentCenter, augmentTrain, paperPcaValues } from '../native/augment';
 import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
 import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
-import { activityAttempt, cancellationSignal, heartbeat } from './activity-context';
+import { activityAttempt, cancellationSignal, heartbeat, workerStopping } from './activity-context';
 import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { epochPlan, miniBatches } from './epoch-data';
@@ -90,6 +90,10 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
     if (signal?.aborted) {
       await checkpoint();  // stop at a batch boundary with nothing lost
       throw new CancelledFailure(`epoch ${input.epoch} cancelled at batch ${batch}; checkpoint ${lastKey}`);
+    }
+    if (workerStopping()) {
+      await checkpoint();
+      throw ApplicationFailure.retryable(`worker stopping: epoch ${input.epoch} checkpointed at batch ${batch} (${lastKey}); another attempt resumes there`, 'WorkerStopping');
     }
     const s0 = process.hrtime.bigint();
     const images = await augmentTrain(mb.pixels, input.batchSize, mb.size, crop, {

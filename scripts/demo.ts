@@ -1,78 +1,157 @@
-// The demo until the Temporal pipeline lands: trains the small AlexNet variant
-// (alexnet-32) with the paper's recipe (SGD, momentum 0.9, weight decay 0.0005, dropout,
-// paper initialization) on a synthetic 10-class image set generated here, shows progress,
-// reports held-out accuracy, and saves the network state as safetensors.
-// It says so when it starts: the data is synthetic, not Fashion-MNIST or ImageNet.
-import { SingleBar, Presets } from 'cli-progress';
+// npm run demo: the whole pipeline on the real Fashion-MNIST data, on this machine.
+// Starts a Temporal dev server and MinIO (state under .data/demo, so an interrupted demo
+// resumes where it stopped when run again), runs a worker in this process, then:
+// import (Debian's IDX files -> real JPEGs in class folders), PrepareDataset (sharp ->
+// batch files and statistics in S3), TrainAlexNet (alexnet-32 with the paper's SGD,
+// dropout, augmentation; checkpoints in S3), EvaluateAlexNet (the paper's 10-crop test)
+// and the report, copied to .data/demo/report/.
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { Presets, SingleBar } from 'cli-progress';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Network } from '../native/index';
-import { encodeState } from '../native/state';
+import * as activities from '../activities';
+import { requestWorkerStop } from '../activities/activity-context';
+import { importFashionMnist } from '../activities/fashion-mnist';
+import { openStore } from '../activities/store';
+import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../workflows/shared';
+import { followEvaluation, followPrepare, followTraining } from './follow';
+import { WORKER_TUNING } from './worker-options';
 
-const CLASSES = 10;
-const SIZE = 32;
+const TASK_QUEUE = 'alexnet-demo';
+const BUCKET = 'alexnet-demo';
+const DATASET = 'fashion-mnist';
+const RUN = 'demo-fashion-mnist';
 
-// Class k: an oriented grating (angle and frequency by class) in a class colour, at a
-// random phase and position jitter, plus pixel noise; a fixed seed makes it reproducible.
-function makeSet(n: number, seed: number): { images: Float32Array; labels: Int32Array } {
-  let s = seed >>> 0;
-  const rand = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-  const images = new Float32Array(n * 3 * SIZE * SIZE);
-  const labels = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const k = Math.floor(rand() * CLASSES);
-    labels[i] = k;
-    const angle = (k * Math.PI) / CLASSES + (rand() - 0.5) * 0.2;
-    const freq = 0.25 + 0.1 * (k % 4);
-    const phase = rand() * 2 * Math.PI;
-    const colour = [Math.cos(k), Math.sin(k * 1.7), Math.cos(k * 2.3)];
-    for (let y = 0; y < SIZE; y++) {
-      for (let x = 0; x < SIZE; x++) {
-        const v = Math.sin(freq * (x * Math.cos(angle) + y * Math.sin(angle)) + phase);
-        for (let c = 0; c < 3; c++) {
-          // In mean-subtracted pixel units (about -128..128), as the network sees real images.
-          images[((i * 3 + c) * SIZE + y) * SIZE + x] = 60 * (v * (0.6 + 0.4 * colour[c]) + (rand() - 0.5) * 0.8);
-        }
-      }
-    }
-  }
-  return { images, labels };
+function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1, got '${v}'`);
+  return n;
 }
 
-function accuracy(logits: Float32Array, labels: Int32Array): number {
-  let correct = 0;
-  for (let n = 0; n < labels.length; n++) {
-    const row = logits.subarray(n * CLASSES, (n + 1) * CLASSES);
-    if (row.indexOf(Math.max(...row)) === labels[n]) correct++;
-  }
-  return correct / labels.length;
-}
+const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
 
 async function run(): Promise<void> {
-  const steps = Number(process.env.ALEXNET_DEMO_STEPS ?? 300);
-  const batch = 64;
-  const out = path.resolve(process.env.ALEXNET_DEMO_OUT ?? '.data/demo');
-  console.log('alexnet demo: the Temporal pipeline (Fashion-MNIST, S3, checkpoints) is not built yet;');
-  console.log(`this trains alexnet-32 with the paper's SGD recipe on SYNTHETIC 32x32 images (${CLASSES} classes) for ${steps} steps.`);
-  const net = new Network('alexnet-32', { seed: 1 });
-  const test = makeSet(1000, 999);
-  const bar = new SingleBar({ format: 'train [{bar}] {value}/{total} steps | loss {loss} | {rate} img/s', hideCursor: true }, Presets.shades_classic);
-  bar.start(steps, 0, { loss: '-', rate: '-' });
   const t0 = Date.now();
-  let loss = NaN;
-  for (let step = 0; step < steps; step++) {
-    const { images, labels } = makeSet(batch, step + 1);
-    loss = (await net.step(images, labels, { lr: 0.01 })).loss;
-    bar.update(step + 1, { loss: loss.toFixed(3), rate: ((batch * (step + 1)) / ((Date.now() - t0) / 1000)).toFixed(0) });
+  const dir = path.resolve(process.env.ALEXNET_DEMO_DIR ?? '.data/demo');
+  const epochs = envInt('ALEXNET_DEMO_EPOCHS', 10);
+  const store = `s3://${BUCKET}`;
+  console.log(`alexnet demo: Fashion-MNIST (70,000 real images) -> JPEGs -> PrepareDataset -> TrainAlexNet (alexnet-32, ${epochs} epochs) -> EvaluateAlexNet (10-crop) -> report`);
+  console.log(`state under ${dir}: interrupt at any time (Ctrl-C) and run \`npm run demo\` again to resume; delete it to start over`);
+
+  const services: { temporal?: TemporalService; minio?: MinioService } = {};
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  const cleanup = async () => {
+    if (worker && worker.getState() === 'RUNNING') worker.shutdown();
+    await running?.catch(() => undefined);
+    await services.temporal?.stop();
+    await services.minio?.stop();
+  };
+  // The worker stops on SIGINT/SIGTERM by itself (a running epoch checkpoints first);
+  // then the services go too, and the next run picks up from the same state.
+  Runtime.install({ shutdownSignals: [], logger: new DefaultLogger('WARN') });
+  let interrupted = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      interrupted = true;
+      requestWorkerStop();
+      console.error(`\n${signal}: stopping the worker (the current epoch checkpoints) and the services; run \`npm run demo\` again to resume`);
+      void cleanup().finally(() => process.exit(130));
+    });
   }
-  bar.stop();
-  const acc = accuracy(await net.predict(test.images), test.labels);
-  fs.mkdirSync(out, { recursive: true });
-  const statePath = path.join(out, 'alexnet-32.safetensors');
-  fs.writeFileSync(statePath, encodeState(net));
-  console.log(`final training loss ${loss.toFixed(4)}; held-out accuracy ${(acc * 100).toFixed(1)}% on 1000 synthetic images (chance: 10%)`);
-  console.log(`state (weights, momentum, RNG, config) saved to ${statePath}`);
+  try {
+    services.temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
+    services.minio = await startMinio({ dir: path.join(dir, 'minio') });
+    console.log(`services: Temporal ${services.temporal.address} (web UI ${services.temporal.uiUrl}), MinIO ${services.minio.endpoint} (bucket ${BUCKET})`);
+    // The activities find the store's credentials the standard AWS way: the environment.
+    Object.assign(process.env, {
+      AWS_ACCESS_KEY_ID: services.minio.accessKeyId, AWS_SECRET_ACCESS_KEY: services.minio.secretAccessKey,
+      AWS_REGION: services.minio.region, AWS_ENDPOINT_URL: services.minio.endpoint,
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    });
+    const s3 = new S3Client({ endpoint: services.minio.endpoint, region: services.minio.region, forcePathStyle: true });
+    await s3.send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e: Error) => {
+      if (!/BucketAlreadyOwnedByYou|BucketAlreadyExists/.test(e.name)) throw e;
+    });
+    s3.destroy();
+
+    const nativeConnection = await NativeConnection.connect({ address: services.temporal.address });
+    worker = await Worker.create({
+      connection: nativeConnection, taskQueue: TASK_QUEUE, activities, ...WORKER_TUNING,
+      workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
+    });
+    running = worker.run().finally(() => nativeConnection.close());
+    const connection = await Connection.connect({ address: services.temporal.address });
+    const client = new Client({ connection });
+
+    // 1. Import: Debian's IDX files -> JPEG files in class folders (skips what is there).
+    const images = path.join(dir, 'fashion-mnist');
+    const bar = new SingleBar({ format: 'import [{bar}] {value}/{total} JPEGs', stream: process.stderr, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 30_000 }, Presets.shades_classic);
+    let barStarted = false;
+    const imported = await importFashionMnist(images, {
+      onProgress: (done, total) => {
+        if (!barStarted) bar.start(total, 0);
+        barStarted = true;
+        bar.update(done);
+      },
+    });
+    if (barStarted) bar.stop();
+    console.log(`import: ${imported.splits.train} train + ${imported.splits.test} test JPEGs in ${images} (${imported.written} written, ${imported.skipped} already there) [${elapsed(t0)}]`);
+
+    // 2. PrepareDataset: 36x36 images (alexnet-32 trains on random 32x32 crops of them).
+    const prepareInput: PrepareDatasetInput = { dataset: images, store, name: DATASET, imageSize: 36, shardSize: 1000, maxParallel: 2 };
+    const prepared = await followPrepare(await client.workflow.start('PrepareDataset', {
+      taskQueue: TASK_QUEUE, workflowId: 'demo-prepare', args: [prepareInput], workflowIdConflictPolicy: 'USE_EXISTING',
+    }));
+    console.log(`prepare: ${Object.entries(prepared.manifest.splits).map(([name, s]) => `${name} ${s.images} images in ${s.shards} shards`).join(', ')} (${prepared.shardsReused} shards reused) [${elapsed(t0)}]`);
+
+    // 3. TrainAlexNet: one workflow id for the demo's run. A second `npm run demo` attaches
+    // to it while it runs (it resumes from its last checkpoint) or reads its result.
+    const trainInput: TrainAlexNetInput = {
+      store, datasetName: DATASET, model: 'alexnet-32', epochs, batchSize: 128, seed: 0, checkpointEvery: 100,
+      lrPolicy: { type: 'step', initialLr: 0.01, factor: 0.1, everyEpochs: Math.max(1, Math.round(epochs * 0.7)), maxReductions: 1 },
+      runId: RUN,
+    };
+    let trainHandle;
+    try {
+      trainHandle = await client.workflow.start('TrainAlexNet', {
+        taskQueue: TASK_QUEUE, workflowId: RUN, args: [trainInput],
+        workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      });
+    } catch (e) {
+      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+      console.log(`train: ${RUN} already ran; using its result (delete ${dir} to train again)`);
+      trainHandle = client.workflow.getHandle(RUN);
+    }
+    const trained = await followTraining(trainHandle);
+    const v = trained.lastValidation;
+    console.log(`train: ${trained.epochs} epochs (${trained.stoppedBy}); centre-crop test top-1 error ${v ? (v.top1Error * 100).toFixed(2) : '?'}% [${elapsed(t0)}]`);
+
+    // 4. EvaluateAlexNet: the paper's test, ten patches per image, softmax averaged.
+    const evalInput: EvaluateAlexNetInput = { store, checkpoint: { run: RUN }, datasetName: DATASET, split: 'test', crops: 10, maxParallel: 2 };
+    const evaluated = await followEvaluation(await client.workflow.start('EvaluateAlexNet', {
+      taskQueue: TASK_QUEUE, workflowId: 'demo-evaluate', args: [evalInput], workflowIdConflictPolicy: 'USE_EXISTING',
+    }));
+    await connection.close();
+
+    // 5. The report, copied out of the store so a browser can open it.
+    const reportDir = path.join(dir, 'report');
+    fs.mkdirSync(reportDir, { recursive: true });
+    const s = openStore(store);
+    for (const key of Object.values(evaluated.reportKeys)) fs.writeFileSync(path.join(reportDir, path.basename(key)), await s.get(key));
+    console.log('');
+    console.log(`Fashion-MNIST test set, alexnet-32, 10-crop: top-1 accuracy ${(evaluated.top1Accuracy * 100).toFixed(2)}%, top-5 accuracy ${(evaluated.top5Accuracy * 100).toFixed(2)}% (${evaluated.images} images)`);
+    console.log(`report: ${path.join(reportDir, 'report.html')} (also report.md, report.json; in the store: ${store}/${path.dirname(evaluated.reportKeys.json)}/)`);
+    console.log(`demo finished in ${elapsed(t0)}`);
+  } finally {
+    if (!interrupted) await cleanup();
+  }
 }
 
 run().catch((err: Error) => {

@@ -2,11 +2,8 @@
 // progress bar and prints the summary (top-1/top-5, the report's keys) as one JSON line.
 // The same workflow runs from the official CLI:
 //   temporal workflow start --type EvaluateAlexNet --task-queue alexnet --input '{...}'
-import { WorkflowFailedError } from '@temporalio/client';
-import { Presets, SingleBar } from 'cli-progress';
-
-import type { EvaluateProgress } from '../../workflows/evaluate-alexnet';
-import { EvaluateAlexNetInput, EvaluateAlexNetResult, TASK_QUEUE } from '../../workflows/shared';
+import { EvaluateAlexNetInput, TASK_QUEUE } from '../../workflows/shared';
+import { followEvaluation } from '../follow';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, parse, required, UsageError } from './args';
 
@@ -56,24 +53,7 @@ export async function evaluate(argv: string[]): Promise<void> {
       console.log(JSON.stringify({ workflowId }));
       return;
     }
-    const bar = new SingleBar({ format: 'evaluate [{bar}] {value}/{total} shards | {images} images | {phase}', stream: process.stderr }, Presets.shades_classic);
-    bar.start(1, 0, { images: 0, phase: 'starting' });
-    const poll = setInterval(() => {
-      handle.query<EvaluateProgress>('progress').then((p) => {
-        bar.setTotal(Math.max(1, p.shardsTotal));
-        bar.update(p.shardsDone, { images: p.imagesDone, phase: p.phase });
-      }, () => undefined);  // not started yet, or finished: the result says how it ended
-    }, 1000);
-    let result: EvaluateAlexNetResult;
-    try {
-      result = await handle.result();
-    } catch (e) {
-      if (e instanceof WorkflowFailedError) throw new Error(`EvaluateAlexNet ${workflowId} failed: ${e.cause?.message ?? e.message}`);
-      throw e;
-    } finally {
-      clearInterval(poll);
-      bar.stop();
-    }
+    const result = await followEvaluation(handle);
     console.log(JSON.stringify({ workflowId, ...result }));
   } finally {
     await connection.close();

@@ -1,10 +1,7 @@
 // alexnet prepare: starts PrepareDataset through the Temporal client; with --wait follows
 // it with a progress bar and prints a summary JSON object as its last line.
-import { WorkflowFailedError } from '@temporalio/client';
-import { SingleBar, Presets } from 'cli-progress';
-
-import type { PrepareProgress } from '../../workflows/prepare-dataset';
-import { PrepareDatasetInput, PrepareDatasetResult, TASK_QUEUE } from '../../workflows/shared';
+import { PrepareDatasetInput, TASK_QUEUE } from '../../workflows/shared';
+import { followPrepare } from '../follow';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, parse, required } from './args';
 
@@ -41,24 +38,7 @@ export async function prepare(argv: string[]): Promise<void> {
       console.log(JSON.stringify({ workflowId }));
       return;
     }
-    const bar = new SingleBar({ format: 'prepare [{bar}] {value}/{total} shards | {images} images | {skipped} skipped | {phase}', stream: process.stderr }, Presets.shades_classic);
-    bar.start(1, 0, { images: 0, skipped: 0, phase: 'starting' });
-    const poll = setInterval(() => {
-      handle.query<PrepareProgress>('progress').then((p) => {
-        bar.setTotal(Math.max(1, p.shardsTotal));
-        bar.update(p.shardsDone, { images: p.imagesDone, skipped: p.skipped, phase: p.phase });
-      }, () => undefined);  // not started yet, or finished: the result below says how it ended
-    }, 1000);
-    let result: PrepareDatasetResult;
-    try {
-      result = await handle.result();
-    } catch (e) {
-      if (e instanceof WorkflowFailedError) throw new Error(`PrepareDataset ${workflowId} failed: ${e.cause?.message ?? e.message}`);
-      throw e;
-    } finally {
-      clearInterval(poll);
-      bar.stop();
-    }
+    const result = await followPrepare(handle);
     const splits = Object.values(result.manifest.splits);
     const byReason: Record<string, number> = {};
     for (const s of splits) for (const [k, v] of Object.entries(s.skippedByReason)) byReason[k] = (byReason[k] ?? 0) + v;

@@ -2,11 +2,8 @@
 // progress bar (epoch, batch, loss, images/s); alexnet status <workflowId> prints its
 // progress query. The same workflow runs from the official CLI:
 //   temporal workflow start --type TrainAlexNet --task-queue alexnet --input '{...}'
-import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
-import { Presets, SingleBar } from 'cli-progress';
-
 import { TASK_QUEUE, TrainAlexNetInput, TrainProgress } from '../../workflows/shared';
+import { currentBatch, followTraining } from '../follow';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, numberOption, parse, required, UsageError } from './args';
 
@@ -21,16 +18,6 @@ datasets/NAME is not in the store yet. --lr-policy: {"type":"plateau"} (the pape
 default), {"type":"step","everyEpochs":30}, {"type":"fixed","lr":0.01}.
 
 ${CONNECTION_HELP}`;
-
-// The running trainEpoch's last heartbeat ({epoch, batch, checkpoint}), if any.
-async function currentBatch(handle: WorkflowHandle): Promise<{ epoch: number; batch: number } | undefined> {
-  const d = await handle.describe();
-  for (const a of d.raw.pendingActivities ?? []) {
-    const p = a.heartbeatDetails?.payloads?.[0];
-    if (a.activityType?.name === 'trainEpoch' && p) return defaultPayloadConverter.fromPayload(p as never);
-  }
-  return undefined;
-}
 
 export async function train(argv: string[]): Promise<void> {
   const o = parse(argv, {
@@ -63,30 +50,8 @@ export async function train(argv: string[]): Promise<void> {
       console.log(JSON.stringify({ workflowId }));
       return;
     }
-    const bar = new SingleBar({ format: 'epoch {epoch}/{epochs} [{bar}] batch {batch} | lr {lr} | loss {loss} | val top-1 err {top1} | {rate} img/s | {phase}', stream: process.stderr }, Presets.shades_classic);
-    bar.start(1, 0, { epoch: 0, epochs: '?', batch: '-', lr: '-', loss: '-', top1: '-', rate: '-', phase: 'starting' });
-    let batchesPerEpoch = 0;
-    const poll = setInterval(() => {
-      Promise.all([handle.query<TrainProgress>('progress'), currentBatch(handle)]).then(([p, cur]) => {
-        if (p.lastEpoch) batchesPerEpoch = p.lastEpoch.batches;
-        bar.setTotal(Math.max(1, batchesPerEpoch || (cur?.batch ?? 0) + 1));
-        bar.update(cur?.batch ?? 0, {
-          epoch: p.epoch + 1, epochs: p.epochs, batch: cur?.batch ?? '-', lr: p.lr, phase: p.phase,
-          loss: p.lastEpoch ? p.lastEpoch.meanLoss.toFixed(3) : '-', top1: p.lastValidation ? p.lastValidation.top1Error.toFixed(3) : '-',
-          rate: p.lastEpoch ? p.lastEpoch.imagesPerSecond.toFixed(0) : '-',
-        });
-      }, () => undefined);  // not started yet or finished: the result says how it ended
-    }, 2000);
-    try {
-      const result = await handle.result();
-      console.log(JSON.stringify({ workflowId, ...result }));
-    } catch (e) {
-      if (e instanceof WorkflowFailedError) throw new Error(`TrainAlexNet ${workflowId} failed: ${e.cause?.message ?? e.message}`);
-      throw e;
-    } finally {
-      clearInterval(poll);
-      bar.stop();
-    }
+    const result = await followTraining(handle);
+    console.log(JSON.stringify({ workflowId, ...result }));
   } finally {
     await connection.close();
   }

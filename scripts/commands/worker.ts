@@ -2,9 +2,10 @@
 // CPU activities. Stops gracefully on SIGINT/SIGTERM (running activities get a grace time).
 import * as path from 'path';
 
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 
 import * as activities from '../../activities';
+import { requestWorkerStop } from '../../activities/activity-context';
 import { GPU_TASK_QUEUE, TASK_QUEUE } from '../../workflows/shared';
 import { WORKER_TUNING } from '../worker-options';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
@@ -21,6 +22,7 @@ export async function worker(argv: string[]): Promise<void> {
   const o = parse(argv, { ...CONNECTION_FLAGS, 'task-queue': { type: 'string' }, gpu: { type: 'boolean' } }, HELP);
   const taskQueue = o['task-queue'] ?? (o.gpu ? GPU_TASK_QUEUE : TASK_QUEUE);
   const settings = connectionSettings(o);
+  Runtime.install({ shutdownSignals: [] });
   const connection = await NativeConnection.connect(settings.options);
   try {
     const w = await Worker.create({
@@ -34,6 +36,15 @@ export async function worker(argv: string[]): Promise<void> {
       ...WORKER_TUNING,
     });
     console.log(`alexnet worker: task queue ${taskQueue} on ${settings.describe}`);
+    // Our own signal handling (the Runtime's is off, below): a running epoch checkpoints
+    // at its next batch and hands over to another worker, then the worker drains.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        console.log(`alexnet worker: ${signal}: checkpointing running epochs and stopping`);
+        requestWorkerStop();
+        w.shutdown();
+      });
+    }
     await w.run();
   } finally {
     await connection.close();

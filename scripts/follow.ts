@@ -1,0 +1,79 @@
+// Following a running workflow from a client: a progress bar fed by the workflow's
+// `progress` query (and, for training, the running epoch's heartbeat), then the result,
+// or the workflow's own failure message. Used by `alexnet prepare|train|eval` and the demo.
+// Progress bars render on a terminal; elsewhere (CI, a pipe) a line every `logEvery` ms.
+import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { Presets, SingleBar } from 'cli-progress';
+
+import type { EvaluateProgress } from '../workflows/evaluate-alexnet';
+import type { PrepareProgress } from '../workflows/prepare-dataset';
+import type { EvaluateAlexNetResult, PrepareDatasetResult, TrainProgress } from '../workflows/shared';
+import type { TrainResult } from '../workflows/train-alexnet';
+
+interface Tick { value: number; total: number; fields: Record<string, string | number> }
+
+async function follow<R>(handle: WorkflowHandle, what: string, format: string, tick: () => Promise<Tick>, options: { pollMs?: number; logEvery?: number } = {}): Promise<R> {
+  const tty = !!process.stderr.isTTY;
+  const bar = new SingleBar({ format: `${what} [{bar}] ${format}`, stream: process.stderr, noTTYOutput: !tty, notTTYSchedule: options.logEvery ?? 30_000 }, Presets.shades_classic);
+  let started = false;
+  const poll = setInterval(() => {
+    tick().then((t) => {
+      if (!started) {
+        bar.start(Math.max(1, t.total), t.value, t.fields);
+        started = true;
+      }
+      bar.setTotal(Math.max(1, t.total));
+      bar.update(t.value, t.fields);
+    }, () => undefined);  // not started yet, or finished: the result says how it ended
+  }, options.pollMs ?? 1000);
+  try {
+    return await handle.result() as R;
+  } catch (e) {
+    if (e instanceof WorkflowFailedError) throw new Error(`${what} ${handle.workflowId} failed: ${e.cause?.message ?? e.message}`);
+    throw e;
+  } finally {
+    clearInterval(poll);
+    if (started) bar.stop();
+  }
+}
+
+export function followPrepare(handle: WorkflowHandle): Promise<PrepareDatasetResult> {
+  return follow(handle, 'prepare', '{value}/{total} shards | {images} images | {skipped} skipped | {phase}', async () => {
+    const p = await handle.query<PrepareProgress>('progress');
+    return { value: p.shardsDone, total: p.shardsTotal, fields: { images: p.imagesDone, skipped: p.skipped, phase: p.phase } };
+  });
+}
+
+// The running trainEpoch's last heartbeat ({epoch, batch, checkpoint}), if any.
+export async function currentBatch(handle: WorkflowHandle): Promise<{ epoch: number; batch: number } | undefined> {
+  const d = await handle.describe();
+  for (const a of d.raw.pendingActivities ?? []) {
+    const p = a.heartbeatDetails?.payloads?.[0];
+    if (a.activityType?.name === 'trainEpoch' && p) return defaultPayloadConverter.fromPayload(p as never);
+  }
+  return undefined;
+}
+
+export function followTraining(handle: WorkflowHandle): Promise<TrainResult> {
+  let batchesPerEpoch = 0;
+  return follow(handle, 'train', 'epoch {epoch}/{epochs} batch {batch} | lr {lr} | loss {loss} | val top-1 err {top1} | {rate} img/s | {phase}', async () => {
+    const [p, cur] = await Promise.all([handle.query<TrainProgress>('progress'), currentBatch(handle)]);
+    if (p.lastEpoch) batchesPerEpoch = p.lastEpoch.batches;
+    return {
+      value: cur?.batch ?? 0, total: batchesPerEpoch || (cur?.batch ?? 0) + 1,
+      fields: {
+        epoch: p.epoch + 1, epochs: p.epochs, batch: cur?.batch ?? '-', lr: p.lr, phase: p.phase,
+        loss: p.lastEpoch ? p.lastEpoch.meanLoss.toFixed(3) : '-', top1: p.lastValidation ? p.lastValidation.top1Error.toFixed(3) : '-',
+        rate: p.lastEpoch ? p.lastEpoch.imagesPerSecond.toFixed(0) : '-',
+      },
+    };
+  }, { pollMs: 2000 });
+}
+
+export function followEvaluation(handle: WorkflowHandle): Promise<EvaluateAlexNetResult> {
+  return follow(handle, 'evaluate', '{value}/{total} shards | {images} images | {phase}', async () => {
+    const p = await handle.query<EvaluateProgress>('progress');
+    return { value: p.shardsDone, total: p.shardsTotal, fields: { images: p.imagesDone, phase: p.phase } };
+  });
+}
