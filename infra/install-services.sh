@@ -59,8 +59,11 @@ install_one() {
   elif command -v "$name" >/dev/null 2>&1; then
     target="$(command -v "$name")"
     echo "install-services: no Go toolchain; using the $name on PATH ($target), version not checked"
+  elif [ "$name" = temporal ] && target="$(node "$root/infra/download-temporal.js" "$cache/sdk-download" | tail -1)" && [ -x "$target" ]; then
+    echo "install-services: no Go toolchain and no temporal on PATH; using the Temporal SDK's download ($target)"
   else
     echo "install-services: cannot install $name: no 'go' (1.24 or newer) and no '$name' on PATH" >&2
+    [ "$name" = temporal ] && echo "install-services: (the Temporal SDK's download from temporal.download failed too)" >&2
     return 1
   fi
   ln -sfn "$target" "$links/$name"

@@ -7,17 +7,22 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { buildInfo, Network } from '../../native/index';
+import { benchPipeline } from '../bench-pipeline';
 import { lastJsonLine, PYTHON, REPO_ROOT, runPython } from '../python';
 import { intOption, parse, resolveModel } from './args';
 
 const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N] [--iters 3] [--compare-torch] [--json]
        alexnet bench --preprocess [--images 200] [--size 256] [--json]
        alexnet bench --checkpoint [--model alexnet] [--json]
+       alexnet bench --pipeline [--images 12800] [--model alexnet-32] [--batch 128] [--json]
 
 --preprocess measures JPEG preprocessing (decode, resize the shorter side to S, centre
 crop) of ImageNet-sized JPEGs (500x375): ours on 1 and on 2 processes, and Pillow on one.
 --checkpoint saves and loads the model's checkpoint (weights + momentum) through our store
 on a local MinIO it starts, beside a raw PutObject/GetObject of the same bytes.
+--pipeline trains one epoch of Fashion-MNIST twice in one run: the trainEpoch activity
+called directly (no Temporal), and TrainAlexNet on a local dev server; it reports the
+orchestration overhead (checkpoints every 100 batches in both).
 
 With --json the last line is one JSON object:
   {"backend","model","batch","threads","train_img_s","infer_img_s"[, "pytorch": {...}]}`;
@@ -31,7 +36,15 @@ export async function bench(argv: string[]): Promise<void> {
     model: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' }, iters: { type: 'string' },
     'compare-torch': { type: 'boolean' }, json: { type: 'boolean' },
     preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' }, checkpoint: { type: 'boolean' },
+    pipeline: { type: 'boolean' },
   }, HELP);
+  if (o.pipeline) {
+    const log = (s: string) => (o.json ? process.stderr : process.stdout).write(s + '\n');
+    const r = await benchPipeline({ images: intOption(o.images, 'images', 12800), model: o.model ?? 'alexnet-32', batch: intOption(o.batch, 'batch', 128), checkpointEvery: 100, log });
+    log(`${r.model}, batch ${r.batch}, ${r.batches} batches: direct ${r.direct.epoch_s.toFixed(1)} s (${r.direct.img_s.toFixed(0)} img/s); through Temporal ${r.temporal.epoch_s.toFixed(1)} s (${r.temporal.img_s.toFixed(0)} img/s), overhead ${r.epoch_overhead_pct.toFixed(2)}%; whole workflow with validation ${r.temporal.workflow_s.toFixed(1)} s`);
+    if (o.json) console.log(JSON.stringify(r));
+    return;
+  }
   if (o.checkpoint) return benchCheckpoint(o.model ?? 'alexnet', !!o.json);
   if (o.preprocess) return benchPreprocess(intOption(o.images, 'images', 200), intOption(o.size, 'size', 256), !!o.json);
   const model = o.model ?? 'alexnet';
