@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { ArgumentError, integerIn, invalid, numberIn } from '../workflows/validate';
+import { ArgumentError, integerIn, invalid, numberIn, oneOf } from '../workflows/validate';
 
 export interface ConvLayer { type: 'conv'; name: string; out: number; kernel: number; stride?: number; pad?: number; groups?: number; biasInit?: number }
 export interface LinearLayer { type: 'linear'; name: string; out: number; biasInit?: number }
@@ -28,6 +28,17 @@ export interface SgdOptions { lr: number; momentum?: number; weightDecay?: numbe
 export interface StepOptions extends SgdOptions { dropout?: boolean }
 export interface DropoutMask { name: string; rows: number; cols: number; data: Float32Array }
 
+// Where a network computes. 'cuda' loads the CUDA backend (libalexnet_cuda.so) on first use.
+export const DEVICES = ['cpu', 'cuda'] as const;
+export type Device = typeof DEVICES[number];
+export interface CudaOptions {
+  devices?: number[];              // device ids; default ALEXNET_CUDA_DEVICES, else [0]
+  parallel?: 'model' | 'data';     // 'model': the paper's two columns (default); 'data': a replica per device
+  tf32?: boolean;                  // TF32 tensor-core GEMMs; default ALEXNET_CUDA_TF32=1, else fp32
+}
+interface NativeDeviceOptions { device: Device; devices: number[]; parallel: 'model' | 'data'; tf32: boolean }
+export interface CudaDevices { built: boolean; loaded: boolean; count: number; info: string }
+
 interface NativeNetwork {
   config(): NetConfig;
   params(): ParamInfo[];
@@ -41,14 +52,16 @@ interface NativeNetwork {
   setRngState(seed: bigint, counter: bigint): void;
   getThreads(): number;
   setThreads(n: number): void;
+  device(): string;
 }
 
 interface Binding {
-  Network: new (config: NetConfig, seed: bigint, threads: number) => NativeNetwork;
+  Network: new (config: NetConfig, seed: bigint, threads: number, device?: NativeDeviceOptions) => NativeNetwork;
   presetConfig(name: string): NetConfig;
   presetNames(): string[];
   inferShapes(config: NetConfig): [number, number, number][];
-  build: { cuda: boolean; blas: string; defaultThreads: number };
+  cudaDevices(): CudaDevices;
+  build: { cuda: boolean; cudaLibrary: string | null; blas: string; defaultThreads: number };
 }
 
 const ADDON_PATH = process.env.ALEXNET_NATIVE_ADDON ?? path.resolve(__dirname, '..', '..', 'native', 'build', 'alexnet.node');
@@ -112,6 +125,37 @@ function toSeed(seed: bigint | number): bigint {
 export interface NetworkOptions {
   seed?: bigint | number;
   threads?: number;
+  device?: Device;     // default ALEXNET_DEVICE, else 'cpu'
+  cuda?: CudaOptions;
+}
+
+// The device a network gets when its options name none: ALEXNET_DEVICE, else the CPU.
+export function defaultDevice(): Device {
+  const env = process.env.ALEXNET_DEVICE;
+  return env === undefined || env === '' ? 'cpu' : oneOf('ALEXNET_DEVICE', env, DEVICES);
+}
+
+function envDevices(): number[] | undefined {
+  const env = process.env.ALEXNET_CUDA_DEVICES;
+  if (env === undefined || env.trim() === '') return undefined;
+  const ids = env.split(',').map((s) => Number(s.trim()));
+  if (ids.some((d) => !Number.isInteger(d) || d < 0)) throw invalid('ALEXNET_CUDA_DEVICES', 'comma-separated device ids such as "0,1"', env);
+  return ids;
+}
+
+// Options -> what the addon receives, validated, with the environment's defaults.
+export function resolveDevice(options: { device?: Device; cuda?: CudaOptions } = {}): NativeDeviceOptions {
+  const device = options.device === undefined ? defaultDevice() : oneOf('device', options.device, DEVICES);
+  const cuda = options.cuda ?? {};
+  if (typeof cuda !== 'object' || cuda === null) throw invalid('cuda', 'an object {devices, parallel, tf32}', cuda);
+  const devices = cuda.devices ?? envDevices() ?? [0];
+  if (!Array.isArray(devices) || devices.length === 0) throw invalid('cuda.devices', 'a non-empty array of device ids', devices);
+  devices.forEach((d, i) => integerIn(`cuda.devices[${i}]`, d, 0, 1023));
+  const parallel = oneOf('cuda.parallel', cuda.parallel ?? (process.env.ALEXNET_CUDA_PARALLEL || 'model'), ['model', 'data'] as const);
+  const tf32 = cuda.tf32 ?? process.env.ALEXNET_CUDA_TF32 === '1';
+  if (typeof tf32 !== 'boolean') throw invalid('cuda.tf32', 'boolean', tf32);
+  if (parallel === 'model' && devices.length > 2) throw invalid('cuda.devices', "one or two device ids for parallel 'model' (the paper's two columns)", devices);
+  return { device, devices, parallel, tf32 };
 }
 
 export class Network {
@@ -125,7 +169,8 @@ export class Network {
     const cfg = typeof config === 'string' ? modelConfig(config) : config;
     checkConfig(cfg);
     const threads = options.threads === undefined ? 0 : integerIn('threads', options.threads, 1, 1024);
-    this.net = new (native().Network)(cfg, toSeed(options.seed ?? 0), threads);
+    const device = resolveDevice(options);
+    this.net = new (native().Network)(cfg, toSeed(options.seed ?? 0), threads, device);
     this.config = this.net.config();
     this.params = this.net.params();
     this.inputSize = this.config.input.channels * this.config.input.height * this.config.input.width;
@@ -135,7 +180,14 @@ export class Network {
     return this.net.getThreads();
   }
 
-  // Zero-copy views of a parameter's native memory: writes change the network.
+  // 'cpu', or where the CUDA backend placed the network ("cuda:0 (model parallel, ...)").
+  get device(): string {
+    return this.net.device();
+  }
+
+  // Zero-copy views of a parameter's native memory: writes change the network. On CUDA the
+  // memory is a host copy, refreshed by each call; write into a fresh view before the
+  // next operation (which uploads it).
   weight(name: string): Float32Array {
     return this.net.tensor(this.paramName(name), 'value');
   }
@@ -238,4 +290,9 @@ export class Network {
 
 export function buildInfo(): Binding['build'] {
   return native().build;
+}
+
+// Whether the CUDA backend is compiled in, loads, and which devices it sees (loads it).
+export function cudaDevices(): CudaDevices {
+  return native().cudaDevices();
 }

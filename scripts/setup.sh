@@ -32,6 +32,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
 fi
 
 bash scripts/install-python-deps.sh
+bash scripts/install-cuda.sh >/dev/null  # nvcc + cuBLAS from PyPI into .cache/cuda: the build compiles the CUDA backend
 echo "setup: building the native library"
 bash native/build.sh | grep -vE '^\[[0-9]+/[0-9]+\]|^ninja: no work' || true
 test -f native/build/alexnet.node

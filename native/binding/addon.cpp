@@ -4,6 +4,7 @@
 #include "augment_wrap.h"
 #include "config.h"
 #include "convert.h"
+#include "cuda_loader.h"
 #include "layers.h"
 #include "network_wrap.h"
 
@@ -46,6 +47,19 @@ Napi::Value InferShapes(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// {built, loaded, count, info}: whether the CUDA backend is compiled in, loads, and how
+// many devices it sees (info names them, or says why there are none). Loads the backend.
+Napi::Value CudaDevicesInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const CudaDevices d = cuda_devices();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("built", cuda_built());
+  o.Set("loaded", d.loaded);
+  o.Set("count", d.count);
+  o.Set("info", d.info);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Network", NetworkWrap::Define(env));
   exports.Set("presetConfig", Napi::Function::New(env, PresetConfig));
@@ -54,9 +68,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("augmentTrain", Napi::Function::New(env, AugmentTrain));
   exports.Set("augmentCenter", Napi::Function::New(env, AugmentCenter));
   exports.Set("augmentTenCrop", Napi::Function::New(env, AugmentTenCrop));
+  exports.Set("cudaDevices", Napi::Function::New(env, CudaDevicesInfo));
   Napi::Object build = Napi::Object::New(env);
-  build.Set("cuda", false);
+  build.Set("cuda", cuda_built());  // compiled in; cudaDevices() says whether it can run
+  build.Set("cudaLibrary", cuda_built() ? Napi::Value(Napi::String::New(env, cuda_library_path()))
+                                        : env.Null());
+#ifdef ALEXNET_BLAS_NAME
+  build.Set("blas", ALEXNET_BLAS_NAME);
+#else
   build.Set("blas", "openblas");
+#endif
   build.Set("defaultThreads", default_compute_threads());
   exports.Set("build", build);
   return exports;

@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "convert.h"
+#include "cpu_backend.h"
+#include "cuda_loader.h"
 
 namespace alexnet {
 namespace {
@@ -81,6 +83,22 @@ Napi::Float32Array copy_floats(Napi::Env env, const float* data, size_t n) {
   return a;
 }
 
+// {device: 'cpu' | 'cuda', devices?: number[], parallel?: 'model' | 'data', tf32?: boolean}
+// (validated in TypeScript); absent: the CPU.
+DeviceOptions device_arg(const Napi::CallbackInfo& info, size_t i) {
+  DeviceOptions d;
+  if (!info[i].IsObject()) return d;
+  Napi::Object o = info[i].As<Napi::Object>();
+  if (o.Get("device").IsString()) d.device = o.Get("device").As<Napi::String>();
+  if (o.Get("parallel").IsString()) d.parallel = o.Get("parallel").As<Napi::String>();
+  d.tf32 = o.Get("tf32").ToBoolean();
+  if (o.Get("devices").IsArray()) {
+    Napi::Array a = o.Get("devices").As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); k++) d.devices.push_back(a.Get(k).As<Napi::Number>().Int32Value());
+  }
+  return d;
+}
+
 }  // namespace
 
 Napi::Function NetworkWrap::Define(Napi::Env env) {
@@ -96,10 +114,11 @@ Napi::Function NetworkWrap::Define(Napi::Env env) {
                       InstanceMethod<&NetworkWrap::GetRngState>("getRngState"),
                       InstanceMethod<&NetworkWrap::SetRngState>("setRngState"),
                       InstanceMethod<&NetworkWrap::GetThreads>("getThreads"),
-                      InstanceMethod<&NetworkWrap::SetThreads>("setThreads")});
+                      InstanceMethod<&NetworkWrap::SetThreads>("setThreads"),
+                      InstanceMethod<&NetworkWrap::Device>("device")});
 }
 
-// new Network(config, seed: bigint, threads: number)
+// new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, tf32})
 NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetworkWrap>(info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "config must be an object");
@@ -108,8 +127,20 @@ NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Netw
   const uint64_t seed = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
   const int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
   NetConfig cfg = config_from_js(info[0].As<Napi::Object>());
+  const DeviceOptions device = device_arg(info, 3);
+  if (device.device == "cuda") {
+    try {
+      net = create_cuda_network(cfg, seed, device);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    on_device = true;
+    return;
+  }
+  if (device.device != "cpu")
+    throw Napi::TypeError::New(env, "device must be 'cpu' or 'cuda', not '" + device.device + "'");
   try {
-    net = std::make_shared<Network>(cfg, seed, threads);
+    net = std::make_shared<CpuBackend>(cfg, seed, threads);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("invalid network config: ") + e.what());
   }
@@ -146,15 +177,26 @@ Napi::Value NetworkWrap::Tensor(const Napi::CallbackInfo& info) {
   const std::string name = info[0].As<Napi::String>(), kind = info[1].As<Napi::String>();
   Param* p = net->find_param(name);
   if (!p) throw Napi::Error::New(env, "no parameter named '" + name + "'");
+  if (on_device) {
+    // The view is a host copy: bring it up to date now, and upload whatever the caller
+    // writes into it before the next operation.
+    EnsureIdle(env);
+    try {
+      net->params_to_host();
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    net->params_written();
+  }
   std::vector<float>* v = kind == "value" ? &p->value
                           : kind == "grad" ? &p->grad
                           : kind == "momentum" ? &p->momentum
                                                : nullptr;
   if (!v) throw Napi::TypeError::New(env, "kind must be 'value', 'grad' or 'momentum'");
-  auto* keep = new std::shared_ptr<Network>(net);
+  auto* keep = new std::shared_ptr<NetworkBackend>(net);
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(
       env, v->data(), v->size() * sizeof(float),
-      [](Napi::Env, void*, std::shared_ptr<Network>* hint) { delete hint; }, keep);
+      [](Napi::Env, void*, std::shared_ptr<NetworkBackend>* hint) { delete hint; }, keep);
   return Napi::Float32Array::New(env, v->size(), buf, 0);
 }
 
@@ -239,7 +281,12 @@ Napi::Value NetworkWrap::Step(const Napi::CallbackInfo& info) {
 Napi::Value NetworkWrap::DropoutMasks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureIdle(env);
-  auto masks = net->dropout_masks();
+  std::vector<DropoutMask> masks;
+  try {
+    masks = net->dropout_masks();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   Napi::Array out = Napi::Array::New(env, masks.size());
   for (size_t i = 0; i < masks.size(); i++) {
     Napi::Object m = Napi::Object::New(env);
@@ -272,6 +319,11 @@ Napi::Value NetworkWrap::SetRngState(const Napi::CallbackInfo& info) {
 
 Napi::Value NetworkWrap::GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), net->threads());
+}
+
+// 'cpu', or the CUDA placement ("cuda:0,1 (model parallel, two columns on two devices, fp32)").
+Napi::Value NetworkWrap::Device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), net->device_name());
 }
 
 Napi::Value NetworkWrap::SetThreads(const Napi::CallbackInfo& info) {

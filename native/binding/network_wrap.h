@@ -1,12 +1,14 @@
-// The JS class `Network`: a thin wrapper over alexnet::Network. Long operations run as
-// AsyncWorkers on the libuv pool and return promises; parameter tensors are exposed as
-// zero-copy Float32Arrays over native memory.
+// The JS class `Network`: a thin wrapper over a NetworkBackend (the CPU alexnet::Network,
+// or the CUDA backend loaded on demand). Long operations run as AsyncWorkers on the libuv
+// pool and return promises; parameter tensors are exposed as zero-copy Float32Arrays over
+// native (host) memory.
 #pragma once
 #include <napi.h>
 
 #include <atomic>
 #include <memory>
 
+#include "backend.h"
 #include "network.h"
 
 namespace alexnet {
@@ -16,7 +18,8 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
   static Napi::Function Define(Napi::Env env);
   explicit NetworkWrap(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<Network> net;
+  std::shared_ptr<NetworkBackend> net;
+  bool on_device = false;  // CUDA: host tensors are copies, synced around each access
   // One operation at a time: a second call while one runs is refused (the TS wrapper
   // queues calls, so users only meet this when they bypass it).
   std::atomic<bool> busy{false};
@@ -34,6 +37,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
   Napi::Value SetRngState(const Napi::CallbackInfo& info);
   Napi::Value GetThreads(const Napi::CallbackInfo& info);
   Napi::Value SetThreads(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
   void EnsureIdle(Napi::Env env);
 };
 

@@ -1,0 +1,70 @@
+// The network interface the addon drives, whichever backend computes: the CPU reference
+// (alexnet::Network, wrapped in native/binding) or the CUDA backend (CudaNetwork, in
+// libalexnet_cuda.so, which the addon dlopens only when device 'cuda' is asked for).
+// Plain C++, no CUDA headers: the addon includes it without the CUDA toolkit.
+//
+// Parameters live in host Param arrays (name, shape, value, grad, momentum) for both
+// backends, so the state save/load of native/state.ts works unchanged. A device backend
+// keeps its own copies on the GPUs: call params_to_host() before reading the host arrays
+// and params_written() after writing them (the next operation uploads them).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "network.h"
+
+namespace alexnet {
+
+// Where a network runs. From the Network constructor's options or the environment
+// (ALEXNET_DEVICE=cuda, ALEXNET_CUDA_DEVICES=0,1, ALEXNET_CUDA_PARALLEL=model|data,
+// ALEXNET_CUDA_TF32=1).
+struct DeviceOptions {
+  std::string device = "cpu";     // "cpu" | "cuda"
+  std::vector<int> devices;       // CUDA device ids; empty: {0}
+  std::string parallel = "model";  // "model": the paper's two columns (one GPU each, or both
+                                   // on one GPU on two streams); "data": one replica per GPU
+  bool tf32 = false;               // TF32 tensor-core GEMMs (fp32 otherwise)
+  bool sequential = false;         // both columns on one stream (tests: streams vs none)
+};
+
+class NetworkBackend {
+ public:
+  virtual ~NetworkBackend() = default;
+  virtual std::string device_name() const = 0;  // "cpu", "cuda:0,1 (model parallel, fp32)"
+  virtual const NetConfig& config() const = 0;
+  virtual std::vector<Param>& params() = 0;
+  virtual Param* find_param(const std::string& name) = 0;
+  virtual void params_to_host() {}
+  virtual void params_written() {}
+  virtual float forward(const float* images, const int32_t* labels, int N, bool train) = 0;
+  virtual const float* logits() const = 0;
+  virtual int batch() const = 0;
+  virtual void backward() = 0;
+  virtual void update(const SgdConfig& sgd) = 0;
+  virtual float step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd,
+                     bool dropout) = 0;
+  virtual std::vector<DropoutMask> dropout_masks() = 0;
+  virtual uint64_t seed() const = 0;
+  virtual uint64_t step_counter() const = 0;
+  virtual void set_rng_state(uint64_t seed, uint64_t counter) = 0;
+  virtual int threads() const = 0;
+  virtual void set_threads(int threads) = 0;
+};
+
+}  // namespace alexnet
+
+// The entry points of libalexnet_cuda.so, looked up with dlsym. Both catch every
+// exception: on failure they return non-zero (create) or -1 (device_count) and write a
+// message into err.
+extern "C" {
+// Creates a CudaNetwork; *out is released with `delete`.
+typedef int (*alexnet_cuda_create_fn)(const alexnet::NetConfig* cfg, uint64_t seed,
+                                      const alexnet::DeviceOptions* options,
+                                      alexnet::NetworkBackend** out, char* err, size_t err_len);
+// The number of CUDA devices; names them in info ("0: NVIDIA H100 80GB HBM3 (sm_90); ...").
+typedef int (*alexnet_cuda_device_count_fn)(char* info, size_t info_len);
+}
+#define ALEXNET_CUDA_CREATE_SYMBOL "alexnet_cuda_create"
+#define ALEXNET_CUDA_DEVICE_COUNT_SYMBOL "alexnet_cuda_device_count"

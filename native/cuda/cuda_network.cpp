@@ -1,0 +1,424 @@
+// CudaNetwork: construction (devices, streams, the column plan, parameter slices),
+// parameter transfers, and update. The forward/backward walk and the column exchanges
+// are in cuda_walk.cpp. Host code only: compiled by the C++ compiler against cudart.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "cuda_network.h"
+
+namespace alexnet {
+namespace cuda {
+namespace {
+
+std::runtime_error no_device(const std::string& detail) {
+  return std::runtime_error("CUDA requested but no CUDA device is available: " + detail +
+                            "; run on a GPU machine or unset ALEXNET_DEVICE");
+}
+
+Layout full_layout(int C, int64_t HW) {
+  Layout x;
+  x.C = C;
+  x.HW = HW;
+  x.hi[0] = x.hi[1] = C;
+  return x;
+}
+
+Layout as_full(Layout x) { return full_layout(x.C, x.HW); }
+
+}  // namespace
+
+int cuda_device_count_or_throw() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error for later calls
+    throw no_device(cudaGetErrorString(e));
+  }
+  if (n == 0) throw no_device("the driver reports 0 devices");
+  return n;
+}
+
+CudaNetwork::CudaNetwork(const NetConfig& cfg, uint64_t seed, const DeviceOptions& options)
+    : cfg_(cfg), shapes_(infer_shapes(cfg)), seed_(seed) {
+  {
+    // The CPU backend's construction gives the parameters, their names, shapes and the
+    // paper's initialization, bit for bit (it allocates no activations).
+    Network cpu(cfg, seed, 1);
+    params_ = std::move(cpu.params());
+  }
+  int next = 0;
+  for (const LayerSpec& l : cfg_.layers) {
+    const bool has = l.type == LayerType::Conv || l.type == LayerType::Linear;
+    weight_of_.push_back(has ? next : -1);
+    bias_of_.push_back(has ? next + 1 : -1);
+    if (has) next += 2;
+  }
+  setup_devices(options);
+}
+
+CudaNetwork::~CudaNetwork() {
+  try {
+    synchronize();
+  } catch (...) {
+  }
+  for (Replica& rep : reps_)
+    for (Column& col : rep.cols) {
+      cudaSetDevice(col.device);
+      for (ColumnLayer& L : col.layers)
+        for (cudaEvent_t e : {L.ev_out, L.ev_sent, L.ev_dx, L.ev_bsent, L.ev_grad})
+          if (e) cudaEventDestroy(e);
+      for (cudaEvent_t e : {col.ev_logits, col.ev_logits_sent, col.ev_reduced})
+        if (e) cudaEventDestroy(e);
+      if (col.blas) cublasDestroy(col.blas);
+      if (col.owns_streams) {
+        if (col.copy && col.copy != col.compute) cudaStreamDestroy(col.copy);
+        if (col.compute) cudaStreamDestroy(col.compute);
+      }
+    }
+}
+
+std::string CudaNetwork::device_name() const {
+  std::string ids;
+  for (int d : devices_) ids += (ids.empty() ? "" : ",") + std::to_string(d);
+  std::string how = data_parallel_
+                        ? "data parallel, " + std::to_string(reps_.size()) + " replica(s)"
+                        : std::string("model parallel, two columns on ") +
+                              (reps_[0].cols[0].device == reps_[0].cols[1].device
+                                   ? (sequential_ ? "one stream" : "one device, two streams")
+                                   : "two devices");
+  return "cuda:" + ids + " (" + how + ", " + (tf32_ ? "tf32" : "fp32") + ")";
+}
+
+Param* CudaNetwork::find_param(const std::string& name) {
+  for (auto& p : params_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+void CudaNetwork::make_plan() {
+  input_layout_ = full_layout(cfg_.channels, (int64_t)cfg_.height * cfg_.width);
+  auto split_layout = [&](int C, int64_t HW, size_t i) {
+    Layout x = full_layout(C, HW);
+    if (ncols_ == 2) {
+      if (C < 2)
+        throw std::invalid_argument("layer " + std::to_string(i) + " (" + cfg_.layers[i].name +
+                                    ") has " + std::to_string(C) +
+                                    " output: model parallelism splits outputs over two columns");
+      x.split = true;
+      x.hi[0] = x.lo[1] = (C + 1) / 2;
+    }
+    return x;
+  };
+  Layout cur = input_layout_;
+  plan_.clear();
+  for (size_t i = 0; i < cfg_.layers.size(); i++) {
+    const LayerSpec& l = cfg_.layers[i];
+    const Shape& s = shapes_[i];
+    LayerPlan p;
+    p.in = cur;
+    switch (l.type) {
+      case LayerType::Conv: {
+        p.out = split_layout(l.out, (int64_t)s.h * s.w, i);
+        if (cur.split) {
+          // Local when every group a column computes reads only channels that column holds.
+          const int Cg = cur.C / l.groups, Og = l.out / l.groups;
+          bool local = true;
+          for (int c = 0; c < 2; c++)
+            for (int g = p.out.lo[c] / Og; g < l.groups && g * Og < p.out.hi[c]; g++)
+              local = local && g * Cg >= cur.lo[c] && (g + 1) * Cg <= cur.hi[c];
+          if (!local) {
+            p.gather = true;
+            p.in = as_full(cur);
+          }
+        }
+        break;
+      }
+      case LayerType::Linear:
+        if (cur.split) {
+          p.gather = true;
+          p.in = as_full(cur);
+        }
+        p.out = split_layout(l.out, 1, i);
+        break;
+      case LayerType::Lrn: {
+        const int Cb = cur.C / l.groups;
+        bool local = true;
+        for (int c = 0; c < 2; c++) local = local && cur.lo[c] % Cb == 0 && cur.hi[c] % Cb == 0;
+        if (cur.split && !local) {
+          p.gather = true;
+          p.in = as_full(cur);
+        }
+        p.out = p.in;
+        break;
+      }
+      case LayerType::MaxPool:
+        p.out = cur;
+        p.out.HW = (int64_t)s.h * s.w;
+        break;
+      case LayerType::Relu:
+      case LayerType::Dropout: p.out = cur; break;
+    }
+    plan_.push_back(p);
+    cur = p.out;
+  }
+}
+
+void CudaNetwork::setup_devices(const DeviceOptions& options) {
+  const int count = cuda_device_count_or_throw();
+  devices_ = options.devices.empty() ? std::vector<int>{0} : options.devices;
+  for (int d : devices_)
+    if (d < 0 || d >= count)
+      throw std::invalid_argument("CUDA device " + std::to_string(d) + " does not exist (" +
+                                  std::to_string(count) + " device(s) visible)");
+  if (options.parallel != "model" && options.parallel != "data")
+    throw std::invalid_argument("parallel must be 'model' or 'data', not '" + options.parallel + "'");
+  data_parallel_ = options.parallel == "data";
+  tf32_ = options.tf32;
+  sequential_ = options.sequential;
+  if (!data_parallel_ && devices_.size() > 2)
+    throw std::invalid_argument("model parallelism runs two columns: give one or two CUDA devices, not " +
+                                std::to_string(devices_.size()) + " (or use parallel 'data')");
+  ncols_ = data_parallel_ ? 1 : 2;
+  if (sequential_ && ncols_ == 2 && devices_.size() == 2 && devices_[0] != devices_[1])
+    throw std::invalid_argument("sequential runs both columns on one stream: give one device");
+  make_plan();
+
+  std::vector<std::vector<int>> layout;  // device per replica and column
+  if (data_parallel_)
+    for (int d : devices_) layout.push_back({d});
+  else
+    layout.push_back({devices_[0], devices_[devices_.size() > 1 ? 1 : 0]});
+  // Peer access where the hardware has it; peer copies work without it (through the host).
+  for (size_t a = 0; a < devices_.size(); a++)
+    for (size_t b = 0; b < devices_.size(); b++) {
+      if (devices_[a] == devices_[b]) continue;
+      int can = 0;
+      CUDA_CHECK(cudaDeviceCanAccessPeer(&can, devices_[a], devices_[b]));
+      if (!can) continue;
+      CUDA_CHECK(cudaSetDevice(devices_[a]));
+      const cudaError_t e = cudaDeviceEnablePeerAccess(devices_[b], 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) cudaGetLastError();
+      else CUDA_CHECK(e);
+    }
+
+  reps_.resize(layout.size());
+  for (size_t r = 0; r < layout.size(); r++) {
+    reps_[r].cols.resize(layout[r].size());
+    for (size_t c = 0; c < layout[r].size(); c++) {
+      Column& col = reps_[r].cols[c];
+      col.device = layout[r][c];
+      CUDA_CHECK(cudaSetDevice(col.device));
+      if (sequential_ && c > 0) {
+        col.owns_streams = false;
+        col.compute = col.copy = reps_[r].cols[0].compute;
+      } else {
+        CUDA_CHECK(cudaStreamCreateWithFlags(&col.compute, cudaStreamNonBlocking));
+        if (sequential_) col.copy = col.compute;
+        else CUDA_CHECK(cudaStreamCreateWithFlags(&col.copy, cudaStreamNonBlocking));
+      }
+      CUBLAS_CHECK(cublasCreate(&col.blas));
+      CUBLAS_CHECK(cublasSetMathMode(col.blas, tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      auto event = [](cudaEvent_t* e) { CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming)); };
+      col.layers.resize(cfg_.layers.size());
+      for (ColumnLayer& L : col.layers)
+        for (cudaEvent_t* e : {&L.ev_out, &L.ev_sent, &L.ev_dx, &L.ev_bsent, &L.ev_grad}) event(e);
+      for (cudaEvent_t* e : {&col.ev_logits, &col.ev_logits_sent, &col.ev_reduced}) event(e);
+      // This column's slice of every parameter: the rows of its outputs.
+      col.params.resize(params_.size());
+      for (size_t i = 0; i < cfg_.layers.size(); i++) {
+        if (weight_of_[i] < 0) continue;
+        const int lo = plan_[i].out.lo[c], hi = plan_[i].out.hi[c], O = cfg_.layers[i].out;
+        const int64_t row = (int64_t)params_[weight_of_[i]].value.size() / O;
+        ColumnParam& w = col.params[weight_of_[i]];
+        ColumnParam& b = col.params[bias_of_[i]];
+        w.offset = lo * row;
+        w.count = (hi - lo) * row;
+        b.offset = lo;
+        b.count = hi - lo;
+        for (ColumnParam* p : {&w, &b}) {
+          p->value.resize(p->count);
+          p->grad.resize(p->count);
+          p->momentum.resize(p->count);
+        }
+      }
+    }
+  }
+  if (reps_.size() > 1) {
+    size_t total = 0;
+    for (auto& p : params_) total += p.value.size();
+    CUDA_CHECK(cudaSetDevice(reps_[0].cols[0].device));
+    reps_[0].cols[0].reduce_recv.resize(total);
+  }
+}
+
+void CudaNetwork::resize_batch(int N) {
+  if (N == batch_) return;
+  batch_ = 0;  // stays 0 if an allocation below fails
+  const int R = (int)reps_.size();
+  int n0 = 0;
+  for (int r = 0; r < R; r++) {
+    Replica& rep = reps_[r];
+    rep.n0 = n0;
+    rep.nb = N / R + (r < N % R ? 1 : 0);
+    n0 += rep.nb;
+    if (!rep.nb) continue;
+    const size_t nb = rep.nb;
+    int64_t largest = cfg_.classes;
+    for (const LayerPlan& p : plan_) largest = std::max({largest, (int64_t)p.in.C * p.in.HW, (int64_t)p.out.C * p.out.HW});
+    for (size_t c = 0; c < rep.cols.size(); c++) {
+      Column& col = rep.cols[c];
+      CUDA_CHECK(cudaSetDevice(col.device));
+      if (c == 0 || col.device != rep.cols[0].device) {
+        col.input.resize(nb * input_size());
+        col.labels.resize(nb);
+        col.input_ptr = col.input.data();
+        col.labels_ptr = col.labels.data();
+      } else {
+        col.input_ptr = rep.cols[0].input.data();
+        col.labels_ptr = rep.cols[0].labels.data();
+      }
+      for (size_t i = 0; i < plan_.size(); i++) {
+        const LayerPlan& p = plan_[i];
+        ColumnLayer& L = col.layers[i];
+        const size_t n_out = nb * p.out.held(c) * p.out.HW;
+        L.out.resize(n_out);
+        const LayerType t = cfg_.layers[i].type;
+        if (t == LayerType::Lrn || t == LayerType::Dropout) L.aux.resize(n_out);
+        if (t == LayerType::MaxPool) L.argmax.resize(n_out);
+        const bool params = t == LayerType::Conv || t == LayerType::Linear;
+        if (p.gather) {
+          const Layout& prev = plan_[i - 1].out;
+          L.in_full.resize(nb * p.in.C * p.in.HW);
+          L.recv.resize(nb * std::max(prev.held(0), prev.held(1)) * prev.HW);
+          L.send.resize(L.recv.size());
+        } else if (params && ncols_ == 2 && i > 0 && !p.in.split) {  // FULL input: all-reduce of the gradient
+          L.recv.resize(nb * p.in.C * p.in.HW);
+        }
+      }
+      col.grad_a.resize(nb * largest);
+      col.grad_b.resize(nb * largest);
+      col.probs.resize(nb * cfg_.classes);
+      col.dlogits.resize(nb * cfg_.classes);
+      col.losses.resize(nb);
+      if (plan_.back().out.split) {
+        col.logits_full.resize(nb * cfg_.classes);
+        col.logits_recv.resize(nb * cfg_.classes);
+      }
+    }
+  }
+  logits_.assign((size_t)N * cfg_.classes, 0.0f);
+  losses_.assign(N, 0.0);
+  masks_.clear();
+  for (size_t i = 0; i < cfg_.layers.size(); i++)
+    if (cfg_.layers[i].type == LayerType::Dropout) masks_.emplace_back((size_t)N * shapes_[i].size());
+  batch_ = N;
+}
+
+// Host -> every replica's columns, when the host arrays may have changed.
+void CudaNetwork::upload_params() {
+  if (!host_newer_) return;
+  synchronize();
+  for (Replica& rep : reps_)
+    for (Column& col : rep.cols) {
+      CUDA_CHECK(cudaSetDevice(col.device));
+      for (size_t pi = 0; pi < params_.size(); pi++) {
+        ColumnParam& cp = col.params[pi];
+        if (!cp.count) continue;
+        const size_t bytes = cp.count * sizeof(float);
+        CUDA_CHECK(cudaMemcpy(cp.value.data(), params_[pi].value.data() + cp.offset, bytes, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(cp.grad.data(), params_[pi].grad.data() + cp.offset, bytes, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(cp.momentum.data(), params_[pi].momentum.data() + cp.offset, bytes, cudaMemcpyHostToDevice));
+      }
+    }
+  host_newer_ = false;
+}
+
+// Replica 0's columns -> host (the replicas agree after every update).
+void CudaNetwork::params_to_host() {
+  if (!device_newer_) return;
+  synchronize();
+  for (Column& col : reps_[0].cols) {
+    CUDA_CHECK(cudaSetDevice(col.device));
+    for (size_t pi = 0; pi < params_.size(); pi++) {
+      ColumnParam& cp = col.params[pi];
+      if (!cp.count) continue;
+      const size_t bytes = cp.count * sizeof(float);
+      CUDA_CHECK(cudaMemcpy(params_[pi].value.data() + cp.offset, cp.value.data(), bytes, cudaMemcpyDeviceToHost));
+      CUDA_CHECK(cudaMemcpy(params_[pi].grad.data() + cp.offset, cp.grad.data(), bytes, cudaMemcpyDeviceToHost));
+      CUDA_CHECK(cudaMemcpy(params_[pi].momentum.data() + cp.offset, cp.momentum.data(), bytes, cudaMemcpyDeviceToHost));
+    }
+  }
+  device_newer_ = false;
+}
+
+void CudaNetwork::synchronize() {
+  for (Replica& rep : reps_)
+    for (Column& col : rep.cols) {
+      CUDA_CHECK(cudaSetDevice(col.device));
+      CUDA_CHECK(cudaStreamSynchronize(col.compute));
+      CUDA_CHECK(cudaStreamSynchronize(col.copy));
+    }
+}
+
+void CudaNetwork::update(const SgdConfig& sgd) {
+  upload_params();
+  for (Replica& rep : reps_)
+    for (Column& col : rep.cols) {
+      CUDA_CHECK(cudaSetDevice(col.device));
+      for (ColumnParam& cp : col.params)
+        if (cp.count)
+          sgd_update(cp.value.data(), cp.momentum.data(), cp.grad.data(), cp.count, sgd.lr,
+                     sgd.momentum, sgd.weight_decay, col.compute);
+    }
+  synchronize();
+  device_newer_ = true;
+  counter_++;
+}
+
+float CudaNetwork::step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd,
+                        bool dropout) {
+  load_batch(images, labels, N);
+  return step_loaded(sgd, dropout);
+}
+
+float CudaNetwork::step_loaded(const SgdConfig& sgd, bool dropout) {
+  const float loss = forward_loaded(dropout);
+  if (!std::isfinite(loss))
+    throw std::runtime_error("loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") +
+                             " at step " + std::to_string(counter_) +
+                             ": the update was not applied (lower the learning rate or check the input)");
+  backward();
+  update(sgd);
+  return loss;
+}
+
+std::vector<DropoutMask> CudaNetwork::dropout_masks() {
+  std::vector<DropoutMask> out;
+  if (!last_train_ || !batch_) return out;
+  synchronize();
+  std::string owner = "input";
+  size_t k = 0;
+  for (size_t i = 0; i < cfg_.layers.size(); i++) {
+    if (!cfg_.layers[i].name.empty()) owner = cfg_.layers[i].name;
+    if (cfg_.layers[i].type != LayerType::Dropout) continue;
+    const Layout& L = plan_[i].out;
+    float* host = masks_[k++].data();
+    for (Replica& rep : reps_) {
+      if (!rep.nb) continue;
+      for (size_t c = 0; c < rep.cols.size(); c++) {
+        CUDA_CHECK(cudaSetDevice(rep.cols[c].device));
+        const size_t f = sizeof(float), held = L.held(c);
+        CUDA_CHECK(cudaMemcpy2D(host + ((int64_t)rep.n0 * L.C + L.lo[c]) * L.HW, L.C * L.HW * f,
+                                rep.cols[c].layers[i].aux.data(), held * L.HW * f, held * L.HW * f,
+                                rep.nb, cudaMemcpyDeviceToHost));
+      }
+    }
+    out.push_back({"mask." + owner, host, batch_, shapes_[i].size()});
+  }
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace alexnet

@@ -1,0 +1,120 @@
+// The layer set of the paper on CUDA: the same <layer>_forward / <layer>_backward pairs
+// as the CPU reference (native/src/layers.h) with the same formulas, one .cu file per
+// concept (conv, relu, lrn, maxpool, linear, dropout, softmax_xent, sgd, plus matmul and
+// exchange for the GEMM wrapper and the column copies). Every launcher takes the stream
+// it runs on (and the cuBLAS handle bound to it, where it multiplies), asserts its sizes
+// and checks its launches; none synchronizes. Pointers are device memory.
+//
+// Column slices: a layer of the two-column network runs per column on a slice of its
+// channels. Where a launcher takes `c0` (the global index of the first channel it holds)
+// and a channel count smaller than the layer's, it computes that slice of the layer with
+// the layer's global indexing (LRN blocks, dropout's counter index, conv groups).
+//
+// Letters as in layers.h: N batch, C channels, H/W height/width, O outputs, K kernel,
+// S stride, P padding, G groups, OH/OW output size, I input features.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "device_array.h"
+
+namespace alexnet {
+namespace cuda {
+
+// Row-major C (M,N) = alpha * op(A) @ op(B) + beta * C through cuBLAS (which is
+// column-major: we compute C^T = op(B)^T op(A)^T). lda/ldb/ldc are row-major strides.
+void matmul(float* C, const float* A, const float* B, bool trans_a, bool trans_b, int M, int N,
+            int K, int lda, int ldb, int ldc, float alpha, float beta, cublasHandle_t blas);
+
+// ---- conv.cu: grouped convolution as im2col + SGEMM, on a column's slice -------------
+// The layer: input (N,C,H,W), weight (O, C/G, K, K), groups G. A column computes output
+// channels [o0, o0+Oc) from an input buffer holding channels [cin0, cin0+Cin); every
+// group it touches must have its input channels inside that buffer.
+struct ConvDims {
+  int N, C, H, W, O, K, S, P, G;
+  int cin0, Cin;  // held input channels (whole layer: 0, C)
+  int o0, Oc;     // computed output channels (whole layer: 0, O)
+  int OH() const { return (H + 2 * P - K) / S + 1; }
+  int OW() const { return (W + 2 * P - K) / S + 1; }
+};
+struct ConvScratch {
+  DeviceArray<float> col, dcol, stage;
+};
+// inp (N,Cin,H,W), weight (Oc, C/G, K, K) = rows [o0, o0+Oc) of the layer's weight,
+// bias (Oc), out (N,Oc,OH,OW).
+void conv_forward(float* out, const float* inp, const float* weight, const float* bias,
+                  const ConvDims& d, ConvScratch& s, cublasHandle_t blas, cudaStream_t stream);
+// dinp (N,Cin,H,W) or null; dweight (Oc, C/G, K, K); dbias (Oc); all overwritten. Input
+// channels of the buffer that none of the column's groups read get a zero gradient.
+// dinp_ready, when given, is recorded as soon as dinp is complete (before the weight
+// gradient of the last chunk), so a copy of dinp can overlap the rest.
+void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                   const float* weight, const ConvDims& d, ConvScratch& s, cublasHandle_t blas,
+                   cudaStream_t stream, cudaEvent_t dinp_ready = nullptr);
+
+// ---- relu.cu ------------------------------------------------------------------------
+void relu_forward(float* out, const float* inp, int64_t n, cudaStream_t stream);
+void relu_backward(float* dinp, const float* dout, const float* out, int64_t n, cudaStream_t stream);
+
+// ---- lrn.cu: the paper's LRN within G blocks of C/G channels --------------------------
+// The buffers hold channels [c0, c0+Cc) of a layer with C channels; every LRN block must
+// lie wholly inside or outside that range. inp/out/scale (N,Cc,H,W).
+void lrn_forward(float* out, float* scale, const float* inp, int N, int Cc, int c0, int C, int H,
+                 int W, int G, int size, float alpha, float beta, float k, cudaStream_t stream);
+void lrn_backward(float* dinp, const float* dout, const float* inp, const float* out,
+                  const float* scale, int N, int Cc, int c0, int C, int H, int W, int G, int size,
+                  float alpha, float beta, cudaStream_t stream);
+
+// ---- maxpool.cu: K x K stride S, no padding, floor; first maximum wins ---------------
+// inp (N,C,H,W), out/argmax (N,C,OH,OW); argmax indexes the (H,W) plane.
+void maxpool_forward(float* out, int32_t* argmax, const float* inp, int N, int C, int H, int W,
+                     int K, int S, cudaStream_t stream);
+void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, int N, int C, int H,
+                      int W, int K, int S, cudaStream_t stream);
+
+// ---- linear.cu: inp (N,I), weight (O,I) rows of the column, bias (O), out (N,O) -------
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                    int I, int O, cublasHandle_t blas, cudaStream_t stream);
+// dinp (N,I) or null. dinp_ready as in conv_backward.
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int I, int O,
+                     cublasHandle_t blas, cudaStream_t stream, cudaEvent_t dinp_ready = nullptr);
+
+// ---- dropout.cu: inverted dropout, masks from rng.h's counter-based draws -------------
+// The buffers hold samples [n0, n0+N) and channels [c0, c0+Cc) of a (batch, C, HW)
+// tensor; element (n, c, p) draws index ((n0+n)*C + c0 + c)*HW + p, so masks equal the
+// CPU's whatever the split over columns or replicas.
+void dropout_forward(float* out, float* mask, const float* inp, int N, int n0, int Cc, int c0,
+                     int C, int HW, float p, uint64_t seed, uint64_t rng_stream, uint64_t counter,
+                     cudaStream_t stream);
+void dropout_backward(float* dinp, const float* dout, const float* mask, int64_t n,
+                      cudaStream_t stream);
+
+// ---- softmax_xent.cu: logits/probs (N,K), labels (N) ----------------------------------
+// losses (N) get each sample's loss in double; the caller sums them in order.
+void softmax_xent_forward(float* probs, double* losses, const float* logits,
+                          const int32_t* labels, int N, int K, cudaStream_t stream);
+// dlogits = (probs - onehot) * scale; scale is 1/(the whole batch), which differs from
+// 1/N when this is one replica's shard.
+void softmax_xent_backward(float* dlogits, const float* probs, const int32_t* labels, int N, int K,
+                           float scale, cudaStream_t stream);
+
+// ---- sgd.cu: the paper's update as one fused kernel ------------------------------------
+void sgd_update(float* w, float* v, const float* grad, int64_t n, float lr, float momentum,
+                float weight_decay, cudaStream_t stream);
+
+// ---- exchange.cu: copies and sums between the two columns' buffers ---------------------
+// dst (N, Cd, HW) channels [dc0, dc0+Cc) <- src (N, Cs, HW) channels [sc0, sc0+Cc).
+// Both on the current device (a 2D async copy).
+void copy_channels(float* dst, int Cd, int dc0, const float* src, int Cs, int sc0, int N, int Cc,
+                   int64_t HW, cudaStream_t stream);
+// dst (N, Cc, HW) = full (N, C, HW) channels [c0, c0+Cc) + other (N, Cc, HW).
+void add_channels(float* dst, const float* full, int C, int c0, const float* other, int N, int Cc,
+                  int64_t HW, cudaStream_t stream);
+// y += x (n)
+void add_inplace(float* y, const float* x, int64_t n, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace alexnet
