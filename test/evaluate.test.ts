@@ -15,7 +15,7 @@ import { averagedSoftmax, classesAbove } from '../activities/evaluate';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { getJson, openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
-import { startTemporal, TemporalService } from '../infra/services';
+import { binaryPath, startTemporal, TemporalService } from '../infra/services';
 import type { EvaluateAlexNetResult, EvaluationReport } from '../workflows/shared';
 import { WORKER_TUNING } from '../scripts/worker-options';
 import { CLI, tmpDir } from './helpers';
@@ -182,4 +182,28 @@ test.serial('schedule-eval: a triggered schedule evaluates the checkpoint latest
   }
   const after = await cli('schedule-eval', 'list');
   t.notRegex(after.stdout, /eval-eval-run/);
+});
+
+test.serial('temporal schedule create (the official CLI, as the README shows) runs EvaluateAlexNet on the run\'s newest checkpoint', async (t) => {
+  const run = promisify(execFile);
+  const temporalCli = (...args: string[]) => run(binaryPath('temporal'), [...args, '--address', temporal.address]);
+  const input = { store, checkpoint: { run: 'eval-run' }, datasetName: 'fashion', crops: 1 };
+  await temporalCli('schedule', 'create', '--schedule-id', 'eval-official', '--interval', '1h', '--overlap-policy', 'Skip', '--catchup-window', '10m',
+    '--workflow-id', 'eval-official-run', '--task-queue', QUEUE, '--type', 'EvaluateAlexNet', '--input', JSON.stringify(input));
+  try {
+    await temporalCli('schedule', 'trigger', '--schedule-id', 'eval-official');
+    let result: EvaluateAlexNetResult | undefined;
+    for (let i = 0; i < 240 && !result; i++) {
+      for await (const w of client.workflow.list({ query: "WorkflowType = 'EvaluateAlexNet' AND ExecutionStatus = 'Completed'" })) {
+        if (w.workflowId.startsWith('eval-official-run')) result = await client.workflow.getHandle(w.workflowId, w.runId).result() as EvaluateAlexNetResult;
+      }
+      if (!result) await new Promise((r) => setTimeout(r, 500));
+    }
+    t.truthy(result, 'the scheduled workflow completed');
+    t.is(result!.checkpointKey, trained.latestCheckpoint);
+    t.is(result!.images, TEST_IMAGES);
+    t.true(await openStore(store).head(result!.reportKeys.html) !== undefined, 'report.html is in the store');
+  } finally {
+    await temporalCli('schedule', 'delete', '--schedule-id', 'eval-official');
+  }
 });
