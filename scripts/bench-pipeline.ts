@@ -7,15 +7,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 
 import * as activities from '../activities';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { startTemporal } from '../infra/services';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
 import type { TrainResult } from '../workflows/train-alexnet';
-import { WORKER_TUNING } from './worker-options';
+import { startInProcessWorker } from './in-process-worker';
 
 export interface PipelineBenchResult {
   model: string;
@@ -33,14 +32,8 @@ export async function benchPipeline(options: { images: number; model: string; ba
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
   const taskQueue = 'bench-pipeline';
-  const nativeConnection = await NativeConnection.connect({ address: temporal.address });
-  const worker = await Worker.create({
-    connection: nativeConnection, taskQueue, activities, ...WORKER_TUNING,
-    workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
-  });
-  const running = worker.run();
-  const connection = await Connection.connect({ address: temporal.address });
-  const client = new Client({ connection });
+  const inProcess = await startInProcessWorker(temporal.address, taskQueue);
+  const client = inProcess.client;
   try {
     const images = path.join(dir, 'fashion');
     options.log(`importing ${options.images} Fashion-MNIST training images and preparing them (36x36)...`);
@@ -80,10 +73,7 @@ export async function benchPipeline(options: { images: number; model: string; ba
       epoch_overhead_pct: (100 * (epochSeconds - direct.seconds)) / direct.seconds,
     };
   } finally {
-    await connection.close();
-    worker.shutdown();
-    await running.catch(() => undefined);
-    await nativeConnection.close();
+    await inProcess.stop();
     await temporal.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

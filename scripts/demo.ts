@@ -6,20 +6,19 @@
 // dropout, augmentation; checkpoints in S3), EvaluateAlexNet (the paper's 10-crop test)
 // and the report, copied to .data/demo/report/.
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { Presets, SingleBar } from 'cli-progress';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import * as activities from '../activities';
 import { requestWorkerStop } from '../activities/activity-context';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
 import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../workflows/shared';
 import { followEvaluation, followPrepare, followTraining } from './follow';
-import { WORKER_TUNING } from './worker-options';
+import { InProcessWorker, startInProcessWorker } from './in-process-worker';
 
 const TASK_QUEUE = 'alexnet-demo';
 const BUCKET = 'alexnet-demo';
@@ -45,11 +44,9 @@ async function run(): Promise<void> {
   console.log(`state under ${dir}: interrupt at any time (Ctrl-C) and run \`npm run demo\` again to resume; delete it to start over`);
 
   const services: { temporal?: TemporalService; minio?: MinioService } = {};
-  let worker: Worker | undefined;
-  let running: Promise<void> | undefined;
+  let inProcess: InProcessWorker | undefined;
   const cleanup = async () => {
-    if (worker && worker.getState() === 'RUNNING') worker.shutdown();
-    await running?.catch(() => undefined);
+    await inProcess?.stop();
     await services.temporal?.stop();
     await services.minio?.stop();
   };
@@ -81,14 +78,8 @@ async function run(): Promise<void> {
     });
     s3.destroy();
 
-    const nativeConnection = await NativeConnection.connect({ address: services.temporal.address });
-    worker = await Worker.create({
-      connection: nativeConnection, taskQueue: TASK_QUEUE, activities, ...WORKER_TUNING,
-      workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
-    });
-    running = worker.run().finally(() => nativeConnection.close());
-    const connection = await Connection.connect({ address: services.temporal.address });
-    const client = new Client({ connection });
+    inProcess = await startInProcessWorker(services.temporal.address, TASK_QUEUE);
+    const client = inProcess.client;
 
     // 1. Import: Debian's IDX files -> JPEG files in class folders (skips what is there).
     const images = path.join(dir, 'fashion-mnist');
@@ -138,7 +129,6 @@ async function run(): Promise<void> {
     const evaluated = await followEvaluation(await client.workflow.start('EvaluateAlexNet', {
       taskQueue: TASK_QUEUE, workflowId: 'demo-evaluate', args: [evalInput], workflowIdConflictPolicy: 'USE_EXISTING',
     }));
-    await connection.close();
 
     // 5. The report, copied out of the store so a browser can open it.
     const reportDir = path.join(dir, 'report');

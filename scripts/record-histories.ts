@@ -9,18 +9,17 @@ import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Client, Connection, WorkflowHandle } from '@temporalio/client';
+import { WorkflowHandle } from '@temporalio/client';
 import * as proto from '@temporalio/proto';
 import { patchProtobufRoot } from '@temporalio/proto/lib/patch-protobuf-root';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 
-import * as activities from '../activities';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
 import { startTemporal } from '../infra/services';
 import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../workflows/shared';
-import { WORKER_TUNING } from './worker-options';
+import { startInProcessWorker } from './in-process-worker';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'scripts', 'alexnet.js');
@@ -128,27 +127,6 @@ export const RECORDINGS: Record<string, Recording> = {
 
 // --- Recording -----------------------------------------------------------------------------
 
-interface InProcessWorker { client: Client; stop(): Promise<void> }
-
-// Workflows and activities in this process, with the options `alexnet worker` uses.
-async function startWorker(address: string, taskQueue: string): Promise<InProcessWorker> {
-  const connection = await NativeConnection.connect({ address });
-  const worker = await Worker.create({
-    connection, taskQueue, activities, ...WORKER_TUNING, workflowsPath: require.resolve('../workflows'),
-  });
-  const running = worker.run();
-  const client = new Client({ connection: await Connection.connect({ address }) });
-  return {
-    client,
-    stop: async () => {
-      worker.shutdown();
-      await running;
-      await client.connection.close();
-      await connection.close();
-    },
-  };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
@@ -192,7 +170,7 @@ class Recorder {
 async function record(dir: string, rec: Recorder, cleanup: (() => Promise<unknown>)[]): Promise<void> {
   const temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
   cleanup.push(() => temporal.stop());
-  const worker = await startWorker(temporal.address, QUEUE);
+  const worker = await startInProcessWorker(temporal.address, QUEUE);
   cleanup.push(() => worker.stop());
   const { client } = worker;
 
@@ -259,7 +237,7 @@ async function record(dir: string, rec: Recorder, cleanup: (() => Promise<unknow
   console.log('TrainAlexNet with continueAsNew (a server that suggests it after 20 events)');
   const low = await startTemporal({ dir: path.join(dir, 'temporal-low'), dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 20 } });
   cleanup.push(() => low.stop());
-  const lowWorker = await startWorker(low.address, QUEUE);
+  const lowWorker = await startInProcessWorker(low.address, QUEUE);
   cleanup.push(() => lowWorker.stop());
   const chain = await lowWorker.client.workflow.start('TrainAlexNet', {
     taskQueue: QUEUE, workflowId: 'train-continue-as-new', args: [{ ...trainBase, epochs: 3 }],

@@ -8,7 +8,6 @@ import { execFile } from 'child_process';
 import { activityInfo } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
 
 import * as activities from '../activities';
 import { averagedSoftmax, classesAbove } from '../activities/evaluate';
@@ -17,7 +16,7 @@ import { getJson, openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
 import { binaryPath, startTemporal, TemporalService } from '../infra/services';
 import type { EvaluateAlexNetResult, EvaluationReport } from '../workflows/shared';
-import { WORKER_TUNING } from '../scripts/worker-options';
+import { startInProcessWorker } from '../scripts/in-process-worker';
 import { CLI, tmpDir } from './helpers';
 import { startTestWorker, TestWorker } from './temporal-helpers';
 
@@ -97,20 +96,13 @@ test.serial('EvaluateAlexNet: shards that fail after writing their result, over 
   const queue = 'evaluate-flaky';
   // Every odd shard's first attempt dies after its partial is written (as a worker lost
   // just before reporting completion would), and each even shard's first attempt before.
-  const flaky = {
-    ...activities,
-    evaluateShard: async (input: Parameters<typeof activities.evaluateShard>[0]) => {
+  const flaky = async (input: Parameters<typeof activities.evaluateShard>[0]) => {
       if (activityInfo().attempt === 1 && input.shard % 2 === 0) throw new Error('lost before evaluating');
       const r = await activities.evaluateShard(input);
       if (activityInfo().attempt === 1) throw new Error('lost after writing the partial');
       return r;
-    },
-  };
-  const connections = await Promise.all([0, 1].map(() => NativeConnection.connect({ address: temporal.address })));
-  const workers = await Promise.all(connections.map((connection) => Worker.create({
-    connection, taskQueue: queue, activities: flaky, ...WORKER_TUNING, workflowsPath: require.resolve('../workflows'),
-  })));
-  const running = workers.map((w) => w.run());
+    };
+  const workers = await Promise.all([0, 1].map(() => startInProcessWorker(temporal.address, queue, { evaluateShard: flaky })));
   try {
     const result = await client.workflow.execute('EvaluateAlexNet', {
       taskQueue: queue, workflowId: 'eval-flaky',
@@ -123,9 +115,7 @@ test.serial('EvaluateAlexNet: shards that fail after writing their result, over 
     const attempts = history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 1);
     t.is(attempts.filter((a) => a === 2).length, 5, `every one of the 5 shards completed on its second attempt (attempts: ${attempts.join(',')})`);
   } finally {
-    workers.forEach((w) => w.shutdown());
-    await Promise.all(running);
-    await Promise.all(connections.map((c) => c.close()));
+    await Promise.all(workers.map((w) => w.stop()));
   }
 });
 

@@ -9,19 +9,11 @@
 #include <string>
 
 #include "network.h"
+#include "bench_util.h"
 #include "rng.h"
 
 using namespace alexnet;
-using clk = std::chrono::steady_clock;
-
-static double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
-
-static double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using clk = bench_clock;
 
 int main(int argc, char** argv) {
   const std::string model = argc > 1 ? argv[1] : "alexnet";

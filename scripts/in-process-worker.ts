@@ -1,0 +1,35 @@
+// A worker in this process (all workflows and activities, the options `alexnet worker`
+// uses) plus a client on the same server: for the demo, benchmarks, the history
+// recorder and tests.
+import * as path from 'path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+
+import * as activities from '../activities';
+import { WORKER_TUNING } from './worker-options';
+
+export interface InProcessWorker {
+  client: Client;
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+export async function startInProcessWorker(address: string, taskQueue: string, activityOverrides: Partial<typeof activities> = {}): Promise<InProcessWorker> {
+  const nativeConnection = await NativeConnection.connect({ address });
+  const worker = await Worker.create({
+    connection: nativeConnection, taskQueue, activities: { ...activities, ...activityOverrides }, ...WORKER_TUNING,
+    workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
+  });
+  const running = worker.run();
+  const client = new Client({ connection: await Connection.connect({ address }) });
+  return {
+    client,
+    worker,
+    stop: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+      await client.connection.close();
+      await nativeConnection.close();
+    },
+  };
+}
