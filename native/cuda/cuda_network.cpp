@@ -386,9 +386,7 @@ float CudaNetwork::step(const float* images, const int32_t* labels, int N, const
 float CudaNetwork::step_loaded(const SgdConfig& sgd, bool dropout) {
   const float loss = forward_loaded(dropout);
   if (!std::isfinite(loss))
-    throw std::runtime_error("loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") +
-                             " at step " + std::to_string(counter_) +
-                             ": the update was not applied (lower the learning rate or check the input)");
+    throw std::runtime_error(non_finite_loss_message(loss, counter_));
   backward();
   update(sgd);
   return loss;

@@ -209,13 +209,16 @@ void Network::update(const SgdConfig& sgd) {
   counter_++;
 }
 
+std::string non_finite_loss_message(float loss, uint64_t step) {
+  return "loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") + " at step " + std::to_string(step) +
+         ": the update was not applied (lower the learning rate or check the input)";
+}
+
 float Network::step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd,
                     bool dropout) {
   const float loss = forward(images, labels, N, dropout);
   if (!std::isfinite(loss))
-    throw std::runtime_error("loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") +
-                             " at step " + std::to_string(counter_) +
-                             ": the update was not applied (lower the learning rate or check the input)");
+    throw std::runtime_error(non_finite_loss_message(loss, counter_));
   backward();
   update(sgd);
   return loss;

@@ -29,6 +29,9 @@ struct SgdConfig {
   float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0005f;  // the paper's
 };
 
+// The error for a NaN/Inf loss at `step`: the update is refused, the state stays the last good one.
+std::string non_finite_loss_message(float loss, uint64_t step);
+
 class Network {
  public:
   // Validates the config (std::invalid_argument on error) and initializes the parameters
