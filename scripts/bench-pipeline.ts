@@ -23,6 +23,7 @@ export interface PipelineBenchResult {
   direct: { epoch_s: number; native_s: number; img_s: number };
   temporal: { epoch_s: number; native_s: number; img_s: number; workflow_s: number };
   epoch_overhead_pct: number;   // (temporal epoch - direct epoch) / direct epoch
+  outside_native_pct: number;   // through Temporal: share of the epoch outside the native augment + step
 }
 
 const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
@@ -71,6 +72,7 @@ export async function benchPipeline(options: { images: number; model: string; ba
       direct: { epoch_s: direct.seconds, native_s: direct.nativeSeconds, img_s: imagesTrained / direct.seconds },
       temporal: { epoch_s: epochSeconds, native_s: viaTemporal.nativeSeconds, img_s: imagesTrained / epochSeconds, workflow_s: workflowSeconds },
       epoch_overhead_pct: (100 * (epochSeconds - direct.seconds)) / direct.seconds,
+      outside_native_pct: (100 * (epochSeconds - viaTemporal.nativeSeconds)) / epochSeconds,
     };
   } finally {
     await inProcess.stop();
