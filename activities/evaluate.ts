@@ -185,7 +185,8 @@ function argmax(values: ArrayLike<number>, offset: number, n: number): number {
 
 // Sums the shards' partials (each index once), checks the count against the manifest,
 // and writes report.json, report.md and report.html under the report prefix.
-export async function writeEvaluationReport(input: { store: string; datasetName: string; plan: EvaluationPlan; crops: 1 | 10; reportPrefix: string; createdAt: string }): Promise<EvaluateAlexNetResult> {
+// wallSeconds: from the first shard's start to the last one's end, as the workflow saw it.
+export async function writeEvaluationReport(input: { store: string; datasetName: string; plan: EvaluationPlan; crops: 1 | 10; reportPrefix: string; createdAt: string; wallSeconds?: number }): Promise<EvaluateAlexNetResult> {
   const store = openStore(input.store);
   const { plan } = input;
   const total = emptyShard(-1, plan.classes);
@@ -224,8 +225,8 @@ export async function writeEvaluationReport(input: { store: string; datasetName:
       top5Accuracy: total.classImages[index] ? total.classTop5Correct[index] / total.classImages[index] : 0,
     })),
     confusion: total.confusion,
-    imagesPerSecond: total.seconds > 0 ? total.images / total.seconds : 0,
-    seconds: total.seconds,
+    imagesPerSecond: total.images / (input.wallSeconds ?? total.seconds),
+    seconds: input.wallSeconds ?? total.seconds,
     createdAt: input.createdAt,
   };
   const rendered = await renderReport(report, await readEpochMetrics(store, plan.runId));

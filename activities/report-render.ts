@@ -91,7 +91,7 @@ function resultItems(r: EvaluationReport): [string, string][] {
     ['Top-1 accuracy', `${pct(r.top1Accuracy, 2)} (error ${pct(r.top1Error, 2)})`],
     ['Top-5 accuracy', `${pct(r.top5Accuracy, 2)} (error ${pct(r.top5Error, 2)})`],
     ['Mean loss', `${fixed(r.loss, 4)} (cross-entropy of the ${r.crops === 10 ? 'crop-averaged ' : ''}softmax)`],
-    ['Throughput', `${count(r.imagesPerSecond)} images/s (${count(r.images)} images in ${fixed(r.seconds, 1)} s of activity time)`],
+    ['Throughput', `${count(r.imagesPerSecond)} images/s (${count(r.images)} images in ${fixed(r.seconds, 1)} s)`],
   ];
 }
 

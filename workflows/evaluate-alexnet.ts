@@ -88,6 +88,7 @@ async function evaluate(input: ValidEvaluateInput): Promise<EvaluateAlexNetResul
   progress.phase = 'evaluating';
   const prefix = reportPrefix(plan.runId, info.startTime, plan.split, input.crops, info.runId);
   const { evaluateShard } = evaluationActivities(input.device);
+  const started = Date.now();  // workflow time: deterministic on replay
   let next = 0;
   const lane = async () => {
     while (next < plan.shards) {
@@ -104,6 +105,7 @@ async function evaluate(input: ValidEvaluateInput): Promise<EvaluateAlexNetResul
   progress.phase = 'reporting';
   const result = await cpu.writeEvaluationReport({
     store: input.store, datasetName: input.datasetName, plan, crops: input.crops, reportPrefix: prefix, createdAt: info.startTime.toISOString(),
+    wallSeconds: (Date.now() - started) / 1000,
   });
   progress.phase = 'done';
   return result;

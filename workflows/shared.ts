@@ -185,8 +185,8 @@ export interface EvaluationReport {
   top5Accuracy: number;
   perClass: { index: number; name: string; images: number; top1Accuracy: number; top5Accuracy: number }[];
   confusion?: number[][];   // [true][predicted], only up to 100 classes
-  imagesPerSecond: number;  // evaluated images (crops not counted) per second of activity time
-  seconds: number;          // summed activity time
+  imagesPerSecond: number;  // evaluated images (crops not counted) per second of evaluation
+  seconds: number;          // the evaluation's wall time (first shard started to last shard done)
   createdAt: string;        // ISO time the evaluation started
 }
 
