@@ -3,6 +3,7 @@
 // and crop the central SxS patch. Bad inputs become an ImageSkip with a reason, never a
 // crash; inputs that are fine but unusual come back with a note saying what was converted.
 import sharp from 'sharp';
+import type { ResizeKernel } from '../workflows/shared';
 
 // Decompression-bomb guard: refuse images with more pixels than this before decoding.
 export const DEFAULT_MAX_PIXELS = 100_000_000;
@@ -104,7 +105,7 @@ async function sourceInfo(data: Buffer, image: sharp.Sharp, maxPixels: number): 
   return { format: meta.format ?? 'image', width: meta.width ?? 0, height: meta.height ?? 0, hasAlpha: !!meta.hasAlpha, notes };
 }
 
-export async function decodeToRgb(data: Buffer, size: number, maxPixels = DEFAULT_MAX_PIXELS): Promise<DecodedImage> {
+export async function decodeToRgb(data: Buffer, size: number, maxPixels = DEFAULT_MAX_PIXELS, kernel: ResizeKernel = 'lanczos3'): Promise<DecodedImage> {
   if (data.length === 0) throw new ImageSkip('empty file (0 bytes)');
   // One sharp instance for the header and the pipeline: the bytes are wrapped once.
   const image = sharp(data, { limitInputPixels: maxPixels, failOn: 'truncated' });
@@ -117,7 +118,7 @@ export async function decodeToRgb(data: Buffer, size: number, maxPixels = DEFAUL
   try {
     const oriented = image.rotate();
     const { data: pixels, info } = await (meta.hasAlpha ? oriented.flatten({ background: { r: 0, g: 0, b: 0 } }) : oriented)
-      .resize(size, size, { fit: 'cover', position: 'centre' })
+      .resize(size, size, { fit: 'cover', position: 'centre', kernel })
       .toColourspace('srgb')
       .raw()
       .toBuffer({ resolveWithObject: true });

@@ -4,7 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 
 import { planShards, Shard, SourceImage } from '../workflows/shard-plan';
-import type { DatasetManifest, PreprocessShardInput, ShardSummary, SplitSummary } from '../workflows/shared';
+import type { DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../workflows/shared';
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { decodeBatch, encodeBatch } from './batch-format';
 import { DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
@@ -37,6 +37,7 @@ export async function planDatasetShards(input: { store: string; name: string; sp
 }
 
 export interface ShardReport extends ShardSummary {
+  resizeKernel?: ResizeKernel;
   skipped: { key: string; reason: string }[];
   converted: { key: string; note: string }[];
 }
@@ -50,6 +51,7 @@ async function finishedShard(store: ObjectStore, input: PreprocessShardInput): P
   try {
     const batch = decodeBatch(await store.get(report.batchKey), report.batchKey);
     if (batch.count !== report.images || batch.height !== input.imageSize) return undefined;
+    if ((report.resizeKernel ?? 'lanczos3') !== (input.resizeKernel ?? 'lanczos3')) return undefined;
     if (!(await store.head(keys.shardStats(input.split, input.shard)))) return undefined;
   } catch {
     return undefined;  // a partial or corrupt output is redone, never taken as finished
@@ -87,7 +89,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
         continue;
       }
       try {
-        const { pixels, note } = await decodeToRgb(data, size, input.maxPixels ?? DEFAULT_MAX_PIXELS);
+        const { pixels, note } = await decodeToRgb(data, size, input.maxPixels ?? DEFAULT_MAX_PIXELS, input.resizeKernel ?? 'lanczos3');
         results[i] = { pixels, label: img.label, note };
       } catch (e) {
         if (!(e instanceof ImageSkip)) throw e;
@@ -118,6 +120,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
     converted: [],
     seconds: 0,
     reused: false,
+    resizeKernel: input.resizeKernel ?? 'lanczos3',
   };
   results.forEach((r, i) => {
     const key = shard.images[i].key;
@@ -135,7 +138,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
 
 // Merges the training split's statistics (the mean image and RGB PCA come from the
 // training set only) and writes stats.json, mean.safetensors and manifest.json.
-export async function finalizeDataset(input: { dataset: string; store: string; name: string; imageSize: number; seed: number; shardSize: number; splits: SplitSummary[]; trainSplit: string }): Promise<DatasetManifest> {
+export async function finalizeDataset(input: { dataset: string; store: string; name: string; imageSize: number; seed: number; shardSize: number; splits: SplitSummary[]; trainSplit: string; resizeKernel?: ResizeKernel }): Promise<DatasetManifest> {
   const store = openStore(input.store);
   const keys = datasetKeys(input.name);
   const splits: DatasetManifest['splits'] = {};
@@ -180,6 +183,7 @@ export async function finalizeDataset(input: { dataset: string; store: string; n
     splits,
     statsKey: keys.stats,
     createdAt: new Date().toISOString(),
+    resizeKernel: input.resizeKernel ?? 'lanczos3',
   };
   await store.put(keys.manifest, JSON.stringify({ ...manifest, classNames: classes }, null, 1));
   return manifest;

@@ -96,6 +96,20 @@ test('decode: the shorter side goes to S and the centre is cropped, EXIF orienta
   t.regex(upright.note ?? '', /EXIF orientation 6/);
 });
 
+test('decode: the resize kernel is the one asked for (linear as Pillow\'s BILINEAR, lanczos3 by default)', async (t) => {
+  // A sharp edge downscaled 3x: lanczos3 rings (overshoot clipped to 0/255 near the edge,
+  // and values that differ from the linear blend), linear does not.
+  const raw = Buffer.alloc(90 * 90 * 3);
+  for (let y = 0; y < 90; y++) for (let x = 45; x < 90; x++) raw.fill(255, (y * 90 + x) * 3, (y * 90 + x) * 3 + 3);
+  const png = await sharp(raw, { raw: { width: 90, height: 90, channels: 3 } }).png().toBuffer();
+  const lanczos = await decodeToRgb(png, 30);
+  const linear = await decodeToRgb(png, 30, undefined, 'linear');
+  const expected = await sharp(png).resize(30, 30, { fit: 'cover', kernel: 'linear' }).raw().toBuffer();
+  t.true(linear.pixels.equals(expected), 'linear equals sharp\'s own linear resize');
+  t.false(lanczos.pixels.equals(linear.pixels), 'lanczos3 differs from linear');
+  t.throws(() => validatePrepareInput({ dataset: 'file:///d', store: 's3://b', resizeKernel: 'box' as never }), { message: /Expected one of "lanczos3", "cubic", "linear" for resizeKernel but received "box"/ });
+});
+
 test('decode: bad inputs become skips with reasons, odd ones are converted', async (t) => {
   const rgb = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: { r: 200, g: 30, b: 40 } } });
   const jpeg = await rgb(64, 48).jpeg().toBuffer();

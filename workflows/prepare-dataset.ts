@@ -6,8 +6,9 @@ import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@t
 
 import type * as activities from '../activities';
 import { surfaceCause } from './failures';
+import { RESIZE_KERNELS } from './shared';
 import type { PrepareDatasetInput, PrepareDatasetResult, ShardSummary, SplitSummary } from './shared';
-import { ArgumentError, integerIn } from './validate';
+import { ArgumentError, integerIn, oneOf } from './validate';
 
 const { writeListing, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
   startToCloseTimeout: '2 hours',
@@ -54,6 +55,7 @@ export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInpu
     seed: integerIn('seed', raw.seed ?? 0, 0, 2 ** 31 - 1),
     maxParallel: integerIn('maxParallel', raw.maxParallel ?? 8, 1, 256),
     maxPixels: raw.maxPixels === undefined ? undefined : integerIn('maxPixels', raw.maxPixels, 1, 2 ** 40),
+    resizeKernel: oneOf('resizeKernel', raw.resizeKernel ?? 'lanczos3', RESIZE_KERNELS),
   };
 }
 
@@ -92,7 +94,7 @@ async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetR
   const lane = async () => {
     while (next < work.length) {
       const { split, shard } = work[next++];
-      const r = await preprocessShard({ dataset: input.dataset, store: input.store, name: input.name, split, shard, imageSize: input.imageSize, maxPixels: input.maxPixels });
+      const r = await preprocessShard({ dataset: input.dataset, store: input.store, name: input.name, split, shard, imageSize: input.imageSize, maxPixels: input.maxPixels, resizeKernel: input.resizeKernel });
       progress.shardsDone++;
       progress.imagesDone += r.images;
       progress.skipped += r.skippedCount;
@@ -105,7 +107,7 @@ async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetR
   progress.phase = 'merging';
   const manifest = await finalizeDataset({
     dataset: input.dataset, store: input.store, name: input.name, imageSize: input.imageSize,
-    seed: input.seed, shardSize: input.shardSize, splits, trainSplit,
+    seed: input.seed, shardSize: input.shardSize, splits, trainSplit, resizeKernel: input.resizeKernel,
   });
   progress.phase = 'done';
   return { manifest, skipped: skippedSample, shardsReused, seconds: (Date.now() - started) / 1000 };

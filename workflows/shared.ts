@@ -4,6 +4,11 @@
 export const TASK_QUEUE = 'alexnet';          // workflows and CPU activities
 export const GPU_TASK_QUEUE = 'alexnet-gpu';  // training and evaluation on GPU workers
 
+// sharp's resampling kernels we offer for the shorter-side resize: lanczos3 (sharp's
+// default, the sharpest), cubic, and linear (what Pillow's BILINEAR and torchvision do).
+export const RESIZE_KERNELS = ['lanczos3', 'cubic', 'linear'] as const;
+export type ResizeKernel = (typeof RESIZE_KERNELS)[number];
+
 export interface PrepareDatasetInput {
   dataset: string;      // URI of the images (s3://..., file:///..., or a path)
   store: string;        // URI of the store that receives datasets/<name>/...
@@ -13,6 +18,7 @@ export interface PrepareDatasetInput {
   seed?: number;        // shuffle seed of the shard plan (default 0)
   maxParallel?: number; // preprocessing activities in flight at once (default 8)
   maxPixels?: number;   // decompression-bomb guard (default 100M pixels)
+  resizeKernel?: ResizeKernel; // default lanczos3
 }
 
 export interface PreprocessShardInput {
@@ -23,6 +29,7 @@ export interface PreprocessShardInput {
   shard: number;
   imageSize: number;
   maxPixels?: number;
+  resizeKernel?: ResizeKernel;
 }
 
 export interface SplitSummary {
@@ -53,6 +60,7 @@ export interface DatasetManifest {
   splits: Record<string, { shards: number; images: number; skipped: number; listed: number; skippedByReason: Record<string, number>; shardImages: number[] }>;
   statsKey: string;
   createdAt: string;
+  resizeKernel?: ResizeKernel;  // absent in manifests written before it existed: lanczos3
 }
 
 export interface PrepareDatasetResult {

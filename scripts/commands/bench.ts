@@ -131,19 +131,22 @@ async function benchPreprocess(images: number, size: number, json: boolean): Pro
     })));
     return results.reduce((a, r) => a + r.images, 0) / Math.max(...results.map((r) => r.seconds));
   };
-  const oursCmd = (procs: number) => (p: number): [string, string[], NodeJS.ProcessEnv] =>
-    [process.execPath, [ours, String(size), '3', ...files.filter((_, i) => i % procs === p)], { ...process.env, UV_THREADPOOL_SIZE: '1' }];
+  const oursCmd = (procs: number, kernel: string) => (p: number): [string, string[], NodeJS.ProcessEnv] =>
+    [process.execPath, [ours, String(size), '3', kernel, ...files.filter((_, i) => i % procs === p)], { ...process.env, UV_THREADPOOL_SIZE: '1' }];
   const pillowCmd = (procs: number) => (p: number): [string, string[], NodeJS.ProcessEnv] =>
     [PYTHON, [pillowScript, dir, '--size', String(size), '--repeat', '3', '--part', `${p}/${procs}`], pythonEnv];
+  // Ours with sharp's default lanczos3 (what PrepareDataset uses by default) and with
+  // linear, the same resampling as Pillow's BILINEAR: the like-for-like comparison.
   const r: Record<string, number> = {};
   for (const procs of [1, 2]) {
-    r[`ours_${procs}`] = await runProcesses(procs, oursCmd(procs));
+    r[`ours_${procs}`] = await runProcesses(procs, oursCmd(procs, 'lanczos3'));
+    r[`ours_linear_${procs}`] = await runProcesses(procs, oursCmd(procs, 'linear'));
     r[`pillow_${procs}`] = await runProcesses(procs, pillowCmd(procs));
-    log(`${procs} process${procs > 1 ? 'es' : ''}: ours ${r[`ours_${procs}`].toFixed(1)} img/s, pillow ${r[`pillow_${procs}`].toFixed(1)} img/s`);
+    log(`${procs} process${procs > 1 ? 'es' : ''}: ours ${r[`ours_${procs}`].toFixed(1)} img/s (lanczos3), ${r[`ours_linear_${procs}`].toFixed(1)} img/s (linear); pillow ${r[`pillow_${procs}`].toFixed(1)} img/s (bilinear)`);
   }
-  log(`scaling 1 -> 2 processes: ours x${(r.ours_2 / r.ours_1).toFixed(2)}, pillow x${(r.pillow_2 / r.pillow_1).toFixed(2)}`);
+  log(`scaling 1 -> 2 processes: ours x${(r.ours_2 / r.ours_1).toFixed(2)} (linear x${(r.ours_linear_2 / r.ours_linear_1).toFixed(2)}), pillow x${(r.pillow_2 / r.pillow_1).toFixed(2)}`);
   fs.rmSync(dir, { recursive: true, force: true });
-  if (json) console.log(JSON.stringify({ backend: 'sharp', images, size, ours_1_process_img_s: round(r.ours_1), ours_2_processes_img_s: round(r.ours_2), pillow_1_process_img_s: round(r.pillow_1), pillow_2_processes_img_s: round(r.pillow_2) }));
+  if (json) console.log(JSON.stringify({ backend: 'sharp', images, size, ours_1_process_img_s: round(r.ours_1), ours_2_processes_img_s: round(r.ours_2), ours_linear_1_process_img_s: round(r.ours_linear_1), ours_linear_2_processes_img_s: round(r.ours_linear_2), pillow_1_process_img_s: round(r.pillow_1), pillow_2_processes_img_s: round(r.pillow_2) }));
 }
 
 // Checkpoint throughput on MinIO: our saveCheckpoint/loadNewestCheckpoint (encode,

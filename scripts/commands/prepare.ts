@@ -5,7 +5,7 @@ import { followPrepare } from '../follow';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, parse, required } from './args';
 
-const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000]
+const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000] [--resize-kernel lanczos3|cubic|linear]
                        [--seed 0] [--parallel 8] [--id WORKFLOW_ID] [--task-queue alexnet] [--wait] [connection flags]
 
 Starts the PrepareDataset workflow (needs a running worker: alexnet worker). With --wait,
@@ -17,7 +17,7 @@ ${CONNECTION_HELP}`;
 export async function prepare(argv: string[]): Promise<void> {
   const o = parse(argv, {
     ...CONNECTION_FLAGS, dataset: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' },
-    'image-size': { type: 'string' }, 'shard-size': { type: 'string' }, seed: { type: 'string' }, parallel: { type: 'string' },
+    'image-size': { type: 'string' }, 'shard-size': { type: 'string' }, 'resize-kernel': { type: 'string' }, seed: { type: 'string' }, parallel: { type: 'string' },
     id: { type: 'string' }, wait: { type: 'boolean' }, 'task-queue': { type: 'string' },
   }, HELP);
   const input: PrepareDatasetInput = {
@@ -25,6 +25,7 @@ export async function prepare(argv: string[]): Promise<void> {
     store: required(o.store, 'store', HELP),
     name: o.name,
     imageSize: intOption(o['image-size'], 'image-size', 256),
+    resizeKernel: o['resize-kernel'] as PrepareDatasetInput['resizeKernel'],
     shardSize: intOption(o['shard-size'], 'shard-size', 1000),
     seed: intOption(o.seed, 'seed', 0, 0),
     maxParallel: intOption(o.parallel, 'parallel', 8),
