@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 need=()
-for pkg in g++ cmake ninja-build libopenblas-openmp-dev python3-torch python3-numpy dataset-fashion-mnist; do
+for pkg in g++ cmake ninja-build libopenblas-openmp-dev python3-torch python3-numpy python3-pil dataset-fashion-mnist; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
