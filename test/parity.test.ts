@@ -10,6 +10,13 @@
 // through it differ by up to ~1e-2 while everything else agrees to ~1e-7. The paper-init
 // full AlexNet case therefore checks logits, loss and the fully connected layers at 1e-4
 // and the conv layers at 5e-2 (a bound that still fails on any real indexing error).
+//
+// The full AlexNet at std 0.03 meets the same thing more rarely, and depending on the CPU
+// (OpenBLAS and PyTorch's oneDNN pick kernels per ISA, so the last bits differ): on the
+// machine of 2026-11-29 elements near ReLU/max-pool ties flipped, and the conv gradients
+// differed by up to 3.5e-3 (conv5 2.5e-4) while the logits, loss and fc layers agreed to
+// 2e-6, with code that passed at 1e-4 on another machine. So that case checks logits,
+// loss and fc layers at 1e-4 and the conv layers at 1e-2.
 import test from 'ava';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -52,7 +59,6 @@ const worst = (c: Comparison) => Object.entries(c.tensors).sort((a, b) => b[1].r
 const STRICT: Case[] = [
   { model: 'alexnet-32', batch: 8, dropout: true, int64Labels: true },
   { model: 'alexnet-64', batch: 4, dropout: true, int64Labels: false, weightStd: 0.03 },
-  { model: 'alexnet', batch: 2, dropout: false, int64Labels: true, weightStd: 0.03 },
 ];
 
 for (const c of STRICT) {
@@ -68,6 +74,19 @@ for (const c of STRICT) {
     t.true(Object.keys(result.tensors).length >= 2 + 16 + 16);
   });
 }
+
+test.serial('parity: alexnet step (batch 2, weight std 0.03) matches PyTorch: logits, loss and fc layers within 1e-4, conv layers within 1e-2 (see the header)', (t) => {
+  const { O, R } = runStep({ model: 'alexnet', batch: 2, dropout: false, int64Labels: true, weightStd: 0.03 });
+  const deep = ['logits', 'loss', ...['fc6', 'fc7', 'fc8'].flatMap((l) => ['weight', 'bias'].flatMap((k) => [`grad.${l}.${k}`, `${l}.${k}`]))];
+  const strict = compare(O, R, 1e-4, deep);
+  t.true(strict.ok, strict.stderr);
+  t.log(`logits, loss, fc worst: ${worst(strict)[0]} rel ${worst(strict)[1].rel.toExponential(2)}`);
+  const all = compare(O, R, 1e-2);
+  t.true(all.ok, all.stderr);
+  t.deepEqual(all.missing, []);
+  t.true(Object.keys(all.tensors).length >= 2 + 16 + 16);
+  t.log(`all tensors worst: ${worst(all)[0]} rel ${worst(all)[1].rel.toExponential(2)}`);
+});
 
 test.serial('parity: the paper-initialized AlexNet matches PyTorch (fc layers 1e-4; conv layers 5e-2, see the header)', (t) => {
   const { O, R } = runStep({ model: 'alexnet', batch: 2, dropout: false, int64Labels: false });
