@@ -55,7 +55,11 @@ async function readGz(file: string): Promise<Buffer> {
 export async function readIdxSplit(split: FashionSplit, dir = FASHION_MNIST_DIR): Promise<IdxSplit> {
   const imagesFile = path.join(dir, `${SPLITS[split]}-images-idx3-ubyte.gz`);
   const labelsFile = path.join(dir, `${SPLITS[split]}-labels-idx1-ubyte.gz`);
-  const [img, lab] = await Promise.all([readGz(imagesFile), readGz(labelsFile)]);
+  // Both read at once; a failure is reported images first, so the message is always the same.
+  const [imgRead, labRead] = await Promise.allSettled([readGz(imagesFile), readGz(labelsFile)]);
+  if (imgRead.status === 'rejected') throw imgRead.reason;
+  if (labRead.status === 'rejected') throw labRead.reason;
+  const [img, lab] = [imgRead.value, labRead.value];
 
   if (img.length < 16 || img.readUInt32BE(0) !== IMAGES_MAGIC) {
     throw new Error(`${imagesFile}: not an IDX image file (magic ${img.length >= 4 ? img.readUInt32BE(0) : 'missing'}, expected ${IMAGES_MAGIC})`);
