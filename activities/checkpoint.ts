@@ -59,7 +59,8 @@ export interface LoadedCheckpoint {
   warnings: string[];  // checkpoints passed over, and why
 }
 
-function cursorOfKey(key: string): { epoch: number; batch: number; attempt: number } | undefined {
+// The cursor and attempt a checkpoint key encodes (runKeys().checkpoint), if it is one.
+export function cursorOfKey(key: string): { epoch: number; batch: number; attempt: number } | undefined {
   const m = /(\d+)-(\d+)-(\d+)\.safetensors$/.exec(key);
   return m ? { epoch: Number(m[1]), batch: Number(m[2]), attempt: Number(m[3]) } : undefined;
 }

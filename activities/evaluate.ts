@@ -9,13 +9,14 @@
 import { ApplicationFailure } from '@temporalio/common';
 
 import { augmentCenter, augmentTenCrop } from '../native/augment';
-import { decodeSafetensors } from '../native/safetensors';
 import { Network } from '../native/index';
 import { decodeState, loadStateInto, StateError } from '../native/state';
-import type { DatasetManifest, EpochMetrics, EvaluateAlexNetResult, EvaluationReport, ShardEvaluation } from '../workflows/shared';
+import type { EpochMetrics, EvaluateAlexNetResult, EvaluationReport, ShardEvaluation } from '../workflows/shared';
 import { heartbeat } from './activity-context';
+import type { Batch } from './batch-format';
 import { readBatches } from './batch-reader';
-import { readLatest } from './checkpoint';
+import { cursorOfKey, readLatest } from './checkpoint';
+import { readManifest, readMeanImage } from './dataset-files';
 import { renderReport } from './report-render';
 import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys, runKeys } from './store-layout';
@@ -51,12 +52,8 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
     if (!latest) throw ApplicationFailure.nonRetryable(`run '${runId}' has no checkpoint in ${store.uri} (no ${runKeys(runId).latest}): train it first (TrainAlexNet)`, 'CheckpointMissing');
     key = latest.key;
   }
-  const cursor = /(\d+)-(\d+)-(\d+)\.safetensors$/.exec(key);
-  const keys = datasetKeys(input.datasetName);
-  if (!(await store.head(keys.manifest))) {
-    throw ApplicationFailure.nonRetryable(`dataset '${input.datasetName}' is not prepared in ${store.uri} (no ${keys.manifest}): run PrepareDataset first`, 'DatasetMissing');
-  }
-  const manifest = await getJson<DatasetManifest>(store, keys.manifest);
+  const cursor = cursorOfKey(key);
+  const manifest = await readManifest(store, input.datasetName);
   const names = Object.keys(manifest.splits);
   const split = input.split ?? (names.includes('val') ? 'val' : names.includes('test') ? 'test' : undefined);
   if (!split || !manifest.splits[split]) {
@@ -64,7 +61,7 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
   }
   const s = manifest.splits[split];
   return {
-    checkpointKey: key, runId, epoch: cursor ? Number(cursor[1]) : 0, batch: cursor ? Number(cursor[2]) : 0,
+    checkpointKey: key, runId, epoch: cursor?.epoch ?? 0, batch: cursor?.batch ?? 0,
     split, shards: s.shards, images: s.images, classes: manifest.classes, imageSize: manifest.imageSize,
   };
 }
@@ -85,11 +82,6 @@ export function loadEvaluationNetwork(store: ObjectStore, key: string, threads?:
   cachedNet = { key, threads, net };
   net.catch(() => { if (cachedNet?.net === net) cachedNet = undefined; });
   return net;
-}
-
-export async function readMeanImage(store: ObjectStore, dataset: string): Promise<Float32Array> {
-  const key = datasetKeys(dataset).meanImage;
-  return decodeSafetensors(await store.get(key), key).tensors.get('mean')!.data as Float32Array;
 }
 
 // Softmax of each row of `logits` (rows x classes), averaged over groups of `group` rows.
@@ -128,6 +120,25 @@ function emptyShard(shard: number, classes: number): ShardEvaluation {
   };
 }
 
+// The (crop-averaged) softmax of every image of one batch file, in chunks of about
+// batchSize patches per forward: onChunk(probs (n, classes), labels (n)) per chunk. The
+// scoring both the epoch's validation and EvaluateAlexNet use.
+export async function scoreBatch(net: Network, b: Batch, key: string, mean: Float32Array, crops: 1 | 10, batchSize: number, onChunk: (probs: Float64Array, labels: Int32Array) => void): Promise<void> {
+  const classes = net.config.classes;
+  const crop = net.config.input.height;
+  if (b.height < crop) throw ApplicationFailure.nonRetryable(`${key} holds ${b.height}x${b.width} images, smaller than the network's ${crop}x${crop} input`, 'InvalidInput');
+  const bad = b.labels.findIndex((l) => l < 0 || l >= classes);
+  if (bad >= 0) throw ApplicationFailure.nonRetryable(`${key}: label ${b.labels[bad]} outside the checkpoint's ${classes} classes: evaluate with the dataset the model was trained on`, 'InvalidInput');
+  const imageBytes = b.height * b.width * b.channels;
+  const perForward = Math.max(1, Math.floor(batchSize / crops));
+  for (let start = 0; start < b.count; start += perForward) {
+    const n = Math.min(perForward, b.count - start);
+    const pixels = b.pixels.subarray(start * imageBytes, (start + n) * imageBytes);
+    const x = crops === 10 ? await augmentTenCrop(pixels, n, b.height, crop, { mean }) : await augmentCenter(pixels, n, b.height, crop, { mean });
+    onChunk(averagedSoftmax(await net.predict(x), n * crops, classes, crops), b.labels.subarray(start, start + n));
+  }
+}
+
 export const partialKey = (reportPrefix: string, split: string, shard: number) => `${reportPrefix}/shards/${split}-${String(shard).padStart(5, '0')}.json`;
 
 // Evaluates one shard's batch file and writes the partial result. A partial of the same
@@ -142,23 +153,11 @@ export async function evaluateShard(input: { store: string; datasetName: string;
   }
   const [net, mean] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.datasetName)]);
   const classes = net.config.classes;
-  const crop = net.config.input.height;
   const result = emptyShard(input.shard, classes);
   const batchKey = datasetKeys(input.datasetName).batch(input.split, input.shard);
-  const perForward = Math.max(1, Math.floor(input.batchSize / input.crops));
   for await (const b of readBatches(store, [batchKey], { prefetch: 0 })) {
-    if (b.height < crop) throw ApplicationFailure.nonRetryable(`${batchKey} holds ${b.height}x${b.width} images, smaller than the network's ${crop}x${crop} input`, 'InvalidInput');
-    const imageBytes = b.height * b.width * b.channels;
-    for (let start = 0; start < b.count; start += perForward) {
-      const n = Math.min(perForward, b.count - start);
-      const pixels = b.pixels.subarray(start * imageBytes, (start + n) * imageBytes);
-      const x = input.crops === 10
-        ? await augmentTenCrop(pixels, n, b.height, crop, { mean })
-        : await augmentCenter(pixels, n, b.height, crop, { mean });
-      const probs = averagedSoftmax(await net.predict(x), n * input.crops, classes, input.crops);
-      for (let i = 0; i < n; i++) {
-        const label = b.labels[start + i];
-        if (label < 0 || label >= classes) throw ApplicationFailure.nonRetryable(`${batchKey}: label ${label} outside the checkpoint's ${classes} classes: evaluate with the dataset the model was trained on`, 'InvalidInput');
+    await scoreBatch(net, b, batchKey, mean, input.crops, input.batchSize, (probs, labels) => {
+      labels.forEach((label, i) => {
         const higher = classesAbove(probs, i * classes, classes, label);
         result.lossSum += -Math.log(Math.max(probs[i * classes + label], 1e-30));
         result.classImages[label]++;
@@ -167,10 +166,10 @@ export async function evaluateShard(input: { store: string; datasetName: string;
         if (higher < 5) result.classTop5Correct[label]++;
         else result.top5Errors++;
         if (result.confusion) result.confusion[label][argmax(probs, i * classes, classes)]++;
-      }
-      result.images += n;
+      });
+      result.images += labels.length;
       heartbeat({ shard: input.shard, images: result.images });
-    }
+    });
   }
   result.seconds = (Date.now() - t0) / 1000;
   await store.put(out, JSON.stringify({ ...result, checkpointKey: input.checkpointKey, model: net.config.name ?? 'custom' }));

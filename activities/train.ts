@@ -4,7 +4,7 @@
 // in the store: latest.json and the checkpoints; heartbeats only report progress.
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 
-import { augmentCenter, augmentTrain, paperPcaValues } from '../native/augment';
+import { augmentTrain, paperPcaValues } from '../native/augment';
 import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
 import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
 import { activityAttempt, cancellationSignal, heartbeat, workerStopping } from './activity-context';
@@ -12,7 +12,8 @@ import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { epochPlan, miniBatches } from './epoch-data';
 import type { DatasetStats } from './image-stats';
-import { classesAbove, loadEvaluationNetwork, readMeanImage } from './evaluate';
+import { readManifest, readMeanImage } from './dataset-files';
+import { classesAbove, loadEvaluationNetwork, scoreBatch } from './evaluate';
 import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys, runKeys } from './store-layout';
 
@@ -24,12 +25,8 @@ interface DataStats {
 }
 
 async function readDataStats(store: ObjectStore, dataset: string): Promise<DataStats> {
-  const keys = datasetKeys(dataset);
-  if (!(await store.head(keys.manifest))) {
-    throw ApplicationFailure.nonRetryable(`dataset '${dataset}' is not prepared in ${store.uri} (no ${keys.manifest}): run PrepareDataset first`, 'DatasetMissing');
-  }
-  const manifest = await getJson<DatasetManifest>(store, keys.manifest);
-  const stats = await getJson<DatasetStats>(store, keys.stats);
+  const manifest = await readManifest(store, dataset);
+  const stats = await getJson<DatasetStats>(store, datasetKeys(dataset).stats);
   const mean = await readMeanImage(store, dataset);
   return { manifest, mean, pcaVectors: Float32Array.from(stats.pcaEigenvectors), pcaValues: paperPcaValues(stats.pcaEigenvalues) };
 }
@@ -139,34 +136,27 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
 }
 
 // Top-1/top-5 error and mean loss of a checkpoint on a split (every image once, centre crop).
-export async function validate(input: { store: string; dataset: string; split: string; checkpointKey: string; epoch: number; crop: number; batchSize: number; threads?: number }): Promise<ValidationResult> {
+export async function validate(input: { store: string; dataset: string; split: string; checkpointKey: string; epoch: number; batchSize: number; threads?: number }): Promise<ValidationResult> {
   const t0 = Date.now();
   const store = openStore(input.store);
-  const data = await readDataStats(store, input.dataset);
-  const split = data.manifest.splits[input.split];
+  const split = (await readManifest(store, input.dataset)).splits[input.split];
   if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.split}'`, 'InvalidInput');
-  const net = await loadEvaluationNetwork(store, input.checkpointKey, input.threads);
-  const keys = datasetKeys(input.dataset);
+  const [net, mean] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.dataset)]);
   const classes = net.config.classes;
   let images = 0, lossSum = 0, top1 = 0, top5 = 0;
+  const keys = datasetKeys(input.dataset);
   const batchKeys = Array.from({ length: split.shards }, (_, i) => keys.batch(input.split, i));
   for await (const b of readBatches(store, batchKeys)) {
-    const imageBytes = b.height * b.width * b.channels;
-    for (let start = 0; start < b.count; start += input.batchSize) {
-      const n = Math.min(input.batchSize, b.count - start);
-      const pixels = b.pixels.subarray(start * imageBytes, (start + n) * imageBytes);
-      const labels = b.labels.subarray(start, start + n);
-      const x = await augmentCenter(pixels, n, b.height, input.crop, { mean: data.mean });
-      const { loss, logits } = await net.forward(x, Int32Array.from(labels));
-      lossSum += loss * n;
-      for (let i = 0; i < n; i++) {
-        const higher = classesAbove(logits, i * classes, classes, labels[i]);
+    await scoreBatch(net, b, b.key, mean, 1, input.batchSize, (probs, labels) => {
+      labels.forEach((label, i) => {
+        const higher = classesAbove(probs, i * classes, classes, label);
+        lossSum += -Math.log(Math.max(probs[i * classes + label], 1e-30));
         if (higher >= 1) top1++;
         if (higher >= 5) top5++;
-      }
-      images += n;
+      });
+      images += labels.length;
       heartbeat({ split: input.split, images });
-    }
+    });
   }
   return { epoch: input.epoch, split: input.split, images, loss: lossSum / images, top1Error: top1 / images, top5Error: top5 / images, seconds: (Date.now() - t0) / 1000 };
 }

@@ -176,7 +176,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
       if (latest && prepared.validationSplit) {
         progress.phase = 'validating';
         progress.latestCheckpoint = latest.key;
-        progress.lastValidation = await cpu.validate({ store: input.store, dataset: input.datasetName, split: prepared.validationSplit, checkpointKey: latest.key, epoch, crop: prepared.crop, batchSize: input.batchSize });
+        progress.lastValidation = await cpu.validate({ store: input.store, dataset: input.datasetName, split: prepared.validationSplit, checkpointKey: latest.key, epoch, batchSize: input.batchSize });
         await cpu.appendMetrics({ store: input.store, runId: input.runId, record: { kind: 'stop', epoch, batch: latest.batch, validation: progress.lastValidation } });
       }
       break;
@@ -187,7 +187,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
     let validation: ValidationResult | undefined;
     if (prepared.validationSplit) {
       progress.phase = 'validating';
-      validation = await cpu.validate({ store: input.store, dataset: input.datasetName, split: prepared.validationSplit, checkpointKey: result.checkpointKey, epoch, crop: prepared.crop, batchSize: input.batchSize });
+      validation = await cpu.validate({ store: input.store, dataset: input.datasetName, split: prepared.validationSplit, checkpointKey: result.checkpointKey, epoch, batchSize: input.batchSize });
       progress.lastValidation = validation;
     }
     const decision = validation ? decideLr(input.lrPolicy, lrState, validation.top1Error) : undefined;
