@@ -2,6 +2,8 @@
 // orientation, convert greyscale/CMYK/alpha to sRGB RGB, resize the shorter side to S
 // and crop the central SxS patch. Bad inputs become an ImageSkip with a reason, never a
 // crash; inputs that are fine but unusual come back with a note saying what was converted.
+import * as os from 'os';
+
 import sharp from 'sharp';
 import type { ResizeKernel } from '../workflows/shared';
 
@@ -20,9 +22,30 @@ export interface DecodedImage {
   note?: string;    // what was converted, if anything
 }
 
-// sharp's threads are shared by all decodes in the process; one decode per image at a
-// time inside, concurrency across images comes from the caller.
+// Parallelism comes from images, not from inside one: an image of ImageNet size is too
+// small to split over threads (each hand-off costs more than it saves), so every image runs
+// on one libvips thread (sharp's default is one per core on some platforms), and the
+// caller keeps DECODE_CONCURRENCY images in flight. The operation cache is off: every
+// image is new, and caching only costs memory.
+sharp.concurrency(1);
 sharp.cache(false);
+
+// Images a preprocessing shard decodes at once: enough to keep every decode thread busy
+// while others wait on the store.
+export const DECODE_CONCURRENCY = 8;
+
+// sharp runs each image on a thread of libuv's pool, which has 4 threads unless
+// UV_THREADPOOL_SIZE says otherwise: a worker on a 16-core machine would preprocess on 4.
+// That thread waits while the image's libvips thread works, and each hand-off between the
+// two leaves a core idle for a moment, so the pool has two threads per core (at least
+// libuv's 4). The worker sizes it once, before anything uses the pool.
+export function decodeThreads(): number {
+  return Math.max(4, 2 * os.availableParallelism());
+}
+
+export function sizeDecodeThreadpool(): void {
+  process.env.UV_THREADPOOL_SIZE ??= String(decodeThreads());
+}
 
 // What the first bytes say the file is, for messages about files that do not decode.
 function sniff(data: Buffer): string | undefined {

@@ -7,14 +7,12 @@ import { planShards, Shard, SourceImage } from '../workflows/shard-plan';
 import type { DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../workflows/shared';
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { decodeBatch, encodeBatch } from './batch-format';
-import { DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
+import { DECODE_CONCURRENCY, DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
 import { addImage, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from './image-stats';
 import { encodeSafetensors, tensor } from '../native/safetensors';
 import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys } from './store-layout';
 
-// Images decoded at once per shard: overlaps store latency with decoding.
-const DECODE_CONCURRENCY = 8;
 // At most this many skipped/converted entries travel back through Temporal; the shard
 // report in the store has them all.
 const SUMMARY_LIST_LIMIT = 20;

@@ -13,6 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { requestWorkerStop } from '../activities/activity-context';
+import { sizeDecodeThreadpool } from '../activities/decode-image';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
@@ -36,6 +37,7 @@ function envInt(name: string, fallback: number): number {
 const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
 
 async function run(): Promise<void> {
+  sizeDecodeThreadpool();
   const t0 = Date.now();
   const dir = path.resolve(process.env.ALEXNET_DEMO_DIR ?? '.data/demo');
   const epochs = envInt('ALEXNET_DEMO_EPOCHS', 8);

@@ -6,6 +6,7 @@ import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 
 import * as activities from '../../activities';
 import { requestWorkerStop } from '../../activities/activity-context';
+import { sizeDecodeThreadpool } from '../../activities/decode-image';
 import { GPU_TASK_QUEUE, TASK_QUEUE } from '../../workflows/shared';
 import { WORKER_TUNING } from '../worker-options';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
@@ -19,6 +20,7 @@ device group), no workflows.
 ${CONNECTION_HELP}`;
 
 export async function worker(argv: string[]): Promise<void> {
+  sizeDecodeThreadpool();  // before anything uses libuv's pool
   const o = parse(argv, { ...CONNECTION_FLAGS, 'task-queue': { type: 'string' }, gpu: { type: 'boolean' } }, HELP);
   const taskQueue = o['task-queue'] ?? (o.gpu ? GPU_TASK_QUEUE : TASK_QUEUE);
   const settings = connectionSettings(o);
