@@ -4,6 +4,7 @@
 // Run: native/build/test_layers  (prints "N passed, N failed"; exit 1 on failure).
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <random>
 
@@ -155,6 +156,47 @@ static void test_maxpool(int H, int W, int K, int S) {
   gradcheck(name, x, dx, f, 1e-2f);
 }
 
+// The vectorized forward against the plain loop it replaced: every output scans its taps
+// in (kh, kw) order, the first maximum wins a tie (0 and -0 too) and the first NaN wins and
+// propagates. Values from a tiny set, so ties and NaNs are everywhere; every K and S here.
+static void test_maxpool_matches_plain_loop() {
+  std::uniform_int_distribution<int> pick(0, 5);
+  int differing = 0, cases = 0;
+  for (int K = 1; K <= 4; K++)
+    for (int S = 1; S <= 3; S++)
+      for (int H = K; H <= 20; H += 3) {
+        const int N = 2, C = 3, W = H + 1, OH = (H - K) / S + 1, OW = (W - K) / S + 1;
+        Vec x((size_t)N * C * H * W);
+        for (auto& v : x) {
+          const int r = pick(rng_engine);
+          v = r == 0 ? NAN : r == 1 ? 0.0f : r == 2 ? -0.0f : (float)(pick(rng_engine) - 2);
+        }
+        Vec y((size_t)N * C * OH * OW), ref(y.size());
+        std::vector<int32_t> idx(y.size()), ref_idx(y.size());
+        maxpool_forward(y.data(), idx.data(), x.data(), N, C, H, W, K, S);
+        for (int p = 0; p < N * C; p++)
+          for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+              const float* a = x.data() + (size_t)p * H * W;
+              int best = oh * S * W + ow * S;
+              float m = a[best];
+              for (int kh = 0; kh < K; kh++)
+                for (int kw = 0; kw < K; kw++) {
+                  const int i = (oh * S + kh) * W + ow * S + kw;
+                  if (a[i] > m || (std::isnan(a[i]) && !std::isnan(m))) m = a[i], best = i;
+                }
+              ref[((size_t)p * OH + oh) * OW + ow] = m;
+              ref_idx[((size_t)p * OH + oh) * OW + ow] = best;
+            }
+        cases++;
+        if (std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)) || idx != ref_idx) {
+          differing++;
+          std::fprintf(stderr, "maxpool K%d S%d %dx%d differs from the plain loop\n", K, S, H, W);
+        }
+      }
+  CHECK(differing == 0, "maxpool forward: %d of %d shapes differ from the plain loop (values or argmax)", differing, cases);
+}
+
 static void test_linear() {
   const int N = 3, I = 20, O = 7;
   Vec x = randn((size_t)N * I), w = randn((size_t)O * I), b = randn(O), g = randn((size_t)N * O),
@@ -247,6 +289,7 @@ int main() {
   test_lrn(0.3f, 0.6f, 1);
   test_maxpool(7, 7, 3, 2);
   test_maxpool(8, 6, 2, 2);
+  test_maxpool_matches_plain_loop();
   test_linear();
   test_dropout();
   test_softmax_xent();
