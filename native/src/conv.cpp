@@ -21,6 +21,16 @@ int chunk_images(int N, int64_t col_per_image) {
   return (int)std::max<int64_t>(1, std::min<int64_t>(N, target / std::max<int64_t>(1, col_per_image)));
 }
 
+// The output columns [lo, hi) whose input column ow*S-P+kw lies inside 0..W-1: every
+// other column of tap kw reads padding. (Floor division by hand: C++ rounds toward zero.)
+struct TapRange { int lo, hi; };
+inline TapRange tap_range(int kw, int S, int P, int W, int OW) {
+  const int lo = std::min(OW, std::max(0, (P - kw + S - 1) / S));
+  const int last = W - 1 + P - kw;  // the largest ow*S allowed
+  const int hi = last < 0 ? lo : std::max(lo, std::min(OW, last / S + 1));
+  return {lo, hi};
+}
+
 // col[(c*K + kh)*K + kw][b*OH*OW + oh*OW + ow] = inp[n0+b][c0+c][oh*S-P+kh][ow*S-P+kw] (0 outside)
 void im2col(float* col, const float* inp, int n0, int nb, int C, int H, int W, int c0, int Cg,
             int K, int S, int P, int OH, int OW) {
@@ -29,6 +39,7 @@ void im2col(float* col, const float* inp, int n0, int nb, int C, int H, int W, i
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
     const int c = r / (K * K), kh = (r / K) % K, kw = r % K;
+    const TapRange t = tap_range(kw, S, P, W, OW);
     float* dst = col + (int64_t)r * cols;
     for (int b = 0; b < nb; b++) {
       const float* plane = inp + ((int64_t)(n0 + b) * C + c0 + c) * H * W;
@@ -40,10 +51,14 @@ void im2col(float* col, const float* inp, int n0, int nb, int C, int H, int W, i
           continue;
         }
         const float* src = plane + (int64_t)ih * W;
-        for (int ow = 0; ow < OW; ow++) {
-          const int iw = ow * S - P + kw;
-          d[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
+        const int off = kw - P;  // column ow reads src[ow*S + off]
+        for (int ow = 0; ow < t.lo; ow++) d[ow] = 0.0f;
+        if (S == 1) {
+          if (t.hi > t.lo) std::memcpy(d + t.lo, src + t.lo + off, sizeof(float) * (t.hi - t.lo));
+        } else {
+          for (int ow = t.lo; ow < t.hi; ow++) d[ow] = src[ow * S + off];
         }
+        for (int ow = t.hi; ow < OW; ow++) d[ow] = 0.0f;
       }
     }
   }
@@ -61,14 +76,17 @@ void col2im(float* dinp, const float* col, int n0, int nb, int C, int H, int W, 
       for (int kh = 0; kh < K; kh++)
         for (int kw = 0; kw < K; kw++) {
           const float* src = col + (int64_t)((c * K + kh) * K + kw) * cols + b * ohw;
+          const TapRange t = tap_range(kw, S, P, W, OW);
           for (int oh = 0; oh < OH; oh++) {
             const int ih = oh * S - P + kh;
             if (ih < 0 || ih >= H) continue;
             float* drow = plane + (int64_t)ih * W;
+            const int off = kw - P;  // column ow read drow[ow*S + off]
             const float* s = src + (int64_t)oh * OW;
-            for (int ow = 0; ow < OW; ow++) {
-              const int iw = ow * S - P + kw;
-              if (iw >= 0 && iw < W) drow[iw] += s[ow];
+            if (S == 1) {
+              for (int ow = t.lo; ow < t.hi; ow++) drow[ow + off] += s[ow];
+            } else {
+              for (int ow = t.lo; ow < t.hi; ow++) drow[ow * S + off] += s[ow];
             }
           }
         }

@@ -283,6 +283,8 @@ int main() {
   test_conv(3, 3, 9, 8, 4, 5, 1, 2, 1);
   test_conv(2, 6, 6, 6, 4, 3, 1, 0, 2);
   test_conv(5, 16, 64, 64, 8, 5, 1, 2, 2, 12);  // several im2col chunks
+  test_conv(2, 2, 3, 2, 3, 5, 2, 2, 1);  // a tap that reads only padding (kw 4 of width 2, stride 2)
+  test_conv(2, 2, 4, 5, 2, 3, 3, 2, 1);  // stride 3, padding wider than a stride
   test_relu();
   test_lrn(1e-4f, 0.75f, 2);
   test_lrn(0.5f, 0.75f, 2);
