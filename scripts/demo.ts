@@ -40,7 +40,9 @@ async function run(): Promise<void> {
   sizeDecodeThreadpool();
   const t0 = Date.now();
   const dir = path.resolve(process.env.ALEXNET_DEMO_DIR ?? '.data/demo');
-  const epochs = envInt('ALEXNET_DEMO_EPOCHS', 8);
+  // 10 epochs: 90.86% 10-crop top-1 in about 25 minutes on 2 cores; 8 gave 90.40%, too
+  // thin a margin over 90% for a build on another CPU.
+  const epochs = envInt('ALEXNET_DEMO_EPOCHS', 10);
   const store = `s3://${BUCKET}`;
   console.log(`alexnet demo: Fashion-MNIST (70,000 real images) -> JPEGs -> PrepareDataset -> TrainAlexNet (alexnet-32, ${epochs} epochs) -> EvaluateAlexNet (10-crop) -> report`);
   console.log(`state under ${dir}: interrupt at any time (Ctrl-C) and run \`npm run demo\` again to resume; delete it to start over`);
