@@ -8,7 +8,7 @@ import type { DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary,
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { decodeBatch, encodeBatch } from './batch-format';
 import { DECODE_CONCURRENCY, DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
-import { addImage, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from './image-stats';
+import { addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from './image-stats';
 import { encodeSafetensors, tensor } from '../native/safetensors';
 import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys } from './store-layout';
@@ -102,12 +102,12 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
   const imageBytes = size * size * 3;
   const pixels = new Uint8Array(good.length * imageBytes);
   const labels = new Int32Array(good.length);
-  const sums = emptySums(size, size);
   good.forEach((r, i) => {
     pixels.set(r.pixels, i * imageBytes);
     labels[i] = r.label;
-    addImage(sums, r.pixels);
   });
+  const sums = emptySums(size, size);
+  await addImages(sums, pixels, good.length);
   const report: ShardReport = {
     split: input.split,
     shard: input.shard,

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 
 import { BatchFormatError, decodeBatch, encodeBatch } from '../activities/batch-format';
 import { decodeToRgb, ImageSkip, jpegHeader } from '../activities/decode-image';
-import { addImage, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums, symmetricEigen3 } from '../activities/image-stats';
+import { addImage, addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums, symmetricEigen3 } from '../activities/image-stats';
 import { validatePrepareInput } from '../workflows/prepare-dataset';
 import { planShards, SourceImage } from '../workflows/shard-plan';
 
@@ -59,6 +59,26 @@ test('stats: Jacobi eigen-decomposition reconstructs the matrix and sorts eigenv
       t.true(Math.abs(s - m[i * 3 + j]) < 1e-9, `V diag(l) V^T [${i},${j}] = ${s}, expected ${m[i * 3 + j]}`);
     }
   }
+});
+
+test('stats: the native addImages equals the plain addImage to the bit, and accumulates across calls', async (t) => {
+  // 45x50 has 2250 positions: three blocks of the native loop, the last one partial.
+  // Extreme values (0 and 255 runs) and pseudo-random ones.
+  for (const [h, w, n] of [[45, 50, 7], [1, 1, 3], [36, 36, 20]] as const) {
+    const bytes = h * w * 3;
+    const pixels = Uint8Array.from({ length: n * bytes }, (_, i) => (i % 97 < 5 ? 255 : i % 89 < 3 ? 0 : (i * 2654435761) >>> 24));
+    const reference = emptySums(h, w);
+    for (let k = 0; k < n; k++) addImage(reference, pixels.subarray(k * bytes, (k + 1) * bytes));
+    const native = emptySums(h, w);
+    const split = Math.floor(n / 2);  // two calls: the second adds to the first's sums
+    await addImages(native, pixels.subarray(0, split * bytes), split);
+    await addImages(native, pixels.subarray(split * bytes), n - split);
+    t.deepEqual(native, reference, `${n} images of ${h}x${w}`);
+  }
+  const s = emptySums(2, 2);
+  await t.throwsAsync(addImages(s, new Uint8Array(11), 1), { instanceOf: RangeError, message: /expected count 1 x 2x2x3 = 12/ });
+  await addImages(s, new Uint8Array(0), 0);
+  t.is(s.count, 0);
 });
 
 test('stats: sums merge across shards to the statistics of the whole set', (t) => {

@@ -10,6 +10,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Client, WorkflowFailedError } from '@temporalio/client';
 
 import { decodeBatch } from '../activities/batch-format';
+import { addImage, DatasetStats, emptySums, finalizeStats } from '../activities/image-stats';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { datasetKeys } from '../activities/store-layout';
@@ -76,10 +77,12 @@ async function checkStore(t: import('ava').ExecutionContext, storeUri: string, r
   t.is(manifest.classes, 10);
   const classes = JSON.parse((await store.get(keys.classes)).toString()) as string[];
   let compared = 0;
+  const trainSums = emptySums(32, 32);  // the plain reference over every train image read back
   for (const split of ['train', 'test']) {
     for (let i = 0; i < manifest.splits[split].shards; i++) {
       const shard = JSON.parse((await store.get(keys.shard(split, i))).toString()) as Shard;
       const batch = decodeBatch(await store.get(keys.batch(split, i)), keys.batch(split, i));
+      if (split === 'train') for (let j = 0; j < batch.count; j++) addImage(trainSums, batch.pixels.subarray(j * 3072, (j + 1) * 3072));
       const kept = [];
       for (const img of shard.images) if (!/bad-/.test(img.key)) kept.push(img);
       t.is(batch.count, kept.length);
@@ -94,10 +97,12 @@ async function checkStore(t: import('ava').ExecutionContext, storeUri: string, r
     }
   }
   t.true(compared > 30);
-  const stats = JSON.parse((await store.get(keys.stats)).toString()) as { images: number; pcaEigenvalues: number[]; meanRgb: number[] };
+  const stats = JSON.parse((await store.get(keys.stats)).toString()) as DatasetStats;
   t.is(stats.images, 122);
   t.is(stats.pcaEigenvalues.length, 3);
   t.true(stats.meanRgb.every((m) => m > 10 && m < 200), `mean RGB ${stats.meanRgb}`);
+  // The shards' native sums, merged, equal the reference over the batches read back.
+  t.deepEqual(stats, { ...finalizeStats(trainSums).stats, meanImageKey: keys.meanImage });
 }
 
 test.serial('PrepareDataset: Fashion-MNIST and bad files into a local store; a re-run reuses every shard', async (t) => {

@@ -68,6 +68,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("augmentTrain", Napi::Function::New(env, AugmentTrain));
   exports.Set("augmentCenter", Napi::Function::New(env, AugmentCenter));
   exports.Set("augmentTenCrop", Napi::Function::New(env, AugmentTenCrop));
+  exports.Set("accumulateImageStats", Napi::Function::New(env, AccumulateImageStats));
   exports.Set("cudaDevices", Napi::Function::New(env, CudaDevicesInfo));
   Napi::Object build = Napi::Object::New(env);
   build.Set("cuda", cuda_built());  // compiled in; cudaDevices() says whether it can run

@@ -1,4 +1,5 @@
-// augmentTrain / augmentCenter / augmentTenCrop. Arguments are unpacked and checked for
+// augmentTrain / augmentCenter / augmentTenCrop, and accumulateImageStats (the data
+// side's other native work, image_stats.h). Arguments are unpacked and checked for
 // memory safety here (types, buffer lengths against the sizes; native/augment.ts gives
 // the friendly messages first); the sizes themselves are checked by augment.h, whose
 // std::invalid_argument rejects the promise. The output is either the caller's
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "augment.h"
+#include "image_stats.h"
 #include "layers.h"
 
 namespace alexnet {
@@ -217,6 +219,38 @@ Napi::Value AugmentTrain(const Napi::CallbackInfo& info) {
   });
   w->Keep(c.pixels);
   w->Keep(c.mean);
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value AccumulateImageStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "pixels must be a Uint8Array");
+  Napi::Uint8Array pixels = info[0].As<Napi::Uint8Array>();
+  const int n = int_arg(info, 1, "n"), height = int_arg(info, 2, "height"), width = int_arg(info, 3, "width");
+  if (n < 0 || height < 1 || width < 1) throw Napi::RangeError::New(env, "n must be >= 0, height and width >= 1");
+  const size_t want = (size_t)n * height * width * 3;
+  if (pixels.ElementLength() != want)
+    throw Napi::RangeError::New(env, "pixels must hold n*height*width*3 = " + std::to_string(want) +
+                                         " bytes, has " + std::to_string(pixels.ElementLength()));
+  auto float64s = [&](size_t i, const char* name, size_t length) {
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw Napi::TypeError::New(env, std::string(name) + " must be a Float64Array");
+    Napi::Float64Array a = info[i].As<Napi::Float64Array>();
+    if (a.ElementLength() != length)
+      throw Napi::RangeError::New(env, std::string(name) + " must hold " + std::to_string(length) +
+                                           " numbers, has " + std::to_string(a.ElementLength()));
+    return a;
+  };
+  Napi::Float64Array pixel_sum = float64s(4, "pixelSum", (size_t)height * width * 3),
+                     rgb_sum = float64s(5, "rgbSum", 3), rgb_outer_sum = float64s(6, "rgbOuterSum", 9);
+  const uint8_t* px = pixels.Data();
+  double *ps = pixel_sum.Data(), *rs = rgb_sum.Data(), *os = rgb_outer_sum.Data();
+  auto* w = new AugmentWorker(env, 0, false, 0, Napi::Float32Array(), [=](float*) {
+    image_stats_accumulate(px, n, height, width, ps, rs, os);
+  });
+  for (Napi::Value v : {Napi::Value(pixels), Napi::Value(pixel_sum), Napi::Value(rgb_sum), Napi::Value(rgb_outer_sum)}) w->Keep(v);
   w->Queue();
   return w->Promise();
 }
