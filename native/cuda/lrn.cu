@@ -19,25 +19,31 @@ __device__ __forceinline__ float pow_neg_beta(float s, float beta) {
   return powf(s, -beta);
 }
 
-// The window of global channel cg within its block, as local channel indices.
-__device__ __forceinline__ void lrn_window(int cg, int c0, int Cb, int half, int& lo, int& hi) {
+// Where element idx of the column's (N, Cc, hw) slice sits: image n, position p, and the
+// window of its channel (global c0 + c) within its block, as local channel indices.
+struct LrnSite {
+  int64_t n, p;
+  int lo, hi;
+};
+__device__ __forceinline__ LrnSite lrn_site(int64_t idx, int Cc, int c0, int Cb, int64_t hw, int half) {
+  LrnSite s;
+  s.p = idx % hw;
+  s.n = idx / (hw * Cc);
+  const int cg = c0 + (int)((idx / hw) % Cc);
   const int block0 = (cg / Cb) * Cb;
-  lo = max(block0, cg - half) - c0;
-  hi = min(block0 + Cb - 1, cg + half) - c0;
+  s.lo = max(block0, cg - half) - c0;
+  s.hi = min(block0 + Cb - 1, cg + half) - c0;
+  return s;
 }
 
 __global__ void lrn_forward_kernel(float* out, float* scale, const float* inp, int N, int Cc, int c0,
                                    int Cb, int64_t hw, int half, float alpha, float beta, float k) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= (int64_t)N * Cc * hw) return;
-  const int64_t p = idx % hw;
-  const int c = (int)((idx / hw) % Cc);
-  const int64_t n = idx / (hw * Cc);
-  int lo, hi;
-  lrn_window(c0 + c, c0, Cb, half, lo, hi);
+  const LrnSite w = lrn_site(idx, Cc, c0, Cb, hw, half);
   float s = 0.0f;
-  for (int j = lo; j <= hi; j++) {
-    const float a = inp[(n * Cc + j) * hw + p];
+  for (int j = w.lo; j <= w.hi; j++) {
+    const float a = inp[(w.n * Cc + j) * hw + w.p];
     s += a * a;
   }
   s = k + alpha * s;
@@ -50,14 +56,10 @@ __global__ void lrn_backward_kernel(float* dinp, const float* dout, const float*
                                     int Cb, int64_t hw, int half, float beta, float coef) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= (int64_t)N * Cc * hw) return;
-  const int64_t p = idx % hw;
-  const int c = (int)((idx / hw) % Cc);
-  const int64_t n = idx / (hw * Cc);
-  int lo, hi;
-  lrn_window(c0 + c, c0, Cb, half, lo, hi);
+  const LrnSite w = lrn_site(idx, Cc, c0, Cb, hw, half);
   float d = 0.0f;
-  for (int j = lo; j <= hi; j++) {
-    const int64_t bj = (n * Cc + j) * hw + p;
+  for (int j = w.lo; j <= w.hi; j++) {
+    const int64_t bj = (w.n * Cc + j) * hw + w.p;
     d += dout[bj] * out[bj] / scale[bj];
   }
   dinp[idx] = dout[idx] * pow_neg_beta(scale[idx], beta) - coef * inp[idx] * d;

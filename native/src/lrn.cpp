@@ -2,6 +2,7 @@
 // Forward keeps s_i = k + alpha * sum a_j^2 for the backward:
 //   dinp_i = dout_i * s_i^-beta - 2*alpha*beta * a_i * sum_{j in window(i)} dout_j * b_j / s_j
 // (the window relation is symmetric, so the sum runs over i's own window).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -19,6 +20,13 @@ inline float pow_neg_beta(float s, float beta) {
   return std::pow(s, -beta);
 }
 
+// The window of channel c within its block of Cb channels: [lo, hi].
+inline void lrn_window(int c, int Cb, int half, int& lo, int& hi) {
+  const int block0 = (c / Cb) * Cb;
+  lo = std::max(block0, c - half);
+  hi = std::min(block0 + Cb - 1, c + half);
+}
+
 }  // namespace
 
 void lrn_forward(float* out, float* scale, const float* inp, int N, int C, int H, int W, int G,
@@ -28,8 +36,8 @@ void lrn_forward(float* out, float* scale, const float* inp, int N, int C, int H
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < N; n++)
     for (int c = 0; c < C; c++) {
-      const int block0 = (c / Cb) * Cb, lo = std::max(block0, c - half),
-                hi = std::min(block0 + Cb - 1, c + half);
+      int lo, hi;
+      lrn_window(c, Cb, half, lo, hi);
       float* s = scale + ((int64_t)n * C + c) * hw;
       for (int64_t p = 0; p < hw; p++) s[p] = 0.0f;
       for (int j = lo; j <= hi; j++) {
@@ -54,8 +62,8 @@ void lrn_backward(float* dinp, const float* dout, const float* inp, const float*
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < N; n++)
     for (int c = 0; c < C; c++) {
-      const int block0 = (c / Cb) * Cb, lo = std::max(block0, c - half),
-                hi = std::min(block0 + Cb - 1, c + half);
+      int lo, hi;
+      lrn_window(c, Cb, half, lo, hi);
       const int64_t base = ((int64_t)n * C + c) * hw;
       float* d = dinp + base;
       for (int64_t p = 0; p < hw; p++) d[p] = 0.0f;

@@ -172,7 +172,7 @@ async function benchPreprocess(images: number, size: number, rounds: number, jso
   for (const n of processCounts) {
     for (const [kernel, resample] of pairs) contenders.push([`ours_${kernel}_${n}`, n, oursOn(kernel, n)], [`pillow_${resample}_${n}`, n, pillowOn(resample, n)]);
   }
-  contenders.push(['ours_worker', 1, () => oursWorker()]);
+  contenders.push(['ours_worker', 1, oursWorker]);
   const best: Record<string, PreprocessRun> = {};
   for (let round = 0; round < rounds; round++) {
     for (const [name, n, command] of contenders) {
