@@ -17,8 +17,12 @@ async function follow<R>(handle: WorkflowHandle, what: string, format: string, t
   const tty = !!process.stderr.isTTY;
   const bar = new SingleBar({ format: `${what} [{bar}] ${format}`, stream: process.stderr, noTTYOutput: !tty, notTTYSchedule: options.logEvery ?? 30_000 }, Presets.shades_classic);
   let started = false;
+  let done = false;
   const poll = setInterval(() => {
     tick().then((t) => {
+      // A query answered after the result must not start the bar: its redraw timer would
+      // keep the process alive for ever.
+      if (done) return;
       if (!started) {
         bar.start(Math.max(1, t.total), t.value, t.fields);
         started = true;
@@ -33,6 +37,7 @@ async function follow<R>(handle: WorkflowHandle, what: string, format: string, t
     if (e instanceof WorkflowFailedError) throw new Error(`${what} ${handle.workflowId} failed: ${e.cause?.message ?? e.message}`);
     throw e;
   } finally {
+    done = true;
     clearInterval(poll);
     if (started) bar.stop();
   }
