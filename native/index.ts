@@ -34,9 +34,15 @@ export type Device = typeof DEVICES[number];
 export interface CudaOptions {
   devices?: number[];              // device ids; default ALEXNET_CUDA_DEVICES, else [0]
   parallel?: 'model' | 'data';     // 'model': the paper's two columns (default); 'data': a replica per device
-  tf32?: boolean;                  // TF32 tensor-core GEMMs; default ALEXNET_CUDA_TF32=1, else fp32
+  // What the GEMMs are fed: 'fp32' (default), 'tf32' (TF32 tensor cores) or 'bf16' (bf16
+  // inputs, fp32 accumulation); weights, activations and the update stay fp32. Default
+  // ALEXNET_CUDA_PRECISION, else fp32.
+  precision?: Precision;
+  tf32?: boolean;                  // the older spelling of precision 'tf32' (ALEXNET_CUDA_TF32=1)
 }
-interface NativeDeviceOptions { device: Device; devices: number[]; parallel: 'model' | 'data'; tf32: boolean }
+export const PRECISIONS = ['fp32', 'tf32', 'bf16'] as const;
+export type Precision = typeof PRECISIONS[number];
+interface NativeDeviceOptions { device: Device; devices: number[]; parallel: 'model' | 'data'; precision: Precision }
 export interface CudaDevices { built: boolean; loaded: boolean; count: number; info: string }
 
 interface NativeNetwork {
@@ -147,15 +153,21 @@ function envDevices(): number[] | undefined {
 export function resolveDevice(options: { device?: Device; cuda?: CudaOptions } = {}): NativeDeviceOptions {
   const device = options.device === undefined ? defaultDevice() : oneOf('device', options.device, DEVICES);
   const cuda = options.cuda ?? {};
-  if (typeof cuda !== 'object' || cuda === null) throw invalid('cuda', 'an object {devices, parallel, tf32}', cuda);
+  if (typeof cuda !== 'object' || cuda === null) throw invalid('cuda', 'an object {devices, parallel, precision}', cuda);
   const devices = cuda.devices ?? envDevices() ?? [0];
   if (!Array.isArray(devices) || devices.length === 0) throw invalid('cuda.devices', 'a non-empty array of device ids', devices);
   devices.forEach((d, i) => integerIn(`cuda.devices[${i}]`, d, 0, 1023));
   const parallel = oneOf('cuda.parallel', cuda.parallel ?? (process.env.ALEXNET_CUDA_PARALLEL || 'model'), ['model', 'data'] as const);
-  const tf32 = cuda.tf32 ?? process.env.ALEXNET_CUDA_TF32 === '1';
-  if (typeof tf32 !== 'boolean') throw invalid('cuda.tf32', 'boolean', tf32);
+  if (cuda.tf32 !== undefined && typeof cuda.tf32 !== 'boolean') throw invalid('cuda.tf32', 'boolean', cuda.tf32);
+  if (cuda.tf32 !== undefined && cuda.precision !== undefined && (cuda.precision === 'tf32') !== cuda.tf32) {
+    throw invalid('cuda.tf32', `nothing, or ${cuda.precision === 'tf32'} to agree with cuda.precision '${cuda.precision}'`, cuda.tf32);
+  }
+  const fromEnv = process.env.ALEXNET_CUDA_PRECISION || (process.env.ALEXNET_CUDA_TF32 === '1' ? 'tf32' : undefined);
+  const precision = cuda.precision !== undefined ? oneOf('cuda.precision', cuda.precision, PRECISIONS)
+    : cuda.tf32 !== undefined ? (cuda.tf32 ? 'tf32' : 'fp32')
+    : fromEnv !== undefined ? oneOf('ALEXNET_CUDA_PRECISION', fromEnv, PRECISIONS) : 'fp32';
   if (parallel === 'model' && devices.length > 2) throw invalid('cuda.devices', "one or two device ids for parallel 'model' (the paper's two columns)", devices);
-  return { device, devices, parallel, tf32 };
+  return { device, devices, parallel, precision };
 }
 
 export class Network {

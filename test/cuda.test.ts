@@ -36,13 +36,18 @@ test('resolveDevice: a device other than cpu or cuda is refused by name', (t) =>
 });
 
 test('resolveDevice: cpu by default, ALEXNET_DEVICE and ALEXNET_CUDA_* set the defaults', (t) => {
-  const none = { ALEXNET_DEVICE: undefined, ALEXNET_CUDA_DEVICES: undefined, ALEXNET_CUDA_PARALLEL: undefined, ALEXNET_CUDA_TF32: undefined };
-  t.deepEqual(withEnv(none, () => resolveDevice()), { device: 'cpu', devices: [0], parallel: 'model', tf32: false });
-  const env = { ALEXNET_DEVICE: 'cuda', ALEXNET_CUDA_DEVICES: '0,1', ALEXNET_CUDA_PARALLEL: 'data', ALEXNET_CUDA_TF32: '1' };
-  t.deepEqual(withEnv(env, () => resolveDevice()), { device: 'cuda', devices: [0, 1], parallel: 'data', tf32: true });
-  t.deepEqual(withEnv(env, () => resolveDevice({ device: 'cpu', cuda: { devices: [1], parallel: 'model', tf32: false } })),
-    { device: 'cpu', devices: [1], parallel: 'model', tf32: false }, 'options win over the environment');
+  const none = { ALEXNET_DEVICE: undefined, ALEXNET_CUDA_DEVICES: undefined, ALEXNET_CUDA_PARALLEL: undefined, ALEXNET_CUDA_TF32: undefined, ALEXNET_CUDA_PRECISION: undefined };
+  t.deepEqual(withEnv(none, () => resolveDevice()), { device: 'cpu', devices: [0], parallel: 'model', precision: 'fp32' });
+  const env = { ...none, ALEXNET_DEVICE: 'cuda', ALEXNET_CUDA_DEVICES: '0,1', ALEXNET_CUDA_PARALLEL: 'data', ALEXNET_CUDA_PRECISION: 'bf16' };
+  t.deepEqual(withEnv(env, () => resolveDevice()), { device: 'cuda', devices: [0, 1], parallel: 'data', precision: 'bf16' });
+  t.deepEqual(withEnv(env, () => resolveDevice({ device: 'cpu', cuda: { devices: [1], parallel: 'model', precision: 'fp32' } })),
+    { device: 'cpu', devices: [1], parallel: 'model', precision: 'fp32' }, 'options win over the environment');
+  t.is(withEnv({ ...none, ALEXNET_CUDA_TF32: '1' }, () => resolveDevice()).precision, 'tf32', 'ALEXNET_CUDA_TF32=1, the older spelling');
+  t.is(withEnv(none, () => resolveDevice({ cuda: { tf32: true } })).precision, 'tf32', 'cuda.tf32, the older spelling');
   t.throws(() => withEnv({ ALEXNET_CUDA_DEVICES: '0,x' }, () => resolveDevice()), { message: /for ALEXNET_CUDA_DEVICES/ });
+  t.throws(() => withEnv({ ...none, ALEXNET_CUDA_PRECISION: 'fp16' }, () => resolveDevice()), { message: /for ALEXNET_CUDA_PRECISION but received "fp16"/ });
+  t.throws(() => resolveDevice({ cuda: { precision: 'fp8' as never } }), { message: /Expected one of "fp32", "tf32", "bf16" for cuda\.precision but received "fp8"/ });
+  t.throws(() => resolveDevice({ cuda: { precision: 'bf16', tf32: true } }), { message: /cuda\.tf32/ });
 });
 
 test('Network: the CPU is the default device and behaves as before', (t) => {

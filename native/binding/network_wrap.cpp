@@ -83,7 +83,7 @@ Napi::Float32Array copy_floats(Napi::Env env, const float* data, size_t n) {
   return a;
 }
 
-// {device: 'cpu' | 'cuda', devices?: number[], parallel?: 'model' | 'data', tf32?: boolean}
+// {device: 'cpu' | 'cuda', devices?: number[], parallel?: 'model' | 'data', precision?: 'fp32' | 'tf32' | 'bf16'}
 // (validated in TypeScript); absent: the CPU.
 DeviceOptions device_arg(const Napi::CallbackInfo& info, size_t i) {
   DeviceOptions d;
@@ -91,7 +91,7 @@ DeviceOptions device_arg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Object o = info[i].As<Napi::Object>();
   if (o.Get("device").IsString()) d.device = o.Get("device").As<Napi::String>();
   if (o.Get("parallel").IsString()) d.parallel = o.Get("parallel").As<Napi::String>();
-  d.tf32 = o.Get("tf32").ToBoolean();
+  if (o.Get("precision").IsString()) d.precision = o.Get("precision").As<Napi::String>();
   if (o.Get("devices").IsArray()) {
     Napi::Array a = o.Get("devices").As<Napi::Array>();
     for (uint32_t k = 0; k < a.Length(); k++) d.devices.push_back(a.Get(k).As<Napi::Number>().Int32Value());
@@ -118,7 +118,7 @@ Napi::Function NetworkWrap::Define(Napi::Env env) {
                       InstanceMethod<&NetworkWrap::Device>("device")});
 }
 
-// new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, tf32})
+// new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, precision})
 NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetworkWrap>(info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "config must be an object");

@@ -19,13 +19,14 @@ namespace alexnet {
 
 // Where a network runs. From the Network constructor's options or the environment
 // (ALEXNET_DEVICE=cuda, ALEXNET_CUDA_DEVICES=0,1, ALEXNET_CUDA_PARALLEL=model|data,
-// ALEXNET_CUDA_TF32=1).
+// ALEXNET_CUDA_PRECISION=fp32|tf32|bf16).
 struct DeviceOptions {
   std::string device = "cpu";     // "cpu" | "cuda"
   std::vector<int> devices;       // CUDA device ids; empty: {0}
   std::string parallel = "model";  // "model": the paper's two columns (one GPU each, or both
                                    // on one GPU on two streams); "data": one replica per GPU
-  bool tf32 = false;               // TF32 tensor-core GEMMs (fp32 otherwise)
+  std::string precision = "fp32";  // GEMM inputs: "fp32", "tf32" (TF32 tensor cores) or "bf16"
+                                   // (bf16 inputs, fp32 accumulation); all else stays fp32
   bool sequential = false;         // both columns on one stream (tests: streams vs none)
 };
 

@@ -1,11 +1,22 @@
-// Grouped convolution as im2col + cuBLAS SGEMM, the CPU reference's scheme (conv.cpp)
-// over chunks of images so each GEMM is large:
-//   col   (C/G*K*K, nb*OH*OW) = im2col(inp[n0:n0+nb], group g)
-//   stage (Og, nb*OH*OW)      = weight_g (Og, C/G*K*K) @ col      -> scattered to NCHW + bias
-// Backward: stage = gather(dout); dcol = weight_g^T @ stage -> col2im (one thread per
-// input element, so sums run in a fixed order); dweight_g (+)= stage @ col^T.
+// Grouped convolution as im2col + cuBLAS GEMMs, the CPU reference's scheme (conv.cpp),
+// over chunks of nb images so each GEMM is large. col is (R, nb*OHW), R = C/G*K*K:
+//   col[r][b*OHW + p] = im2col(inp[n0+b], group g)
+// Forward: out is first filled with the bias, then one strided-batched GEMM per group
+// adds image b's product straight into NCHW (no staging pass):
+//   out[n0+b][rows of g] (Og, OHW) += weight_g (Og, R) @ col[:, b*OHW : (b+1)*OHW]
+// Backward: stage (Oc, nb*OHW) = gather(dout) (the weight gradient needs the images
+// side by side along its reduction dimension); dcol = weight_g^T @ stage -> col2im (one
+// thread per input element, so sums run in a fixed order); dweight_g (+)= stage @ col^T.
+// The bias gradient is a two-stage deterministic reduction of dout in double.
+// BF16: im2col and the gather write bf16 (half the bytes), the weight is converted per
+// call (it is small), and the GEMMs accumulate in fp32 into fp32 outputs.
+//
+// Index math: 3-D grids (x: a position within a plane, y: image or channel, z: row), so
+// each thread decomposes only a 32-bit in-plane index; no 64-bit division anywhere.
 // A column computes output channels [o0, o0+Oc) (see ConvDims); group g's rows there
 // are [max(o0, g*Og), min(o0+Oc, (g+1)*Og)).
+#include <cuda_bf16.h>
+
 #include <algorithm>
 
 #include "cuda_check.h"
@@ -15,103 +26,130 @@ namespace alexnet {
 namespace cuda {
 namespace {
 
-// col[r][b*OHW + oh*OW + ow] = inp[n0+b][ci+c][oh*S-P+kh][ow*S-P+kw] (0 outside),
-// r = (c*K + kh)*K + kw. One thread per col element.
-__global__ void im2col_kernel(float* col, const float* inp, int n0, int nb, int Cin, int H, int W,
-                              int ci, int Cg, int K, int S, int P, int OH, int OW) {
-  const int64_t ohw = (int64_t)OH * OW, cols = nb * ohw, total = (int64_t)Cg * K * K * cols;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = idx / cols, q = idx % cols;
-    const int b = (int)(q / ohw), p = (int)(q % ohw), oh = p / OW, ow = p % OW;
-    const int c = (int)(r / (K * K)), kh = (int)(r / K) % K, kw = (int)(r % K);
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ uint16_t from_float<uint16_t>(float v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+// Threads per block for a plane of n positions: whole warps, at most 256.
+unsigned plane_threads(int n) { return (unsigned)std::min(256, (n + 31) / 32 * 32); }
+// A grid dimension (y or z) covering n, within CUDA's 65535 limit (kernels loop past it).
+unsigned grid_yz(int n) { return (unsigned)std::min(n, 65535); }
+
+// col[r][b*OHW + p] = inp[n0+b][ci+c][oh*S-P+kh][ow*S-P+kw] (0 outside),
+// r = (c*K + kh)*K + kw, p = oh*OW + ow. Grid: x positions p, y images b, z rows r.
+template <typename T>
+__global__ void im2col_kernel(T* col, const float* inp, int n0, int nb, int Cin, int H, int W,
+                              int ci, int R, int K, int S, int P, int OH, int OW) {
+  const int ohw = OH * OW, p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= ohw) return;
+  const int oh = p / OW, ow = p - oh * OW;
+  const int64_t cols = (int64_t)nb * ohw, plane = (int64_t)H * W;
+  for (int r = blockIdx.z; r < R; r += gridDim.z) {
+    const int kw = r % K, kh = (r / K) % K, c = r / (K * K);
     const int ih = oh * S - P + kh, iw = ow * S - P + kw;
-    col[idx] = (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                   ? inp[(((int64_t)(n0 + b) * Cin + ci + c) * H + ih) * W + iw]
-                   : 0.0f;
+    const bool inside = (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+    for (int b = blockIdx.y; b < nb; b += gridDim.y) {
+      const float v = inside ? inp[((int64_t)(n0 + b) * Cin + ci + c) * plane + ih * W + iw] : 0.0f;
+      col[r * cols + (int64_t)b * ohw + p] = from_float<T>(v);
+    }
   }
 }
 
 // The adjoint: dinp[n0+b][ci+c][ih][iw] = sum over (kh, kw) of the col entries that read
-// it, in (kh, kw) order as the CPU's col2im. One thread per input element.
+// it, in (kh, kw) order as the CPU's col2im. Grid: x positions ih*W+iw, y images, z channels.
 __global__ void col2im_kernel(float* dinp, const float* dcol, int n0, int nb, int Cin, int H, int W,
                               int ci, int Cg, int K, int S, int P, int OH, int OW) {
-  const int64_t ohw = (int64_t)OH * OW, cols = nb * ohw, total = (int64_t)nb * Cg * H * W;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    const int iw = (int)(idx % W), ih = (int)((idx / W) % H), c = (int)((idx / ((int64_t)W * H)) % Cg);
-    const int b = (int)(idx / ((int64_t)W * H * Cg));
-    float sum = 0.0f;
-    for (int kh = 0; kh < K; kh++) {
-      const int th = ih + P - kh;
-      if (th < 0 || th % S) continue;
-      const int oh = th / S;
-      if (oh >= OH) continue;
-      for (int kw = 0; kw < K; kw++) {
-        const int tw = iw + P - kw;
-        if (tw < 0 || tw % S) continue;
-        const int ow = tw / S;
-        if (ow >= OW) continue;
-        sum += dcol[(int64_t)((c * K + kh) * K + kw) * cols + b * ohw + (int64_t)oh * OW + ow];
+  const int hw = H * W, q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= hw) return;
+  const int ih = q / W, iw = q - ih * W, ohw = OH * OW;
+  const int64_t cols = (int64_t)nb * ohw;
+  for (int c = blockIdx.z; c < Cg; c += gridDim.z)
+    for (int b = blockIdx.y; b < nb; b += gridDim.y) {
+      const float* d = dcol + (int64_t)b * ohw;
+      float sum = 0.0f;
+      for (int kh = 0; kh < K; kh++) {
+        const int th = ih + P - kh;
+        if (th < 0 || th % S) continue;
+        const int oh = th / S;
+        if (oh >= OH) continue;
+        for (int kw = 0; kw < K; kw++) {
+          const int tw = iw + P - kw;
+          if (tw < 0 || tw % S) continue;
+          const int ow = tw / S;
+          if (ow >= OW) continue;
+          sum += d[(int64_t)((c * K + kh) * K + kw) * cols + oh * OW + ow];
+        }
       }
+      dinp[((int64_t)(n0 + b) * Cin + ci + c) * hw + q] = sum;
     }
-    dinp[(((int64_t)(n0 + b) * Cin + ci + c) * H + ih) * W + iw] = sum;
-  }
 }
 
-// out[n0+b][o][p] = stage[o][b*OHW + p] + bias[o] for the column's Oc channels.
-__global__ void scatter_bias_kernel(float* out, const float* stage, const float* bias, int n0,
-                                    int nb, int Oc, int64_t ohw) {
-  const int64_t cols = nb * ohw, total = (int64_t)Oc * cols;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    const int o = (int)(idx / cols);
-    const int64_t q = idx % cols, b = q / ohw, p = q % ohw;
-    out[((n0 + b) * Oc + o) * ohw + p] = stage[idx] + bias[o];
-  }
+// out[n0+b][o][p] = bias[o]. Grid: x positions, y channels, z images.
+__global__ void fill_bias_kernel(float* out, const float* bias, int n0, int nb, int Oc, int ohw) {
+  const int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= ohw) return;
+  for (int b = blockIdx.z; b < nb; b += gridDim.z)
+    for (int o = blockIdx.y; o < Oc; o += gridDim.y)
+      out[((int64_t)(n0 + b) * Oc + o) * ohw + p] = bias[o];
 }
 
-// stage[o][b*OHW + p] = dout[n0+b][o][p]
-__global__ void gather_kernel(float* stage, const float* dout, int n0, int nb, int Oc, int64_t ohw) {
-  const int64_t cols = nb * ohw, total = (int64_t)Oc * cols;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    const int o = (int)(idx / cols);
-    const int64_t q = idx % cols, b = q / ohw, p = q % ohw;
-    stage[idx] = dout[((n0 + b) * Oc + o) * ohw + p];
-  }
+// stage[o][b*OHW + p] = dout[n0+b][o][p]. Grid: x positions, y channels, z images.
+template <typename T>
+__global__ void gather_kernel(T* stage, const float* dout, int n0, int nb, int Oc, int ohw) {
+  const int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= ohw) return;
+  const int64_t cols = (int64_t)nb * ohw;
+  for (int b = blockIdx.z; b < nb; b += gridDim.z)
+    for (int o = blockIdx.y; o < Oc; o += gridDim.y)
+      stage[o * cols + (int64_t)b * ohw + p] = from_float<T>(dout[((int64_t)(n0 + b) * Oc + o) * ohw + p]);
 }
 
-// dbias[o] = sum over (n, p) of dout[n][o][p], in double; one block per channel.
-__global__ void bias_grad_kernel(float* dbias, const float* dout, int N, int Oc, int64_t ohw) {
-  __shared__ double part[256];
-  const int o = blockIdx.x;
+// The bias gradient, stage 1: partial[o][s] = sum over images [s*per, (s+1)*per) and all
+// positions of dout[n][o][p], in double. Grid: x slabs s, y channels o.
+constexpr int kReduceThreads = 256;
+__global__ void bias_grad_partial_kernel(double* partial, const float* dout, int N, int Oc, int ohw, int per) {
+  __shared__ double part[kReduceThreads];
+  const int s = blockIdx.x, n_end = min(N, (s + 1) * per);
   double sum = 0.0;
-  for (int64_t i = threadIdx.x; i < (int64_t)N * ohw; i += blockDim.x) {
-    const int64_t n = i / ohw, p = i % ohw;
-    sum += dout[(n * Oc + o) * ohw + p];
-  }
-  part[threadIdx.x] = sum;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+  for (int o = blockIdx.y; o < Oc; o += gridDim.y) {
+    sum = 0.0;
+    for (int n = s * per; n < n_end; n++) {
+      const float* row = dout + ((int64_t)n * Oc + o) * ohw;
+      for (int p = threadIdx.x; p < ohw; p += kReduceThreads) sum += row[p];
+    }
+    part[threadIdx.x] = sum;
+    __syncthreads();
+    for (int w = kReduceThreads / 2; w > 0; w >>= 1) {
+      if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[(int64_t)o * gridDim.x + s] = part[0];
     __syncthreads();
   }
-  if (threadIdx.x == 0) dbias[o] = (float)part[0];
 }
 
-// A grid-stride launch: enough blocks to fill the GPU, not one per element.
-unsigned grid_for(int64_t n) { return (unsigned)std::min<int64_t>(blocks_for(n), 65535LL * 8); }
+// Stage 2: dbias[o] = sum over s of partial[o][s], in slab order.
+__global__ void bias_grad_final_kernel(float* dbias, const double* partial, int Oc, int slabs) {
+  const int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= Oc) return;
+  double sum = 0.0;
+  for (int s = 0; s < slabs; s++) sum += partial[(int64_t)o * slabs + s];
+  dbias[o] = (float)sum;
+}
 
-// Images per chunk: the column buffer stays under 128M floats (512 MB).
+// Images per chunk: the column buffer stays under 256M elements (1 GB in fp32).
 struct Plan {
-  int OH, OW, Cg, Og, R, nbmax;
-  int64_t ohw;
+  int OH, OW, ohw, Cg, Og, R, nbmax;
   explicit Plan(const ConvDims& d)
-      : OH(d.OH()), OW(d.OW()), Cg(d.C / d.G), Og(d.O / d.G), R(d.C / d.G * d.K * d.K), nbmax(1),
-        ohw((int64_t)d.OH() * d.OW()) {
-    const int64_t cap = 128LL << 20;
-    nbmax = (int)std::max<int64_t>(1, std::min<int64_t>(d.N, cap / std::max<int64_t>(1, R * ohw)));
+      : OH(d.OH()), OW(d.OW()), ohw(d.OH() * d.OW()), Cg(d.C / d.G), Og(d.O / d.G),
+        R(d.C / d.G * d.K * d.K), nbmax(1) {
+    const int64_t cap = 256LL << 20;
+    nbmax = (int)std::max<int64_t>(1, std::min<int64_t>(d.N, cap / std::max<int64_t>(1, (int64_t)R * ohw)));
   }
 };
 
@@ -120,6 +158,7 @@ void check_dims(const ConvDims& d) {
   CUDA_ASSERT(d.o0 >= 0 && d.Oc > 0 && d.o0 + d.Oc <= d.O);
   CUDA_ASSERT(d.cin0 >= 0 && d.Cin > 0 && d.cin0 + d.Cin <= d.C);
   CUDA_ASSERT(d.OH() > 0 && d.OW() > 0);
+  CUDA_ASSERT((int64_t)d.H * d.W < (1LL << 31) && (int64_t)d.OH() * d.OW() < (1LL << 31));
 }
 
 // The groups a column touches, with its rows in each and the group's input offset
@@ -134,72 +173,134 @@ void for_each_group(const ConvDims& d, const Plan& pl, F f) {
   }
 }
 
+template <typename T>
+void im2col(T* col, const float* inp, const ConvDims& d, const Plan& pl, int n0, int nb, int ci,
+            cudaStream_t stream) {
+  const unsigned t = plane_threads(pl.ohw);
+  const dim3 grid((pl.ohw + t - 1) / t, grid_yz(nb), grid_yz(pl.R));
+  im2col_kernel<T><<<grid, t, 0, stream>>>(col, inp, n0, nb, d.Cin, d.H, d.W, ci, pl.R, d.K, d.S, d.P,
+                                           pl.OH, pl.OW);
+  LAUNCH_CHECK("im2col_kernel");
+}
+
+template <typename T>
+void gather(T* stage, const float* dout, const ConvDims& d, const Plan& pl, int n0, int nb, cudaStream_t stream) {
+  const unsigned t = plane_threads(pl.ohw);
+  const dim3 grid((pl.ohw + t - 1) / t, grid_yz(d.Oc), grid_yz(nb));
+  gather_kernel<T><<<grid, t, 0, stream>>>(stage, dout, n0, nb, d.Oc, pl.ohw);
+  LAUNCH_CHECK("gather_kernel");
+}
+
+void bias_grad(float* dbias, const float* dout, const ConvDims& d, const Plan& pl, GemmContext& g,
+               cudaStream_t stream) {
+  // About 4 images per slab: enough blocks to fill the GPU, each with a long contiguous run.
+  const int slabs = std::max(1, std::min(64, d.N / 4)), per = (d.N + slabs - 1) / slabs;
+  g.partial.resize((size_t)d.Oc * slabs);
+  bias_grad_partial_kernel<<<dim3(slabs, grid_yz(d.Oc)), kReduceThreads, 0, stream>>>(
+      g.partial.data(), dout, d.N, d.Oc, pl.ohw, per);
+  LAUNCH_CHECK("bias_grad_partial_kernel");
+  bias_grad_final_kernel<<<blocks_for(d.Oc), 256, 0, stream>>>(dbias, g.partial.data(), d.Oc, slabs);
+  LAUNCH_CHECK("bias_grad_final_kernel");
+}
+
 }  // namespace
 
 void conv_forward(float* out, const float* inp, const float* weight, const float* bias,
-                  const ConvDims& d, ConvScratch& s, cublasHandle_t blas, cudaStream_t stream) {
+                  const ConvDims& d, GemmContext& g, cudaStream_t stream) {
   check_dims(d);
   const Plan pl(d);
-  s.col.resize((size_t)pl.R * pl.nbmax * pl.ohw);
-  s.stage.resize((size_t)d.Oc * pl.nbmax * pl.ohw);
-  CUBLAS_CHECK(cublasSetStream(blas, stream));
+  const bool bf16 = g.precision == Precision::BF16;
+  g.bind(stream);
+  if (bf16) {
+    g.col16.resize((size_t)pl.R * pl.nbmax * pl.ohw);
+    g.a16.resize((size_t)d.Oc * pl.R);
+    to_bf16(g.a16.data(), weight, (int64_t)d.Oc * pl.R, stream);
+  } else {
+    g.col.resize((size_t)pl.R * pl.nbmax * pl.ohw);
+  }
   for (int n0 = 0; n0 < d.N; n0 += pl.nbmax) {
     const int nb = std::min(pl.nbmax, d.N - n0);
-    const int64_t cols = nb * pl.ohw;
+    const int64_t cols = (int64_t)nb * pl.ohw;
+    {
+      const unsigned t = plane_threads(pl.ohw);
+      fill_bias_kernel<<<dim3((pl.ohw + t - 1) / t, grid_yz(d.Oc), grid_yz(nb)), t, 0, stream>>>(
+          out, bias, n0, nb, d.Oc, pl.ohw);
+      LAUNCH_CHECK("fill_bias_kernel");
+    }
     for_each_group(d, pl, [&](int lo, int m, int ci) {
-      const int64_t n_col = (int64_t)pl.R * cols;
-      im2col_kernel<<<grid_for(n_col), 256, 0, stream>>>(s.col.data(), inp, n0, nb, d.Cin, d.H, d.W,
-                                                         ci, pl.Cg, d.K, d.S, d.P, pl.OH, pl.OW);
-      LAUNCH_CHECK("im2col_kernel");
-      // stage rows [lo, lo+m) (m, cols) = weight rows (m, R) @ col (R, cols)
-      matmul(s.stage.data() + lo * cols, weight + (int64_t)lo * pl.R, s.col.data(), false, false, m,
-             (int)cols, pl.R, pl.R, (int)cols, (int)cols, 1.0f, 0.0f, blas);
+      // For each image b: out[n0+b] rows [lo, lo+m) (m, OHW) += weight rows (m, R) @ col_b (R, OHW),
+      // col_b = col + b*OHW with row stride cols.
+      float* C = out + ((int64_t)n0 * d.Oc + lo) * pl.ohw;
+      if (bf16) {
+        im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
+        matmul_batched(C, g.a16.data() + (int64_t)lo * pl.R, g.col16.data(), true, m, pl.ohw, pl.R,
+                       pl.R, (int)cols, pl.ohw, 0, pl.ohw, (int64_t)d.Oc * pl.ohw, nb, 1.0f, 1.0f, g.blas);
+      } else {
+        im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
+        matmul_batched(C, weight + (int64_t)lo * pl.R, g.col.data(), false, m, pl.ohw, pl.R, pl.R,
+                       (int)cols, pl.ohw, 0, pl.ohw, (int64_t)d.Oc * pl.ohw, nb, 1.0f, 1.0f, g.blas);
+      }
     });
-    scatter_bias_kernel<<<grid_for(d.Oc * cols), 256, 0, stream>>>(out, s.stage.data(), bias, n0, nb,
-                                                                   d.Oc, pl.ohw);
-    LAUNCH_CHECK("scatter_bias_kernel");
   }
 }
 
 void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                   const float* weight, const ConvDims& d, ConvScratch& s, cublasHandle_t blas,
-                   cudaStream_t stream, cudaEvent_t dinp_ready) {
+                   const float* weight, const ConvDims& d, GemmContext& g, cudaStream_t stream,
+                   cudaEvent_t dinp_ready) {
   check_dims(d);
   const Plan pl(d);
-  s.col.resize((size_t)pl.R * pl.nbmax * pl.ohw);
-  s.stage.resize((size_t)d.Oc * pl.nbmax * pl.ohw);
-  CUBLAS_CHECK(cublasSetStream(blas, stream));
+  const bool bf16 = g.precision == Precision::BF16;
+  const size_t n_col = (size_t)pl.R * pl.nbmax * pl.ohw, n_stage = (size_t)d.Oc * pl.nbmax * pl.ohw;
+  g.bind(stream);
+  if (bf16) {
+    g.col16.resize(n_col);
+    g.stage16.resize(n_stage);
+    g.a16.resize((size_t)d.Oc * pl.R);
+    to_bf16(g.a16.data(), weight, (int64_t)d.Oc * pl.R, stream);
+  } else {
+    g.col.resize(n_col);
+    g.stage.resize(n_stage);
+  }
   if (dinp) {
-    s.dcol.resize(s.col.size());
+    g.dcol.resize(n_col);
     CUDA_CHECK(cudaMemsetAsync(dinp, 0, sizeof(float) * (size_t)d.N * d.Cin * d.H * d.W, stream));
   }
-  bias_grad_kernel<<<d.Oc, 256, 0, stream>>>(dbias, dout, d.N, d.Oc, pl.ohw);
-  LAUNCH_CHECK("bias_grad_kernel");
+  bias_grad(dbias, dout, d, pl, g, stream);
   for (int n0 = 0; n0 < d.N; n0 += pl.nbmax) {
     const int nb = std::min(pl.nbmax, d.N - n0);
-    const int64_t cols = nb * pl.ohw;
-    gather_kernel<<<grid_for(d.Oc * cols), 256, 0, stream>>>(s.stage.data(), dout, n0, nb, d.Oc, pl.ohw);
-    LAUNCH_CHECK("gather_kernel");
+    const int cols = nb * pl.ohw;
+    CUDA_ASSERT((int64_t)nb * pl.ohw < (1LL << 31));
+    if (bf16) gather(g.stage16.data(), dout, d, pl, n0, nb, stream);
+    else gather(g.stage.data(), dout, d, pl, n0, nb, stream);
     if (dinp) {
       for_each_group(d, pl, [&](int lo, int m, int ci) {
         // dcol (R, cols) = weight rows^T (R, m) @ stage rows (m, cols)
-        matmul(s.dcol.data(), weight + (int64_t)lo * pl.R, s.stage.data() + lo * cols, true, false,
-               pl.R, (int)cols, m, pl.R, (int)cols, (int)cols, 1.0f, 0.0f, blas);
-        const int64_t n_in = (int64_t)nb * pl.Cg * d.H * d.W;
-        col2im_kernel<<<grid_for(n_in), 256, 0, stream>>>(dinp, s.dcol.data(), n0, nb, d.Cin, d.H,
-                                                          d.W, ci, pl.Cg, d.K, d.S, d.P, pl.OH, pl.OW);
+        if (bf16)
+          matmul_bf16(g.dcol.data(), g.a16.data() + (int64_t)lo * pl.R, g.stage16.data() + (int64_t)lo * cols,
+                      true, false, pl.R, cols, m, pl.R, cols, cols, 1.0f, 0.0f, g.blas);
+        else
+          matmul(g.dcol.data(), weight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, true, false,
+                 pl.R, cols, m, pl.R, cols, cols, 1.0f, 0.0f, g.blas);
+        const unsigned t = plane_threads(d.H * d.W);
+        const dim3 grid((d.H * d.W + t - 1) / t, grid_yz(nb), grid_yz(pl.Cg));
+        col2im_kernel<<<grid, t, 0, stream>>>(dinp, g.dcol.data(), n0, nb, d.Cin, d.H, d.W, ci, pl.Cg, d.K,
+                                              d.S, d.P, pl.OH, pl.OW);
         LAUNCH_CHECK("col2im_kernel");
       });
       if (dinp_ready && n0 + nb >= d.N) CUDA_CHECK(cudaEventRecord(dinp_ready, stream));
     }
     for_each_group(d, pl, [&](int lo, int m, int ci) {
-      const int64_t n_col = (int64_t)pl.R * cols;
-      im2col_kernel<<<grid_for(n_col), 256, 0, stream>>>(s.col.data(), inp, n0, nb, d.Cin, d.H, d.W,
-                                                         ci, pl.Cg, d.K, d.S, d.P, pl.OH, pl.OW);
-      LAUNCH_CHECK("im2col_kernel");
       // dweight rows (m, R) (+)= stage rows (m, cols) @ col^T (cols, R)
-      matmul(dweight + (int64_t)lo * pl.R, s.stage.data() + lo * cols, s.col.data(), false, true, m,
-             pl.R, (int)cols, (int)cols, (int)cols, pl.R, 1.0f, n0 == 0 ? 0.0f : 1.0f, blas);
+      const float beta = n0 == 0 ? 0.0f : 1.0f;
+      if (bf16) {
+        im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
+        matmul_bf16(dweight + (int64_t)lo * pl.R, g.stage16.data() + (int64_t)lo * cols, g.col16.data(), false,
+                    true, m, pl.R, cols, cols, cols, pl.R, 1.0f, beta, g.blas);
+      } else {
+        im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
+        matmul(dweight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, g.col.data(), false, true, m,
+               pl.R, cols, cols, cols, pl.R, 1.0f, beta, g.blas);
+      }
     });
   }
   if (!dinp && dinp_ready) CUDA_CHECK(cudaEventRecord(dinp_ready, stream));

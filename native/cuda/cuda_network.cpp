@@ -55,28 +55,52 @@ CudaNetwork::CudaNetwork(const NetConfig& cfg, uint64_t seed, const DeviceOption
     bias_of_.push_back(has ? next + 1 : -1);
     if (has) next += 2;
   }
-  setup_devices(options);
+  try {
+    setup_devices(options);
+  } catch (...) {
+    destroy_devices();  // what was created before the failure (streams, events, handles)
+    throw;
+  }
 }
 
-CudaNetwork::~CudaNetwork() {
+CudaNetwork::~CudaNetwork() { destroy_devices(); }
+
+// Releases every stream, event, handle and pinned buffer created so far (null ones are
+// skipped), so a construction that fails halfway leaks nothing. Never throws.
+void CudaNetwork::destroy_devices() noexcept {
   try {
     synchronize();
   } catch (...) {
   }
+  if (!reps_.empty() && !reps_[0].cols.empty()) {
+    cudaSetDevice(reps_[0].cols[0].device);
+    for (cudaEvent_t e : timing_events_)
+      if (e) cudaEventDestroy(e);
+  }
+  timing_events_.clear();
   for (Replica& rep : reps_)
     for (Column& col : rep.cols) {
       cudaSetDevice(col.device);
       for (ColumnLayer& L : col.layers)
         for (cudaEvent_t e : {L.ev_out, L.ev_sent, L.ev_dx, L.ev_bsent, L.ev_grad})
           if (e) cudaEventDestroy(e);
-      for (cudaEvent_t e : {col.ev_logits, col.ev_logits_sent, col.ev_reduced})
+      for (cudaEvent_t e : {col.ev_logits, col.ev_logits_sent, col.ev_reduced, col.ev_idle})
         if (e) cudaEventDestroy(e);
-      if (col.blas) cublasDestroy(col.blas);
+      if (col.gemm.blas) cublasDestroy(col.gemm.blas);
+      col.gemm.blas = nullptr;
       if (col.owns_streams) {
         if (col.copy && col.copy != col.compute) cudaStreamDestroy(col.copy);
         if (col.compute) cudaStreamDestroy(col.compute);
       }
+      col.compute = col.copy = nullptr;
     }
+  for (void* p : {(void*)staging_, (void*)staging_labels_, (void*)logits_, (void*)losses_})
+    if (p) cudaFreeHost(p);
+  staging_ = nullptr;
+  staging_labels_ = nullptr;
+  logits_ = nullptr;
+  losses_ = nullptr;
+  reps_.clear();  // the device arrays free themselves on their devices
 }
 
 std::string CudaNetwork::device_name() const {
@@ -88,7 +112,7 @@ std::string CudaNetwork::device_name() const {
                               (reps_[0].cols[0].device == reps_[0].cols[1].device
                                    ? (sequential_ ? "one stream" : "one device, two streams")
                                    : "two devices");
-  return "cuda:" + ids + " (" + how + ", " + (tf32_ ? "tf32" : "fp32") + ")";
+  return "cuda:" + ids + " (" + how + ", " + precision_name(precision_) + ")";
 }
 
 Param* CudaNetwork::find_param(const std::string& name) {
@@ -175,7 +199,7 @@ void CudaNetwork::setup_devices(const DeviceOptions& options) {
   if (options.parallel != "model" && options.parallel != "data")
     throw std::invalid_argument("parallel must be 'model' or 'data', not '" + options.parallel + "'");
   data_parallel_ = options.parallel == "data";
-  tf32_ = options.tf32;
+  precision_ = parse_precision(options.precision);
   sequential_ = options.sequential;
   if (!data_parallel_ && devices_.size() > 2)
     throw std::invalid_argument("model parallelism runs two columns: give one or two CUDA devices, not " +
@@ -218,13 +242,13 @@ void CudaNetwork::setup_devices(const DeviceOptions& options) {
         if (sequential_) col.copy = col.compute;
         else CUDA_CHECK(cudaStreamCreateWithFlags(&col.copy, cudaStreamNonBlocking));
       }
-      CUBLAS_CHECK(cublasCreate(&col.blas));
-      CUBLAS_CHECK(cublasSetMathMode(col.blas, tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      CUBLAS_CHECK(cublasCreate(&col.gemm.blas));
+      col.gemm.precision = precision_;
       auto event = [](cudaEvent_t* e) { CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming)); };
       col.layers.resize(cfg_.layers.size());
       for (ColumnLayer& L : col.layers)
         for (cudaEvent_t* e : {&L.ev_out, &L.ev_sent, &L.ev_dx, &L.ev_bsent, &L.ev_grad}) event(e);
-      for (cudaEvent_t* e : {&col.ev_logits, &col.ev_logits_sent, &col.ev_reduced}) event(e);
+      for (cudaEvent_t* e : {&col.ev_logits, &col.ev_logits_sent, &col.ev_reduced, &col.ev_idle}) event(e);
       // This column's slice of every parameter: the rows of its outputs.
       col.params.resize(params_.size());
       for (size_t i = 0; i < cfg_.layers.size(); i++) {
@@ -255,7 +279,8 @@ void CudaNetwork::setup_devices(const DeviceOptions& options) {
 
 void CudaNetwork::resize_batch(int N) {
   if (N == batch_) return;
-  batch_ = 0;  // stays 0 if an allocation below fails
+  synchronize();  // queued work may still use the buffers resized below
+  batch_ = 0;     // stays 0 if an allocation below fails
   const int R = (int)reps_.size();
   int n0 = 0;
   for (int r = 0; r < R; r++) {
@@ -288,11 +313,11 @@ void CudaNetwork::resize_batch(int N) {
         if (t == LayerType::Lrn || t == LayerType::Dropout) L.aux.resize(n_out);
         if (t == LayerType::MaxPool) L.argmax.resize(n_out);
         const bool params = t == LayerType::Conv || t == LayerType::Linear;
-        if (p.gather) {
+        if (p.gather) {  // the forward places the other column's half straight in in_full;
+                         // recv takes its slice of the backward's partial input gradient
           const Layout& prev = plan_[i - 1].out;
           L.in_full.resize(nb * p.in.C * p.in.HW);
           L.recv.resize(nb * std::max(prev.held(0), prev.held(1)) * prev.HW);
-          L.send.resize(L.recv.size());
         } else if (params && ncols_ == 2 && i > 0 && !p.in.split) {  // FULL input: all-reduce of the gradient
           L.recv.resize(nb * p.in.C * p.in.HW);
         }
@@ -308,8 +333,18 @@ void CudaNetwork::resize_batch(int N) {
       }
     }
   }
-  logits_.assign((size_t)N * cfg_.classes, 0.0f);
-  losses_.assign(N, 0.0);
+  for (void* p : {(void*)staging_, (void*)staging_labels_, (void*)logits_, (void*)losses_})
+    if (p) CUDA_CHECK(cudaFreeHost(p));
+  staging_ = nullptr;
+  staging_labels_ = nullptr;
+  logits_ = nullptr;
+  losses_ = nullptr;
+  auto pinned = [](void** p, size_t bytes) { CUDA_CHECK(cudaHostAlloc(p, bytes, cudaHostAllocPortable)); };
+  pinned((void**)&staging_, sizeof(float) * (size_t)N * input_size());
+  pinned((void**)&staging_labels_, sizeof(int32_t) * (size_t)N);
+  pinned((void**)&logits_, sizeof(float) * (size_t)N * cfg_.classes);
+  pinned((void**)&losses_, sizeof(double) * (size_t)N);
+  std::memset(logits_, 0, sizeof(float) * (size_t)N * cfg_.classes);
   masks_.clear();
   for (size_t i = 0; i < cfg_.layers.size(); i++)
     if (cfg_.layers[i].type == LayerType::Dropout) masks_.emplace_back((size_t)N * shapes_[i].size());
@@ -362,6 +397,7 @@ void CudaNetwork::synchronize() {
     }
 }
 
+// Queued on each column's compute stream, after its backward: no host sync.
 void CudaNetwork::update(const SgdConfig& sgd) {
   upload_params();
   for (Replica& rep : reps_)
@@ -372,7 +408,6 @@ void CudaNetwork::update(const SgdConfig& sgd) {
           sgd_update(cp.value.data(), cp.momentum.data(), cp.grad.data(), cp.count, sgd.lr,
                      sgd.momentum, sgd.weight_decay, col.compute);
     }
-  synchronize();
   device_newer_ = true;
   counter_++;
 }
@@ -383,6 +418,9 @@ float CudaNetwork::step(const float* images, const int32_t* labels, int N, const
   return step_loaded(sgd, dropout);
 }
 
+// One host sync per step: the forward's, which brings the loss back to refuse a
+// non-finite one before anything changes. The backward and the update are queued and
+// run while the caller prepares the next batch.
 float CudaNetwork::step_loaded(const SgdConfig& sgd, bool dropout) {
   const float loss = forward_loaded(dropout);
   if (!std::isfinite(loss))
@@ -414,6 +452,44 @@ std::vector<DropoutMask> CudaNetwork::dropout_masks() {
       }
     }
     out.push_back({"mask." + owner, host, batch_, shapes_[i].size()});
+  }
+  return out;
+}
+
+void CudaNetwork::set_layer_timing(bool on) {
+  timing_ = on;
+  if (!on || !timing_events_.empty()) return;
+  CUDA_CHECK(cudaSetDevice(reps_[0].cols[0].device));
+  timing_events_.assign(4 * cfg_.layers.size(), nullptr);
+  for (cudaEvent_t& e : timing_events_) CUDA_CHECK(cudaEventCreate(&e));
+}
+
+void CudaNetwork::mark_layer(size_t slot) {
+  if (!timing_) return;
+  CUDA_CHECK(cudaSetDevice(reps_[0].cols[0].device));
+  CUDA_CHECK(cudaEventRecord(timing_events_[slot], reps_[0].cols[0].compute));
+}
+
+std::vector<LayerTime> CudaNetwork::layer_times() {
+  std::vector<LayerTime> out;
+  if (timing_events_.empty()) return out;
+  synchronize();
+  CUDA_CHECK(cudaSetDevice(reps_[0].cols[0].device));
+  auto elapsed = [&](size_t a) {
+    float ms = -1.0f;
+    if (cudaEventElapsedTime(&ms, timing_events_[a], timing_events_[a + 1]) != cudaSuccess) {
+      cudaGetLastError();  // not recorded (no backward yet): reported as -1
+      ms = -1.0f;
+    }
+    return (double)ms;
+  };
+  for (size_t i = 0; i < cfg_.layers.size(); i++) {
+    LayerTime t;
+    t.name = cfg_.layers[i].name.empty() ? std::to_string(i) : cfg_.layers[i].name;
+    t.type = layer_type_name(cfg_.layers[i].type);
+    t.forward_ms = elapsed(4 * i);
+    t.backward_ms = elapsed(4 * i + 2);
+    out.push_back(t);
   }
   return out;
 }

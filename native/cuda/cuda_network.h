@@ -53,7 +53,7 @@ struct ColumnParam {
 };
 
 struct ColumnLayer {
-  DeviceArray<float> out, aux, in_full, recv, send;
+  DeviceArray<float> out, aux, in_full, recv;
   DeviceArray<int32_t> argmax;
   cudaEvent_t ev_out = nullptr, ev_sent = nullptr, ev_dx = nullptr, ev_bsent = nullptr,
               ev_grad = nullptr;
@@ -63,7 +63,7 @@ struct Column {
   int device = 0;
   bool owns_streams = true;
   cudaStream_t compute = nullptr, copy = nullptr;
-  cublasHandle_t blas = nullptr;
+  GemmContext gemm;  // the cuBLAS handle, the precision, the conv/linear scratch
   std::vector<ColumnParam> params;  // per network Param (count 0: not this layer's)
   std::vector<ColumnLayer> layers;
   DeviceArray<float> input, logits_full, logits_recv, probs, dlogits, grad_a, grad_b, reduce_recv;
@@ -71,8 +71,16 @@ struct Column {
   DeviceArray<double> losses;
   const float* input_ptr = nullptr;     // input, or column 0's on the same device
   const int32_t* labels_ptr = nullptr;
-  cudaEvent_t ev_logits = nullptr, ev_logits_sent = nullptr, ev_reduced = nullptr;
-  ConvScratch scratch;
+  // ev_idle: recorded on the compute stream after the update; the other column's copy
+  // stream waits on it before a forward gather writes into this column's buffers, which
+  // the last step's backward may still be reading (there is no host sync after a step).
+  cudaEvent_t ev_logits = nullptr, ev_logits_sent = nullptr, ev_reduced = nullptr, ev_idle = nullptr;
+};
+
+// Per-layer time of the last forward and backward (layer_times()).
+struct LayerTime {
+  std::string name, type;
+  double forward_ms = 0, backward_ms = 0;
 };
 
 struct Replica {
@@ -98,8 +106,11 @@ class CudaNetwork : public NetworkBackend {
   void params_written() override { host_newer_ = true; }
   int64_t input_size() const { return (int64_t)cfg_.channels * cfg_.height * cfg_.width; }
 
+  // forward() returns once the loss and logits are on the host (one host sync); backward()
+  // and update() only queue work (stream-ordered): reading parameters, gradients or masks
+  // synchronizes first. A training step therefore syncs once, after the forward.
   float forward(const float* images, const int32_t* labels, int N, bool train) override;
-  const float* logits() const override { return logits_.data(); }
+  const float* logits() const override { return logits_; }
   int batch() const override { return batch_; }
   void backward() override;
   void update(const SgdConfig& sgd) override;
@@ -119,9 +130,16 @@ class CudaNetwork : public NetworkBackend {
   float step_loaded(const SgdConfig& sgd, bool dropout);
   void synchronize();
   const std::vector<LayerPlan>& plan() const { return plan_; }
+  // Profiling: events around every layer (its exchanges included) on replica 0 column 0's
+  // compute stream. Exact with one stream (sequential, or one column per device); with two
+  // streams a layer's time also holds its waits for the other column.
+  void set_layer_timing(bool on);
+  std::vector<LayerTime> layer_times();  // synchronizes
 
  private:
   void setup_devices(const DeviceOptions& options);
+  void destroy_devices() noexcept;
+  void upload_batch(const float* images, const int32_t* labels);
   void make_plan();
   void resize_batch(int N);
   void upload_params();
@@ -129,6 +147,7 @@ class CudaNetwork : public NetworkBackend {
   void gather(size_t i);
   void backward_layer(size_t i);
   void reduce_gradients(size_t i);
+  void mark_layer(size_t slot);  // layer timing: slot 4*i + {0,1: forward start/end, 2,3: backward}
 
   NetConfig cfg_;
   std::vector<Shape> shapes_;
@@ -138,14 +157,23 @@ class CudaNetwork : public NetworkBackend {
   Layout input_layout_;
   std::vector<Replica> reps_;
   int ncols_ = 2;
-  bool data_parallel_ = false, tf32_ = false, sequential_ = false;
+  bool data_parallel_ = false, sequential_ = false;
+  Precision precision_ = Precision::FP32;
   std::vector<int> devices_;
-  std::vector<float> logits_;
-  std::vector<double> losses_;
   std::vector<std::vector<float>> masks_;  // host copies for dropout_masks()
   int batch_ = 0;
   bool have_labels_ = false, last_train_ = false, host_newer_ = true, device_newer_ = false;
   uint64_t seed_ = 0, counter_ = 0;
+  // Pinned host staging for the batch upload (and the logits/losses coming back), so the
+  // copies run at the bus's speed and asynchronously.
+  float* staging_ = nullptr;
+  int32_t* staging_labels_ = nullptr;
+  size_t staging_images_ = 0;
+  float* logits_ = nullptr;  // (batch, classes), filled by forward
+  double* losses_ = nullptr;
+  // Layer timing (set_layer_timing): per layer, forward start/end and backward start/end.
+  bool timing_ = false;
+  std::vector<cudaEvent_t> timing_events_;
 };
 
 // The devices CUDA sees; throws the "no CUDA device" error when there are none.

@@ -10,8 +10,17 @@
 //                   layer as they are ready, and copies the sum back).
 // Every exchange is issued in two phases (all sends, then all receives), so with both
 // columns on one stream (sequential) each wait finds its event already recorded.
+//
+// Host syncs: one per forward (the loss and logits come back to the host); backward and
+// update are only queued. What the next step could overwrite while the last one still
+// runs is ordered by events: a forward gather writes into the other column's buffers
+// only after that column's ev_idle (recorded at the end of its backward), and the batch
+// upload into an input buffer that column 1 shares waits for column 1's ev_idle.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "cuda_network.h"
@@ -36,19 +45,54 @@ void CudaNetwork::load_batch(const float* images, const int32_t* labels, int N) 
       if (labels[n] < 0 || labels[n] >= cfg_.classes)
         throw std::invalid_argument("labels[" + std::to_string(n) + "] = " + std::to_string(labels[n]) +
                                     " is outside [0, " + std::to_string(cfg_.classes) + ")");
-  synchronize();
   resize_batch(N);
+  upload_batch(images, labels);
+  have_labels_ = labels != nullptr;
+}
+
+// The batch goes through the pinned staging buffer in pieces of about 8 MB: the host
+// copies piece k+1 (a few threads) while the DMA engine moves piece k. The staging buffer
+// is free: its last DMA finished before the last forward's sync.
+void CudaNetwork::upload_batch(const float* images, const int32_t* labels) {
+  const int64_t per = input_size(), total = (int64_t)batch_ * per;
+  const int64_t piece = std::max<int64_t>(per, ((int64_t)2 << 20) / per * per);  // whole images
+  // Inputs that a later column shares are read by that column's last backward: wait for it.
+  for (Replica& rep : reps_)
+    for (size_t c = 1; c < rep.cols.size(); c++)
+      if (rep.nb && rep.cols[c].input_ptr != rep.cols[c].input.data()) {
+        CUDA_CHECK(cudaSetDevice(rep.cols[0].device));
+        wait(rep.cols[0].compute, rep.cols[c].ev_idle);
+      }
+  const int threads = std::max(1, std::min(8, omp_get_max_threads()));
+  for (int64_t off = 0; off < total; off += piece) {
+    const int64_t len = std::min(piece, total - off);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+      const int64_t a = off + len * t / threads, b = off + len * (t + 1) / threads;
+      std::memcpy(staging_ + a, images + a, sizeof(float) * (b - a));
+    }
+    for (Replica& rep : reps_) {
+      // The part of [off, off+len) in this replica's images.
+      const int64_t lo = std::max(off, (int64_t)rep.n0 * per), hi = std::min(off + len, (int64_t)(rep.n0 + rep.nb) * per);
+      if (hi <= lo) continue;
+      for (Column& col : rep.cols) {
+        if (col.input_ptr != col.input.data()) continue;  // shares column 0's upload
+        CUDA_CHECK(cudaSetDevice(col.device));
+        CUDA_CHECK(cudaMemcpyAsync(col.input.data() + (lo - (int64_t)rep.n0 * per), staging_ + lo,
+                                   sizeof(float) * (hi - lo), cudaMemcpyHostToDevice, col.compute));
+      }
+    }
+  }
+  if (labels) std::memcpy(staging_labels_, labels, sizeof(int32_t) * batch_);
   for (Replica& rep : reps_) {
     if (!rep.nb) continue;
-    for (Column& col : rep.cols) {
-      if (col.input_ptr != col.input.data()) continue;  // shares column 0's upload
-      CUDA_CHECK(cudaSetDevice(col.device));
-      CUDA_CHECK(cudaMemcpyAsync(col.input.data(), images + (int64_t)rep.n0 * input_size(),
-                                 sizeof(float) * rep.nb * input_size(), cudaMemcpyHostToDevice, col.compute));
-      if (labels)
-        CUDA_CHECK(cudaMemcpyAsync(col.labels.data(), labels + rep.n0, sizeof(int32_t) * rep.nb,
+    if (labels)
+      for (Column& col : rep.cols) {
+        if (col.labels_ptr != col.labels.data()) continue;
+        CUDA_CHECK(cudaSetDevice(col.device));
+        CUDA_CHECK(cudaMemcpyAsync(col.labels.data(), staging_labels_ + rep.n0, sizeof(int32_t) * rep.nb,
                                    cudaMemcpyHostToDevice, col.compute));
-    }
+      }
     // Column 1 on the same device reads column 0's upload: order it after the copy.
     if (rep.cols.size() > 1 && rep.cols[1].input_ptr != rep.cols[1].input.data()) {
       CUDA_CHECK(cudaSetDevice(rep.cols[0].device));
@@ -56,7 +100,6 @@ void CudaNetwork::load_batch(const float* images, const int32_t* labels, int N) 
       wait(rep.cols[1].compute, rep.cols[0].layers[0].ev_out);
     }
   }
-  have_labels_ = labels != nullptr;
 }
 
 float CudaNetwork::forward(const float* images, const int32_t* labels, int N, bool train) {
@@ -69,8 +112,10 @@ float CudaNetwork::forward_loaded(bool train) {
   upload_params();
   last_train_ = train;
   for (size_t i = 0; i < cfg_.layers.size(); i++) {
+    mark_layer(4 * i);
     if (plan_[i].gather) gather(i);
     forward_layer(i, train);
+    mark_layer(4 * i + 1);
   }
   const int K = cfg_.classes;
   const bool split = plan_.back().out.split;
@@ -112,10 +157,10 @@ float CudaNetwork::forward_loaded(bool train) {
     Column& col0 = rep.cols[0];
     CUDA_CHECK(cudaSetDevice(col0.device));
     const float* logits = split ? col0.logits_full.data() : col0.layers[last].out.data();
-    CUDA_CHECK(cudaMemcpyAsync(logits_.data() + (size_t)rep.n0 * K, logits, sizeof(float) * nb * K,
+    CUDA_CHECK(cudaMemcpyAsync(logits_ + (size_t)rep.n0 * K, logits, sizeof(float) * nb * K,
                                cudaMemcpyDeviceToHost, col0.compute));
     if (have_labels_)
-      CUDA_CHECK(cudaMemcpyAsync(losses_.data() + rep.n0, col0.losses.data(), sizeof(double) * nb,
+      CUDA_CHECK(cudaMemcpyAsync(losses_ + rep.n0, col0.losses.data(), sizeof(double) * nb,
                                  cudaMemcpyDeviceToHost, col0.compute));
   }
   synchronize();
@@ -125,13 +170,13 @@ float CudaNetwork::forward_loaded(bool train) {
   return (float)(loss / batch_);
 }
 
-// Both columns send their half of layer i's input, then both assemble the FULL input.
+// Both columns send their half of layer i's input straight into the other's FULL input
+// buffer (a strided peer copy), then each places its own half beside it.
 void CudaNetwork::gather(size_t i) {
   const Layout& prev = plan_[i - 1].out;
   const LayerPlan& p = plan_[i];
   for (Replica& rep : reps_) {
     if (!rep.nb) continue;
-    const size_t nb = rep.nb;
     for (int c = 0; c < 2; c++) {
       Column& me = rep.cols[c];
       Column& other = rep.cols[1 - c];
@@ -139,8 +184,10 @@ void CudaNetwork::gather(size_t i) {
       CUDA_CHECK(cudaSetDevice(me.device));
       record(L.ev_out, me.compute);
       wait(me.copy, L.ev_out);
-      peer_copy(other.layers[i].recv.data(), other.device, me.layers[i - 1].out.data(), me.device,
-                nb * prev.held(c) * prev.HW, me.copy);
+      wait(me.copy, other.ev_idle);  // the other's last backward has done reading in_full
+      copy_channels_peer(other.layers[i].in_full.data(), other.device, p.in.C, prev.lo[c],
+                         me.layers[i - 1].out.data(), me.device, prev.held(c), 0, rep.nb, prev.held(c),
+                         prev.HW, me.copy);
       record(L.ev_sent, me.copy);
     }
     for (int c = 0; c < 2; c++) {
@@ -152,8 +199,6 @@ void CudaNetwork::gather(size_t i) {
                     rep.nb, prev.held(c), prev.HW, me.compute);
       wait(me.compute, rep.cols[o].layers[i].ev_sent);
       wait(me.compute, L.ev_sent);  // our send read layers[i-1].out: done before it changes
-      copy_channels(L.in_full.data(), p.in.C, prev.lo[o], L.recv.data(), prev.held(o), 0, rep.nb,
-                    prev.held(o), prev.HW, me.compute);
     }
   }
 }
@@ -176,12 +221,12 @@ void CudaNetwork::forward_layer(size_t i, bool train) {
           const ConvDims d{rep.nb, p.in.C, in.h, in.w, l.out, l.kernel, l.stride, l.pad, l.groups,
                            p.in.lo[c], p.in.held(c), p.out.lo[c], p.out.held(c)};
           conv_forward(y, x, col.params[weight_of_[i]].value.data(), col.params[bias_of_[i]].value.data(),
-                       d, col.scratch, col.blas, col.compute);
+                       d, col.gemm, col.compute);
           break;
         }
         case LayerType::Linear:
           linear_forward(y, x, col.params[weight_of_[i]].value.data(), col.params[bias_of_[i]].value.data(),
-                         rep.nb, (int)(p.in.C * p.in.HW), p.out.held(c), col.blas, col.compute);
+                         rep.nb, (int)(p.in.C * p.in.HW), p.out.held(c), col.gemm, col.compute);
           break;
         case LayerType::Relu: relu_forward(y, x, n_out, col.compute); break;
         case LayerType::Lrn:
@@ -228,16 +273,22 @@ void CudaNetwork::backward() {
       }
     }
   for (size_t i = cfg_.layers.size(); i-- > 0;) {
+    mark_layer(4 * i + 2);
     backward_layer(i);
     if (reps_.size() > 1 && weight_of_[i] >= 0) reduce_gradients(i);
+    mark_layer(4 * i + 3);
   }
   if (reps_.size() > 1)
     for (Replica& rep : reps_) {
       CUDA_CHECK(cudaSetDevice(rep.cols[0].device));
       wait(rep.cols[0].compute, reps_[0].cols[0].ev_reduced);
     }
-  synchronize();
-  device_newer_ = true;
+  for (Replica& rep : reps_)
+    for (Column& col : rep.cols) {
+      CUDA_CHECK(cudaSetDevice(col.device));
+      record(col.ev_idle, col.compute);
+    }
+  device_newer_ = true;  // no host sync: reading the gradients synchronizes first
 }
 
 // The gradient flowing in (complete, in layer i's output layout) is in grad_a; the
@@ -268,13 +319,13 @@ void CudaNetwork::backward_layer(size_t i) {
                            p.in.lo[c], p.in.held(c), p.out.lo[c], p.out.held(c)};
           ColumnParam& w = col.params[weight_of_[i]];
           conv_backward(dx, w.grad.data(), col.params[bias_of_[i]].grad.data(), dout, x, w.value.data(), d,
-                        col.scratch, col.blas, col.compute, partial ? L.ev_dx : nullptr);
+                        col.gemm, col.compute, partial ? L.ev_dx : nullptr);
           break;
         }
         case LayerType::Linear: {
           ColumnParam& w = col.params[weight_of_[i]];
           linear_backward(dx, w.grad.data(), col.params[bias_of_[i]].grad.data(), dout, x, w.value.data(),
-                          rep.nb, (int)(p.in.C * p.in.HW), p.out.held(c), col.blas, col.compute,
+                          rep.nb, (int)(p.in.C * p.in.HW), p.out.held(c), col.gemm, col.compute,
                           partial ? L.ev_dx : nullptr);
           break;
         }
@@ -304,12 +355,10 @@ void CudaNetwork::backward_layer(size_t i) {
       const int o = 1 - (int)c;
       Column& other = rep.cols[o];
       wait(col.copy, L.ev_dx);
-      if (p.gather) {
+      if (p.gather) {  // the other's channels of our partial sum, straight into its recv
         const Layout& prev = plan_[i - 1].out;
-        const size_t n = (size_t)rep.nb * prev.held(o) * prev.HW;
-        copy_channels(L.send.data(), prev.held(o), 0, dx, p.in.C, prev.lo[o], rep.nb, prev.held(o),
-                      prev.HW, col.copy);
-        peer_copy(other.layers[i].recv.data(), other.device, L.send.data(), col.device, n, col.copy);
+        copy_channels_peer(other.layers[i].recv.data(), other.device, prev.held(o), 0, dx, col.device,
+                           p.in.C, prev.lo[o], rep.nb, prev.held(o), prev.HW, col.copy);
       } else {
         peer_copy(other.layers[i].recv.data(), other.device, dx, col.device, n_in, col.copy);
       }

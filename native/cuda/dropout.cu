@@ -23,13 +23,16 @@ __device__ __forceinline__ float rng_uniform(uint64_t seed, uint64_t stream, uin
   return (float)(splitmix64(key ^ index) >> 40) * (1.0f / 16777216.0f);
 }
 
+// I: the index type of the slice, int where it has under 2^31 elements (32-bit division
+// is several times cheaper than 64-bit), else int64_t. The draw's index is 64-bit.
+template <typename I>
 __global__ void dropout_forward_kernel(float* out, float* mask, const float* inp, int N, int n0,
-                                       int Cc, int c0, int C, int64_t hw, float p, float keep_scale,
+                                       int Cc, int c0, int C, I hw, float p, float keep_scale,
                                        uint64_t seed, uint64_t rng_stream, uint64_t counter) {
-  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (idx >= (int64_t)N * Cc * hw) return;
-  const int64_t q = idx % hw, c = (idx / hw) % Cc, n = idx / (hw * Cc);
-  const uint64_t global = (uint64_t)(((n0 + n) * C + c0 + c) * hw + q);
+  const I idx = blockIdx.x * (I)blockDim.x + threadIdx.x;
+  if (idx >= (I)N * Cc * hw) return;
+  const I row = idx / hw, q = idx - row * hw, n = row / Cc, c = row - n * Cc;
+  const uint64_t global = (((uint64_t)(n0 + n) * C + c0 + c) * (uint64_t)hw + (uint64_t)q);
   const float m = rng_uniform(seed, rng_stream, counter, global) >= p ? keep_scale : 0.0f;
   mask[idx] = m;
   out[idx] = inp[idx] * m;
@@ -48,8 +51,12 @@ void dropout_forward(float* out, float* mask, const float* inp, int N, int n0, i
   CUDA_ASSERT(N > 0 && n0 >= 0 && Cc > 0 && c0 >= 0 && c0 + Cc <= C && HW > 0);
   const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   const int64_t n = (int64_t)N * Cc * HW;
-  dropout_forward_kernel<<<blocks_for(n), 256, 0, stream>>>(out, mask, inp, N, n0, Cc, c0, C, HW, p,
-                                                            keep_scale, seed, rng_stream, counter);
+  if (n < INT32_MAX)
+    dropout_forward_kernel<int><<<blocks_for(n), 256, 0, stream>>>(out, mask, inp, N, n0, Cc, c0, C, HW, p,
+                                                                   keep_scale, seed, rng_stream, counter);
+  else
+    dropout_forward_kernel<int64_t><<<blocks_for(n), 256, 0, stream>>>(out, mask, inp, N, n0, Cc, c0, C, HW, p,
+                                                                       keep_scale, seed, rng_stream, counter);
   LAUNCH_CHECK("dropout_forward_kernel");
 }
 

@@ -17,18 +17,55 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "device_array.h"
 
 namespace alexnet {
 namespace cuda {
 
+// How the GEMMs multiply. Weights, activations, gradients and the update stay fp32 in
+// every mode; the mode only changes what the tensor cores are fed:
+//   FP32  plain fp32 SGEMM (the default: the reference's numbers to the last bits)
+//   TF32  fp32 buffers, TF32 tensor-core products, fp32 accumulation (cuBLAS math mode)
+//   BF16  the GEMM inputs are rounded to bf16 as they are written (im2col, the gathered
+//         gradient) or converted just before (weights, fc inputs); fp32 accumulation and
+//         fp32 outputs
+enum class Precision { FP32, TF32, BF16 };
+Precision parse_precision(const std::string& name);  // "fp32" | "tf32" | "bf16"; throws otherwise
+const char* precision_name(Precision p);
+
+// What a launcher that multiplies needs: the cuBLAS handle, the precision, and scratch
+// buffers it grows as needed (one context per stream: the buffers are reused layer after
+// layer in stream order).
+struct GemmContext {
+  cublasHandle_t blas = nullptr;
+  Precision precision = Precision::FP32;
+  DeviceArray<float> col, dcol, stage;
+  DeviceArray<double> partial;                     // the bias gradient's per-slab sums
+  DeviceArray<uint16_t> col16, stage16, a16, b16;  // bf16 bit patterns
+  // Binds the handle to the stream and sets its math mode for the precision.
+  void bind(cudaStream_t stream);
+};
+
 // Row-major C (M,N) = alpha * op(A) @ op(B) + beta * C through cuBLAS (which is
 // column-major: we compute C^T = op(B)^T op(A)^T). lda/ldb/ldc are row-major strides.
+// fp32 inputs (SGEMM, TF32 per the handle's math mode) or bf16 inputs (fp32 accumulate).
 void matmul(float* C, const float* A, const float* B, bool trans_a, bool trans_b, int M, int N,
             int K, int lda, int ldb, int ldc, float alpha, float beta, cublasHandle_t blas);
+void matmul_bf16(float* C, const uint16_t* A, const uint16_t* B, bool trans_a, bool trans_b, int M,
+                 int N, int K, int lda, int ldb, int ldc, float alpha, float beta,
+                 cublasHandle_t blas);
+// Strided batched, no transposes: C_i (M,N) = alpha * A_i (M,K) @ B_i (K,N) + beta * C_i,
+// X_i = X + i * strideX (a stride may be 0: one matrix for every i). bf16: A and B are
+// bf16, else fp32 (TF32 per the handle's math mode).
+void matmul_batched(float* C, const void* A, const void* B, bool bf16, int M, int N, int K, int lda,
+                    int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c, int batch,
+                    float alpha, float beta, cublasHandle_t blas);
+// dst[i] = bf16(src[i]), round to nearest even (n elements).
+void to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t stream);
 
-// ---- conv.cu: grouped convolution as im2col + SGEMM, on a column's slice -------------
+// ---- conv.cu: grouped convolution as im2col + GEMM, on a column's slice ---------------
 // The layer: input (N,C,H,W), weight (O, C/G, K, K), groups G. A column computes output
 // channels [o0, o0+Oc) from an input buffer holding channels [cin0, cin0+Cin); every
 // group it touches must have its input channels inside that buffer.
@@ -39,20 +76,17 @@ struct ConvDims {
   int OH() const { return (H + 2 * P - K) / S + 1; }
   int OW() const { return (W + 2 * P - K) / S + 1; }
 };
-struct ConvScratch {
-  DeviceArray<float> col, dcol, stage;
-};
 // inp (N,Cin,H,W), weight (Oc, C/G, K, K) = rows [o0, o0+Oc) of the layer's weight,
 // bias (Oc), out (N,Oc,OH,OW).
 void conv_forward(float* out, const float* inp, const float* weight, const float* bias,
-                  const ConvDims& d, ConvScratch& s, cublasHandle_t blas, cudaStream_t stream);
+                  const ConvDims& d, GemmContext& g, cudaStream_t stream);
 // dinp (N,Cin,H,W) or null; dweight (Oc, C/G, K, K); dbias (Oc); all overwritten. Input
 // channels of the buffer that none of the column's groups read get a zero gradient.
 // dinp_ready, when given, is recorded as soon as dinp is complete (before the weight
 // gradient of the last chunk), so a copy of dinp can overlap the rest.
 void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                   const float* weight, const ConvDims& d, ConvScratch& s, cublasHandle_t blas,
-                   cudaStream_t stream, cudaEvent_t dinp_ready = nullptr);
+                   const float* weight, const ConvDims& d, GemmContext& g, cudaStream_t stream,
+                   cudaEvent_t dinp_ready = nullptr);
 
 // ---- relu.cu ------------------------------------------------------------------------
 void relu_forward(float* out, const float* inp, int64_t n, cudaStream_t stream);
@@ -76,11 +110,11 @@ void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, int
 
 // ---- linear.cu: inp (N,I), weight (O,I) rows of the column, bias (O), out (N,O) -------
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                    int I, int O, cublasHandle_t blas, cudaStream_t stream);
+                    int I, int O, GemmContext& g, cudaStream_t stream);
 // dinp (N,I) or null. dinp_ready as in conv_backward.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int I, int O,
-                     cublasHandle_t blas, cudaStream_t stream, cudaEvent_t dinp_ready = nullptr);
+                     GemmContext& g, cudaStream_t stream, cudaEvent_t dinp_ready = nullptr);
 
 // ---- dropout.cu: inverted dropout, masks from rng.h's counter-based draws -------------
 // The buffers hold samples [n0, n0+N) and channels [c0, c0+Cc) of a (batch, C, HW)
@@ -110,6 +144,10 @@ void sgd_update(float* w, float* v, const float* grad, int64_t n, float lr, floa
 // Both on the current device (a 2D async copy).
 void copy_channels(float* dst, int Cd, int dc0, const float* src, int Cs, int sc0, int N, int Cc,
                    int64_t HW, cudaStream_t stream);
+// The same from device src_dev to device dst_dev (a 3D peer copy; a 2D copy when they
+// are one device), issued on `stream` (of the current device).
+void copy_channels_peer(float* dst, int dst_dev, int Cd, int dc0, const float* src, int src_dev, int Cs,
+                        int sc0, int N, int Cc, int64_t HW, cudaStream_t stream);
 // dst (N, Cc, HW) = full (N, C, HW) channels [c0, c0+Cc) + other (N, Cc, HW).
 void add_channels(float* dst, const float* full, int C, int c0, const float* other, int N, int Cc,
                   int64_t HW, cudaStream_t stream);

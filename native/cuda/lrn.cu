@@ -21,12 +21,14 @@ __device__ __forceinline__ float pow_neg_beta(float s, float beta) {
 
 // Where element idx of the column's (N, Cc, hw) slice sits: image n, position p, and the
 // window of its channel (global c0 + c) within its block, as local channel indices.
+template <typename I>
 struct LrnSite {
-  int64_t n, p;
+  I n, p;
   int lo, hi;
 };
-__device__ __forceinline__ LrnSite lrn_site(int64_t idx, int Cc, int c0, int Cb, int64_t hw, int half) {
-  LrnSite s;
+template <typename I>
+__device__ __forceinline__ LrnSite<I> lrn_site(I idx, int Cc, int c0, int Cb, I hw, int half) {
+  LrnSite<I> s;
   s.p = idx % hw;
   s.n = idx / (hw * Cc);
   const int cg = c0 + (int)((idx / hw) % Cc);
@@ -36,11 +38,14 @@ __device__ __forceinline__ LrnSite lrn_site(int64_t idx, int Cc, int c0, int Cb,
   return s;
 }
 
+// I: the index type, int where the tensor has under 2^31 elements (32-bit division is
+// several times cheaper than 64-bit), else int64_t.
+template <typename I>
 __global__ void lrn_forward_kernel(float* out, float* scale, const float* inp, int N, int Cc, int c0,
-                                   int Cb, int64_t hw, int half, float alpha, float beta, float k) {
-  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (idx >= (int64_t)N * Cc * hw) return;
-  const LrnSite w = lrn_site(idx, Cc, c0, Cb, hw, half);
+                                   int Cb, I hw, int half, float alpha, float beta, float k) {
+  const I idx = blockIdx.x * (I)blockDim.x + threadIdx.x;
+  if (idx >= (I)N * Cc * hw) return;
+  const LrnSite<I> w = lrn_site<I>(idx, Cc, c0, Cb, hw, half);
   float s = 0.0f;
   for (int j = w.lo; j <= w.hi; j++) {
     const float a = inp[(w.n * Cc + j) * hw + w.p];
@@ -51,15 +56,16 @@ __global__ void lrn_forward_kernel(float* out, float* scale, const float* inp, i
   out[idx] = inp[idx] * pow_neg_beta(s, beta);
 }
 
+template <typename I>
 __global__ void lrn_backward_kernel(float* dinp, const float* dout, const float* inp,
                                     const float* out, const float* scale, int N, int Cc, int c0,
-                                    int Cb, int64_t hw, int half, float beta, float coef) {
-  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (idx >= (int64_t)N * Cc * hw) return;
-  const LrnSite w = lrn_site(idx, Cc, c0, Cb, hw, half);
+                                    int Cb, I hw, int half, float beta, float coef) {
+  const I idx = blockIdx.x * (I)blockDim.x + threadIdx.x;
+  if (idx >= (I)N * Cc * hw) return;
+  const LrnSite<I> w = lrn_site<I>(idx, Cc, c0, Cb, hw, half);
   float d = 0.0f;
   for (int j = w.lo; j <= w.hi; j++) {
-    const int64_t bj = (w.n * Cc + j) * hw + w.p;
+    const I bj = (w.n * Cc + j) * hw + w.p;
     d += dout[bj] * out[bj] / scale[bj];
   }
   dinp[idx] = dout[idx] * pow_neg_beta(scale[idx], beta) - coef * inp[idx] * d;
@@ -77,8 +83,12 @@ void lrn_forward(float* out, float* scale, const float* inp, int N, int Cc, int 
                  int W, int G, int size, float alpha, float beta, float k, cudaStream_t stream) {
   check(N, Cc, c0, C, G, size);
   const int64_t hw = (int64_t)H * W, n = (int64_t)N * Cc * hw;
-  lrn_forward_kernel<<<blocks_for(n), 256, 0, stream>>>(out, scale, inp, N, Cc, c0, C / G, hw,
-                                                        size / 2, alpha, beta, k);
+  if (n < INT32_MAX)
+    lrn_forward_kernel<int><<<blocks_for(n), 256, 0, stream>>>(out, scale, inp, N, Cc, c0, C / G, (int)hw,
+                                                               size / 2, alpha, beta, k);
+  else
+    lrn_forward_kernel<int64_t><<<blocks_for(n), 256, 0, stream>>>(out, scale, inp, N, Cc, c0, C / G, hw,
+                                                                   size / 2, alpha, beta, k);
   LAUNCH_CHECK("lrn_forward_kernel");
 }
 
@@ -87,9 +97,13 @@ void lrn_backward(float* dinp, const float* dout, const float* inp, const float*
                   float alpha, float beta, cudaStream_t stream) {
   check(N, Cc, c0, C, G, size);
   const int64_t hw = (int64_t)H * W, n = (int64_t)N * Cc * hw;
-  lrn_backward_kernel<<<blocks_for(n), 256, 0, stream>>>(dinp, dout, inp, out, scale, N, Cc, c0,
-                                                         C / G, hw, size / 2, beta,
-                                                         2.0f * alpha * beta);
+  if (n < INT32_MAX)
+    lrn_backward_kernel<int><<<blocks_for(n), 256, 0, stream>>>(dinp, dout, inp, out, scale, N, Cc, c0, C / G,
+                                                                (int)hw, size / 2, beta, 2.0f * alpha * beta);
+  else
+    lrn_backward_kernel<int64_t><<<blocks_for(n), 256, 0, stream>>>(dinp, dout, inp, out, scale, N, Cc, c0,
+                                                                    C / G, hw, size / 2, beta,
+                                                                    2.0f * alpha * beta);
   LAUNCH_CHECK("lrn_backward_kernel");
 }
 
