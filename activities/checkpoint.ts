@@ -5,6 +5,7 @@
 // verify is passed over for the previous valid one.
 import { Network } from '../native/index';
 import { decodeState, encodeState, loadStateInto, StateError } from '../native/state';
+import type { GemmPrecision } from '../workflows/shared';
 import { getJson, type ObjectStore } from './store';
 import { runKeys } from './store-layout';
 
@@ -68,7 +69,7 @@ export function cursorOfKey(key: string): { epoch: number; batch: number; attemp
 // A network from the newest valid checkpoint at or before latest.json (config, weights,
 // momentum, RNG). A corrupt one (bad checksum, truncated, wrong shapes) is passed over
 // with a warning. undefined when the run has no checkpoint yet.
-export async function loadNewestCheckpoint(store: ObjectStore, runId: string, options: { threads?: number } = {}): Promise<LoadedCheckpoint | undefined> {
+export async function loadNewestCheckpoint(store: ObjectStore, runId: string, options: { threads?: number; precision?: GemmPrecision } = {}): Promise<LoadedCheckpoint | undefined> {
   const latest = await readLatest(store, runId);
   if (!latest) return undefined;
   const candidates: string[] = [];
@@ -83,7 +84,7 @@ export async function loadNewestCheckpoint(store: ObjectStore, runId: string, op
     try {
       const file = decodeState(await store.get(key), key);
       if (!file.config) throw new StateError(`${key} carries no config`);
-      const net = new Network(file.config, { threads: options.threads });
+      const net = new Network(file.config, { threads: options.threads, ...(options.precision ? { cuda: { precision: options.precision } } : {}) });
       loadStateInto(net, file, key);
       const c = cursorOfKey(key)!;
       return { net, pointer: { key, ...c, lr: Number(file.metadata.lr ?? latest.lr) }, warnings };

@@ -54,7 +54,7 @@ export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   const plan = epochPlan(split.shardImages, { seed: input.seed, epoch: input.epoch, batchSize: input.batchSize });
   if (plan.batches === 0) throw ApplicationFailure.nonRetryable(`split '${input.trainSplit}' has ${split.images} images, fewer than one batch of ${input.batchSize}`, 'InvalidInput');
 
-  const loaded = await loadNewestCheckpoint(store, input.runId, { threads: input.threads });
+  const loaded = await loadNewestCheckpoint(store, input.runId, { threads: input.threads, precision: input.precision });
   if (!loaded) throw ApplicationFailure.nonRetryable(`run ${input.runId} has no checkpoint: initRun must run first`, 'RunMissing');
   const { net, pointer, warnings } = loaded;
   let startBatch: number;

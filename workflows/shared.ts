@@ -84,7 +84,12 @@ export interface TrainEpochInput {
   checkpointEvery: number;// batches between checkpoints (and one at the epoch's end)
   stallBatches: number;   // flag a stall when the loss is still near ln(classes) after this many batches
   threads?: number;
+  precision?: GemmPrecision; // CUDA GEMM precision; absent: the worker's (ALEXNET_CUDA_PRECISION, else fp32)
 }
+
+// What the CUDA backend's GEMMs are fed (weights, activations and the update stay fp32).
+export const GEMM_PRECISIONS = ['fp32', 'tf32', 'bf16'] as const;
+export type GemmPrecision = typeof GEMM_PRECISIONS[number];
 
 export interface EpochResult {
   epoch: number;
@@ -127,6 +132,7 @@ export interface TrainAlexNetInput {
   checkpointEvery?: number; // batches; default 100
   stallBatches?: number;    // default 1000
   device?: 'cpu' | 'cuda';  // default cpu
+  precision?: GemmPrecision; // device cuda only: 'fp32', 'tf32' or 'bf16' GEMM inputs; default the GPU worker's
   validationSplit?: string; // default val, else test
   runId?: string;           // default the workflow id
   heartbeatTimeoutSeconds?: number; // how soon a lost training worker is noticed; default 120

@@ -11,7 +11,7 @@ import {
 import type * as activities from '../activities';
 import { surfaceCause } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
-import { GPU_TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
+import { GEMM_PRECISIONS, GPU_TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
 import type { EpochResult, ValidationResult } from './shared';
 import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
 import { PrepareDataset } from './prepare-dataset';
@@ -39,11 +39,16 @@ export const stopSignal = defineSignal('stop');
 export const setLearningRateSignal = defineSignal<[number]>('setLearningRate');
 export const progressQuery = defineQuery<TrainProgress>('progress');
 
-export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId'>> &
-  Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop'> & { lrPolicy: LrPolicy; runId: string };
+export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId' | 'precision'>> &
+  Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'precision'> & { lrPolicy: LrPolicy; runId: string };
 
 export function validateTrainInput(raw: TrainAlexNetInput, runId: string): ValidTrainInput {
   if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {store, datasetName, ...} for input');
+  const device = oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const);
+  const precision = raw.precision === undefined ? undefined : oneOf('precision', raw.precision, GEMM_PRECISIONS);
+  if (precision !== undefined && precision !== 'fp32' && device !== 'cuda') {
+    throw new ArgumentError('precision', `precision '${precision}' needs device 'cuda' (the CPU backend multiplies in fp32)`);
+  }
   const str = (field: string, v: unknown) => {
     if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a non-empty string for ${field} but received ${JSON.stringify(v)}`);
     return v;
@@ -63,7 +68,8 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     pcaSigma: numberIn('pcaSigma', raw.pcaSigma ?? 0.1, 0, 10),
     checkpointEvery: integerIn('checkpointEvery', raw.checkpointEvery ?? 100, 1, 1_000_000),
     stallBatches: integerIn('stallBatches', raw.stallBatches ?? 1000, 1, 100_000_000),
-    device: oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const),
+    device,
+    precision,
     validationSplit: raw.validationSplit === undefined ? '' : str('validationSplit', raw.validationSplit),
     runId: raw.runId === undefined ? runId : str('runId', raw.runId),
     heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
@@ -163,6 +169,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
           runId: input.runId, store: input.store, dataset: input.datasetName, trainSplit: prepared!.trainSplit,
           epoch, lr: lrState.lr, batchSize: input.batchSize, seed: input.seed, crop: prepared!.crop,
           pcaSigma: input.pcaSigma, checkpointEvery: input.checkpointEvery, stallBatches: input.stallBatches,
+          ...(input.precision ? { precision: input.precision } : {}),
         }));
       } catch (e) {
         if (!isCancellation(e)) throw e;  // paused or stopped: loop (the next attempt resumes at the checkpoint)

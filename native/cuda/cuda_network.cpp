@@ -333,17 +333,21 @@ void CudaNetwork::resize_batch(int N) {
       }
     }
   }
-  for (void* p : {(void*)staging_, (void*)staging_labels_, (void*)logits_, (void*)losses_})
-    if (p) CUDA_CHECK(cudaFreeHost(p));
-  staging_ = nullptr;
-  staging_labels_ = nullptr;
-  logits_ = nullptr;
-  losses_ = nullptr;
-  auto pinned = [](void** p, size_t bytes) { CUDA_CHECK(cudaHostAlloc(p, bytes, cudaHostAllocPortable)); };
-  pinned((void**)&staging_, sizeof(float) * (size_t)N * input_size());
-  pinned((void**)&staging_labels_, sizeof(int32_t) * (size_t)N);
-  pinned((void**)&logits_, sizeof(float) * (size_t)N * cfg_.classes);
-  pinned((void**)&losses_, sizeof(double) * (size_t)N);
+  if ((size_t)N > staging_images_) {  // pinned buffers grow only (allocating them is slow)
+    for (void* p : {(void*)staging_, (void*)staging_labels_, (void*)logits_, (void*)losses_})
+      if (p) CUDA_CHECK(cudaFreeHost(p));
+    staging_ = nullptr;
+    staging_labels_ = nullptr;
+    logits_ = nullptr;
+    losses_ = nullptr;
+    staging_images_ = 0;
+    auto pinned = [](void** p, size_t bytes) { CUDA_CHECK(cudaHostAlloc(p, bytes, cudaHostAllocPortable)); };
+    pinned((void**)&staging_, sizeof(float) * (size_t)N * input_size());
+    pinned((void**)&staging_labels_, sizeof(int32_t) * (size_t)N);
+    pinned((void**)&logits_, sizeof(float) * (size_t)N * cfg_.classes);
+    pinned((void**)&losses_, sizeof(double) * (size_t)N);
+    staging_images_ = N;
+  }
   std::memset(logits_, 0, sizeof(float) * (size_t)N * cfg_.classes);
   masks_.clear();
   for (size_t i = 0; i < cfg_.layers.size(); i++)

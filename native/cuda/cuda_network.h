@@ -168,7 +168,7 @@ class CudaNetwork : public NetworkBackend {
   // copies run at the bus's speed and asynchronously.
   float* staging_ = nullptr;
   int32_t* staging_labels_ = nullptr;
-  size_t staging_images_ = 0;
+  size_t staging_images_ = 0;  // the batch size the pinned buffers hold
   float* logits_ = nullptr;  // (batch, classes), filled by forward
   double* losses_ = nullptr;
   // Layer timing (set_layer_timing): per layer, forward start/end and backward start/end.

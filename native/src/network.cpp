@@ -58,8 +58,16 @@ Network::Network(const NetConfig& cfg, uint64_t seed, int threads)
     if (bufs_[i].weight < 0) continue;
     Param& w = params_[bufs_[i].weight];
     const uint64_t stream = RNG_STREAM_INIT + (uint64_t)bufs_[i].weight;
-    for (size_t j = 0; j < w.value.size(); j++)
-      w.value[j] = (float)(cfg_.weight_std * rng_normal(seed_, stream, 0, j));
+    // Each draw is a pure function of (seed, stream, index) (rng.h), so the threads fill
+    // their slices with the same values a serial loop would: bit-identical for any thread
+    // count (the paper's 61M weights: ~2 s serial). OpenMP's current thread count, not
+    // threads_: a one-off burst at construction (the CUDA backend builds with threads 1).
+    float* value = w.value.data();
+    const int64_t count = (int64_t)w.value.size();
+    const double std_dev = cfg_.weight_std;
+#pragma omp parallel for schedule(static) if (count >= 65536)
+    for (int64_t j = 0; j < count; j++)
+      value[j] = (float)(std_dev * rng_normal(seed_, stream, 0, (uint64_t)j));
     std::fill(params_[bufs_[i].bias].value.begin(), params_[bufs_[i].bias].value.end(),
               cfg_.layers[i].bias_init);
   }
