@@ -1,12 +1,19 @@
 // Grouped convolution as im2col + cuBLAS GEMMs, the CPU reference's scheme (conv.cpp),
 // over chunks of nb images so each GEMM is large. col is (R, nb*OHW), R = C/G*K*K:
 //   col[r][b*OHW + p] = im2col(inp[n0+b], group g)
-// Forward: out is first filled with the bias, then one strided-batched GEMM per group
-// adds image b's product straight into NCHW (no staging pass):
-//   out[n0+b][rows of g] (Og, OHW) += weight_g (Og, R) @ col[:, b*OHW : (b+1)*OHW]
+// Forward, two ways (GemmContext::conv_forward):
+//   BATCHED: out is first filled with the bias, then one strided-batched GEMM per group
+//     adds image b's product straight into NCHW (no staging pass):
+//     out[n0+b][rows of g] (Og, OHW) += weight_g (Og, R) @ col[:, b*OHW : (b+1)*OHW]
+//   GEMM: stage (Oc, nb*OHW) = weight_g @ col, one GEMM per group over all the chunk's
+//     images, then one pass scatters it into NCHW adding the bias. Preferred when OHW is
+//     not a multiple of 8 (every AlexNet layer): image b's slice of col then starts
+//     unaligned, which keeps cuBLAS off its fastest kernels, and a wide N tiles better.
 // Backward: stage (Oc, nb*OHW) = gather(dout) (the weight gradient needs the images
 // side by side along its reduction dimension); dcol = weight_g^T @ stage -> col2im (one
-// thread per input element, so sums run in a fixed order); dweight_g (+)= stage @ col^T.
+// thread per input element, so sums run in a fixed order); dweight_g (+)= stage @ col^T,
+// split over its long reduction dimension (matmul_split_k: a weight gradient has few
+// outputs, so one GEMM would run on a handful of blocks).
 // The bias gradient is a two-stage deterministic reduction of dout in double.
 // BF16: im2col and the gather write bf16 (half the bytes), the weight is converted per
 // call (it is small), and the GEMMs accumulate in fp32 into fp32 outputs.
@@ -96,6 +103,17 @@ __global__ void fill_bias_kernel(float* out, const float* bias, int n0, int nb, 
   for (int b = blockIdx.z; b < nb; b += gridDim.z)
     for (int o = blockIdx.y; o < Oc; o += gridDim.y)
       out[((int64_t)(n0 + b) * Oc + o) * ohw + p] = bias[o];
+}
+
+// out[n0+b][o][p] = stage[o][b*OHW + p] + bias[o]. Grid: x positions, y channels, z images.
+__global__ void scatter_bias_kernel(float* out, const float* stage, const float* bias, int n0, int nb, int Oc,
+                                    int ohw) {
+  const int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= ohw) return;
+  const int64_t cols = (int64_t)nb * ohw;
+  for (int b = blockIdx.z; b < nb; b += gridDim.z)
+    for (int o = blockIdx.y; o < Oc; o += gridDim.y)
+      out[((int64_t)(n0 + b) * Oc + o) * ohw + p] = stage[o * cols + (int64_t)b * ohw + p] + bias[o];
 }
 
 // stage[o][b*OHW + p] = dout[n0+b][o][p]. Grid: x positions, y channels, z images.
@@ -210,6 +228,8 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
   check_dims(d);
   const Plan pl(d);
   const bool bf16 = g.precision == Precision::BF16;
+  const bool batched = g.conv_forward == ConvForward::BATCHED ||
+                       (g.conv_forward == ConvForward::AUTO && pl.ohw % 8 == 0);
   g.bind(stream);
   if (bf16) {
     g.col16.resize((size_t)pl.R * pl.nbmax * pl.ohw);
@@ -218,26 +238,43 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
   } else {
     g.col.resize((size_t)pl.R * pl.nbmax * pl.ohw);
   }
+  if (!batched) g.stage.resize((size_t)d.Oc * pl.nbmax * pl.ohw);
+  const unsigned t = plane_threads(pl.ohw);
   for (int n0 = 0; n0 < d.N; n0 += pl.nbmax) {
     const int nb = std::min(pl.nbmax, d.N - n0);
     const int64_t cols = (int64_t)nb * pl.ohw;
-    {
-      const unsigned t = plane_threads(pl.ohw);
-      fill_bias_kernel<<<dim3((pl.ohw + t - 1) / t, grid_yz(d.Oc), grid_yz(nb)), t, 0, stream>>>(
-          out, bias, n0, nb, d.Oc, pl.ohw);
-      LAUNCH_CHECK("fill_bias_kernel");
+    const dim3 plane_grid((pl.ohw + t - 1) / t, grid_yz(d.Oc), grid_yz(nb));
+    if (!batched) {
+      for_each_group(d, pl, [&](int lo, int m, int ci) {
+        // stage rows [lo, lo+m) (m, cols) = weight rows (m, R) @ col (R, cols)
+        float* C = g.stage.data() + lo * cols;
+        if (bf16) {
+          im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
+          matmul_bf16(C, g.a16.data() + (int64_t)lo * pl.R, g.col16.data(), false, false, m, (int)cols, pl.R, pl.R,
+                      (int)cols, (int)cols, 1.0f, 0.0f, g.blas);
+        } else {
+          im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
+          matmul(C, weight + (int64_t)lo * pl.R, g.col.data(), false, false, m, (int)cols, pl.R, pl.R, (int)cols,
+                 (int)cols, 1.0f, 0.0f, g.blas);
+        }
+      });
+      scatter_bias_kernel<<<plane_grid, t, 0, stream>>>(out, g.stage.data(), bias, n0, nb, d.Oc, pl.ohw);
+      LAUNCH_CHECK("scatter_bias_kernel");
+      continue;
     }
+    fill_bias_kernel<<<plane_grid, t, 0, stream>>>(out, bias, n0, nb, d.Oc, pl.ohw);
+    LAUNCH_CHECK("fill_bias_kernel");
     for_each_group(d, pl, [&](int lo, int m, int ci) {
       // For each image b: out[n0+b] rows [lo, lo+m) (m, OHW) += weight rows (m, R) @ col_b (R, OHW),
       // col_b = col + b*OHW with row stride cols.
       float* C = out + ((int64_t)n0 * d.Oc + lo) * pl.ohw;
       if (bf16) {
         im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_batched(C, g.a16.data() + (int64_t)lo * pl.R, g.col16.data(), true, m, pl.ohw, pl.R,
+        matmul_batched(C, g.a16.data() + (int64_t)lo * pl.R, g.col16.data(), true, false, false, m, pl.ohw, pl.R,
                        pl.R, (int)cols, pl.ohw, 0, pl.ohw, (int64_t)d.Oc * pl.ohw, nb, 1.0f, 1.0f, g.blas);
       } else {
         im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_batched(C, weight + (int64_t)lo * pl.R, g.col.data(), false, m, pl.ohw, pl.R, pl.R,
+        matmul_batched(C, weight + (int64_t)lo * pl.R, g.col.data(), false, false, false, m, pl.ohw, pl.R, pl.R,
                        (int)cols, pl.ohw, 0, pl.ohw, (int64_t)d.Oc * pl.ohw, nb, 1.0f, 1.0f, g.blas);
       }
     });
@@ -294,12 +331,12 @@ void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout,
       const float beta = n0 == 0 ? 0.0f : 1.0f;
       if (bf16) {
         im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_bf16(dweight + (int64_t)lo * pl.R, g.stage16.data() + (int64_t)lo * cols, g.col16.data(), false,
-                    true, m, pl.R, cols, cols, cols, pl.R, 1.0f, beta, g.blas);
+        matmul_split_k(dweight + (int64_t)lo * pl.R, g.stage16.data() + (int64_t)lo * cols, g.col16.data(), true,
+                       m, pl.R, cols, cols, cols, pl.R, beta, g, stream);
       } else {
         im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul(dweight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, g.col.data(), false, true, m,
-               pl.R, cols, cols, cols, pl.R, 1.0f, beta, g.blas);
+        matmul_split_k(dweight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, g.col.data(), false, m,
+                       pl.R, cols, cols, cols, pl.R, beta, g, stream);
       }
     });
   }

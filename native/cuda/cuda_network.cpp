@@ -3,6 +3,7 @@
 // are in cuda_walk.cpp. Host code only: compiled by the C++ compiler against cudart.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -112,7 +113,10 @@ std::string CudaNetwork::device_name() const {
                               (reps_[0].cols[0].device == reps_[0].cols[1].device
                                    ? (sequential_ ? "one stream" : "one device, two streams")
                                    : "two devices");
-  return "cuda:" + ids + " (" + how + ", " + precision_name(precision_) + ")";
+  const char* conv = conv_forward_ == ConvForward::BATCHED ? ", conv forward batched"
+                     : conv_forward_ == ConvForward::GEMM  ? ", conv forward gemm"
+                                                           : "";
+  return "cuda:" + ids + " (" + how + ", " + precision_name(precision_) + conv + ")";
 }
 
 Param* CudaNetwork::find_param(const std::string& name) {
@@ -200,6 +204,14 @@ void CudaNetwork::setup_devices(const DeviceOptions& options) {
     throw std::invalid_argument("parallel must be 'model' or 'data', not '" + options.parallel + "'");
   data_parallel_ = options.parallel == "data";
   precision_ = parse_precision(options.precision);
+  // A tuning switch for benchmarks: how conv layers multiply forward (see conv.cu).
+  if (const char* env = std::getenv("ALEXNET_CUDA_CONV_FORWARD")) {
+    const std::string v = env;
+    if (v == "batched") conv_forward_ = ConvForward::BATCHED;
+    else if (v == "gemm") conv_forward_ = ConvForward::GEMM;
+    else if (v != "auto" && !v.empty())
+      throw std::invalid_argument("ALEXNET_CUDA_CONV_FORWARD must be auto, batched or gemm, not '" + v + "'");
+  }
   sequential_ = options.sequential;
   if (!data_parallel_ && devices_.size() > 2)
     throw std::invalid_argument("model parallelism runs two columns: give one or two CUDA devices, not " +
@@ -244,6 +256,7 @@ void CudaNetwork::setup_devices(const DeviceOptions& options) {
       }
       CUBLAS_CHECK(cublasCreate(&col.gemm.blas));
       col.gemm.precision = precision_;
+      col.gemm.conv_forward = conv_forward_;
       auto event = [](cudaEvent_t* e) { CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming)); };
       col.layers.resize(cfg_.layers.size());
       for (ColumnLayer& L : col.layers)

@@ -159,6 +159,7 @@ class CudaNetwork : public NetworkBackend {
   int ncols_ = 2;
   bool data_parallel_ = false, sequential_ = false;
   Precision precision_ = Precision::FP32;
+  ConvForward conv_forward_ = ConvForward::AUTO;  // ALEXNET_CUDA_CONV_FORWARD
   std::vector<int> devices_;
   std::vector<std::vector<float>> masks_;  // host copies for dropout_masks()
   int batch_ = 0;

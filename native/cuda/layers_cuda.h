@@ -38,10 +38,18 @@ const char* precision_name(Precision p);
 // What a launcher that multiplies needs: the cuBLAS handle, the precision, and scratch
 // buffers it grows as needed (one context per stream: the buffers are reused layer after
 // layer in stream order).
+// How conv_forward multiplies: one strided-batched GEMM per group writing NCHW straight
+// (BATCHED), or one GEMM over the chunk's images side by side and a scatter pass into
+// NCHW (GEMM). AUTO: BATCHED where an image's plane is a multiple of 8 elements (so each
+// image's slice of col starts 16-byte aligned, as tensor-core kernels want), else GEMM.
+enum class ConvForward { AUTO, BATCHED, GEMM };
+
 struct GemmContext {
   cublasHandle_t blas = nullptr;
   Precision precision = Precision::FP32;
-  DeviceArray<float> col, dcol, stage;
+  ConvForward conv_forward = ConvForward::AUTO;
+  int sm_count = 0;  // multiprocessors of the device (0: not read yet), for split-K
+  DeviceArray<float> col, dcol, stage, split;
   DeviceArray<double> partial;                     // the bias gradient's per-slab sums
   DeviceArray<uint16_t> col16, stage16, a16, b16;  // bf16 bit patterns
   // Binds the handle to the stream and sets its math mode for the precision.
@@ -56,12 +64,18 @@ void matmul(float* C, const float* A, const float* B, bool trans_a, bool trans_b
 void matmul_bf16(float* C, const uint16_t* A, const uint16_t* B, bool trans_a, bool trans_b, int M,
                  int N, int K, int lda, int ldb, int ldc, float alpha, float beta,
                  cublasHandle_t blas);
-// Strided batched, no transposes: C_i (M,N) = alpha * A_i (M,K) @ B_i (K,N) + beta * C_i,
-// X_i = X + i * strideX (a stride may be 0: one matrix for every i). bf16: A and B are
-// bf16, else fp32 (TF32 per the handle's math mode).
-void matmul_batched(float* C, const void* A, const void* B, bool bf16, int M, int N, int K, int lda,
-                    int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c, int batch,
-                    float alpha, float beta, cublasHandle_t blas);
+// Strided batched: C_i (M,N) = alpha * op(A_i) @ op(B_i) + beta * C_i, X_i = X + i *
+// strideX (a stride may be 0: one matrix for every i). bf16: A and B are bf16, else fp32
+// (TF32 per the handle's math mode).
+void matmul_batched(float* C, const void* A, const void* B, bool bf16, bool trans_a, bool trans_b, int M,
+                    int N, int K, int lda, int ldb, int ldc, int64_t stride_a, int64_t stride_b,
+                    int64_t stride_c, int batch, float alpha, float beta, cublasHandle_t blas);
+// C (M,N) = A (M,K) @ B^T (N,K)^T + beta * C for a long K and a small M x N (a weight
+// gradient: K runs over every image's positions), split over K so enough blocks run:
+// slices of K into `g.split` by one batched GEMM, then summed in slice order (the same
+// result every run). bf16 as matmul_batched.
+void matmul_split_k(float* C, const void* A, const void* B, bool bf16, int M, int N, int K, int lda,
+                    int ldb, int ldc, float beta, GemmContext& g, cudaStream_t stream);
 // dst[i] = bf16(src[i]), round to nearest even (n elements).
 void to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t stream);
 

@@ -239,6 +239,22 @@ static void test_conv(cu::Precision prec, int N, int C, int H, int W, int O, int
   expect_close("dinp", host(DX), dx, tol.dinp);
   expect_close("dweight", host(DW), dw, tol.dweight);
   expect_close("dbias", host(DB), db, 1e-4);
+  // Both forward schemes, whatever AUTO picked for this shape.
+  for (cu::ConvForward mode : {cu::ConvForward::BATCHED, cu::ConvForward::GEMM}) {
+    cu::GemmContext& ctx = g.in(prec);
+    ctx.conv_forward = mode;
+    auto Y2 = dev_zeros<float>(y.size());
+    try {
+      cu::conv_forward(Y2.data(), X.data(), Wd.data(), B.data(), whole, ctx, g.stream);
+    } catch (...) {
+      ctx.conv_forward = cu::ConvForward::AUTO;
+      throw;
+    }
+    ctx.conv_forward = cu::ConvForward::AUTO;
+    expect_close(mode == cu::ConvForward::BATCHED ? "forward (strided-batched GEMM into NCHW)"
+                                                  : "forward (one GEMM + scatter)",
+                 host(Y2), y, tol.out);
+  }
 
   // Two columns: outputs [0, O/2) and [O/2, O).
   const bool split_in = G % 2 == 0;
@@ -789,7 +805,9 @@ static void register_tests() {
                              {3, 8, 9, 9, 12, 5, 2, 2, 2, ""},
                              {2, 3, 35, 35, 16, 11, 4, 0, 1, " (conv1's shape, smaller)"},
                              {2, 16, 7, 7, 12, 3, 1, 1, 1, " (conv3: groups cross the columns)"},
-                             {2, 8, 6, 6, 8, 3, 1, 1, 4, ""}};
+                             {2, 8, 6, 6, 8, 3, 1, 1, 4, ""},
+                             {16, 8, 32, 32, 8, 3, 1, 1, 1, " (weight gradient split over K: 8 equal slices)"},
+                             {13, 8, 32, 32, 8, 3, 1, 1, 2, " (split over K with a shorter last slice)"}};
   char name[160];
   for (const ConvShape& c : convs)
     for (const NamedP& p : precisions) {
