@@ -18,8 +18,9 @@
 // BF16: im2col and the gather write bf16 (half the bytes), the weight is converted per
 // call (it is small), and the GEMMs accumulate in fp32 into fp32 outputs.
 //
-// Index math: 3-D grids (x: a position within a plane, y: image or channel, z: row), so
-// each thread decomposes only a 32-bit in-plane index; no 64-bit division anywhere.
+// Index math: 3-D grids (x: a position within a plane, y: a row or channel, z: a group of
+// images), so a thread decomposes its 32-bit in-plane index and its row once, then loops
+// over its images with nothing left to divide; no 64-bit division anywhere.
 // A column computes output channels [o0, o0+Oc) (see ConvDims); group g's rows there
 // are [max(o0, g*Og), min(o0+Oc, (g+1)*Og)).
 #include <cuda_bf16.h>
@@ -46,50 +47,59 @@ __device__ __forceinline__ uint16_t from_float<uint16_t>(float v) {
 unsigned plane_threads(int n) { return (unsigned)std::min(256, (n + 31) / 32 * 32); }
 // A grid dimension (y or z) covering n, within CUDA's 65535 limit (kernels loop past it).
 unsigned grid_yz(int n) { return (unsigned)std::min(n, 65535); }
+// The grid of a per-plane kernel: x covers the plane's positions, y the rows (or
+// channels), z splits the images only as far as needed for about 4096 blocks, so each
+// thread walks many images with its index math done once.
+dim3 plane_grid(int plane, unsigned threads, int rows, int images) {
+  const unsigned x = (plane + threads - 1) / threads, y = grid_yz(rows);
+  const unsigned z = (unsigned)std::max(1, std::min<int>(images, (int)(4096 / std::max(1u, x * y))));
+  return dim3(x, y, z);
+}
 
 // col[r][b*OHW + p] = inp[n0+b][ci+c][oh*S-P+kh][ow*S-P+kw] (0 outside),
-// r = (c*K + kh)*K + kw, p = oh*OW + ow. Grid: x positions p, y images b, z rows r.
+// r = (c*K + kh)*K + kw, p = oh*OW + ow. Grid: x positions p, y rows r, z images.
 template <typename T>
 __global__ void im2col_kernel(T* col, const float* inp, int n0, int nb, int Cin, int H, int W,
                               int ci, int R, int K, int S, int P, int OH, int OW) {
   const int ohw = OH * OW, p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= ohw) return;
   const int oh = p / OW, ow = p - oh * OW;
-  const int64_t cols = (int64_t)nb * ohw, plane = (int64_t)H * W;
-  for (int r = blockIdx.z; r < R; r += gridDim.z) {
+  const int64_t cols = (int64_t)nb * ohw, plane = (int64_t)H * W, image = (int64_t)Cin * plane;
+  for (int r = blockIdx.y; r < R; r += gridDim.y) {
     const int kw = r % K, kh = (r / K) % K, c = r / (K * K);
     const int ih = oh * S - P + kh, iw = ow * S - P + kw;
     const bool inside = (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-    for (int b = blockIdx.y; b < nb; b += gridDim.y) {
-      const float v = inside ? inp[((int64_t)(n0 + b) * Cin + ci + c) * plane + ih * W + iw] : 0.0f;
-      col[r * cols + (int64_t)b * ohw + p] = from_float<T>(v);
-    }
+    const float* src = inp + ((int64_t)n0 * Cin + ci + c) * plane + ih * W + iw;
+    T* dst = col + r * cols + p;
+#pragma unroll 4
+    for (int b = blockIdx.z; b < nb; b += gridDim.z)
+      dst[(int64_t)b * ohw] = from_float<T>(inside ? src[b * image] : 0.0f);
   }
 }
 
 // The adjoint: dinp[n0+b][ci+c][ih][iw] = sum over (kh, kw) of the col entries that read
-// it, in (kh, kw) order as the CPU's col2im. Grid: x positions ih*W+iw, y images, z channels.
+// it, in (kh, kw) order as the CPU's col2im. Grid: x positions ih*W+iw, y channels, z images.
+// The taps that reach (ih, iw) are kh = kh0, kh0+S, ... (oh = (ih+P-kh)/S falling by one
+// each step) and likewise for w: found once per thread, with two divisions.
 __global__ void col2im_kernel(float* dinp, const float* dcol, int n0, int nb, int Cin, int H, int W,
                               int ci, int Cg, int K, int S, int P, int OH, int OW) {
   const int hw = H * W, q = blockIdx.x * blockDim.x + threadIdx.x;
   if (q >= hw) return;
   const int ih = q / W, iw = q - ih * W, ohw = OH * OW;
   const int64_t cols = (int64_t)nb * ohw;
-  for (int c = blockIdx.z; c < Cg; c += gridDim.z)
-    for (int b = blockIdx.y; b < nb; b += gridDim.y) {
-      const float* d = dcol + (int64_t)b * ohw;
+  const int kh0 = (ih + P) % S, oh0 = (ih + P - kh0) / S;  // the first tap's row: kh0, oh0
+  const int kw0 = (iw + P) % S, ow0 = (iw + P - kw0) / S;
+  for (int c = blockIdx.y; c < Cg; c += gridDim.y)
+    for (int b = blockIdx.z; b < nb; b += gridDim.z) {
+      const float* d = dcol + (int64_t)c * K * K * cols + (int64_t)b * ohw;
       float sum = 0.0f;
-      for (int kh = 0; kh < K; kh++) {
-        const int th = ih + P - kh;
-        if (th < 0 || th % S) continue;
-        const int oh = th / S;
+      for (int kh = kh0, oh = oh0; kh < K; kh += S, oh--) {
         if (oh >= OH) continue;
-        for (int kw = 0; kw < K; kw++) {
-          const int tw = iw + P - kw;
-          if (tw < 0 || tw % S) continue;
-          const int ow = tw / S;
+        if (oh < 0) break;
+        for (int kw = kw0, ow = ow0; kw < K; kw += S, ow--) {
           if (ow >= OW) continue;
-          sum += d[(int64_t)((c * K + kh) * K + kw) * cols + oh * OW + ow];
+          if (ow < 0) break;
+          sum += d[(int64_t)(kh * K + kw) * cols + oh * OW + ow];
         }
       }
       dinp[((int64_t)(n0 + b) * Cin + ci + c) * hw + q] = sum;
@@ -195,7 +205,7 @@ template <typename T>
 void im2col(T* col, const float* inp, const ConvDims& d, const Plan& pl, int n0, int nb, int ci,
             cudaStream_t stream) {
   const unsigned t = plane_threads(pl.ohw);
-  const dim3 grid((pl.ohw + t - 1) / t, grid_yz(nb), grid_yz(pl.R));
+  const dim3 grid = plane_grid(pl.ohw, t, pl.R, nb);
   im2col_kernel<T><<<grid, t, 0, stream>>>(col, inp, n0, nb, d.Cin, d.H, d.W, ci, pl.R, d.K, d.S, d.P,
                                            pl.OH, pl.OW);
   LAUNCH_CHECK("im2col_kernel");
@@ -204,7 +214,7 @@ void im2col(T* col, const float* inp, const ConvDims& d, const Plan& pl, int n0,
 template <typename T>
 void gather(T* stage, const float* dout, const ConvDims& d, const Plan& pl, int n0, int nb, cudaStream_t stream) {
   const unsigned t = plane_threads(pl.ohw);
-  const dim3 grid((pl.ohw + t - 1) / t, grid_yz(d.Oc), grid_yz(nb));
+  const dim3 grid = plane_grid(pl.ohw, t, d.Oc, nb);
   gather_kernel<T><<<grid, t, 0, stream>>>(stage, dout, n0, nb, d.Oc, pl.ohw);
   LAUNCH_CHECK("gather_kernel");
 }
@@ -243,7 +253,7 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
   for (int n0 = 0; n0 < d.N; n0 += pl.nbmax) {
     const int nb = std::min(pl.nbmax, d.N - n0);
     const int64_t cols = (int64_t)nb * pl.ohw;
-    const dim3 plane_grid((pl.ohw + t - 1) / t, grid_yz(d.Oc), grid_yz(nb));
+    const dim3 out_grid = plane_grid(pl.ohw, t, d.Oc, nb);
     if (!batched) {
       for_each_group(d, pl, [&](int lo, int m, int ci) {
         // stage rows [lo, lo+m) (m, cols) = weight rows (m, R) @ col (R, cols)
@@ -258,11 +268,11 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
                  (int)cols, 1.0f, 0.0f, g.blas);
         }
       });
-      scatter_bias_kernel<<<plane_grid, t, 0, stream>>>(out, g.stage.data(), bias, n0, nb, d.Oc, pl.ohw);
+      scatter_bias_kernel<<<out_grid, t, 0, stream>>>(out, g.stage.data(), bias, n0, nb, d.Oc, pl.ohw);
       LAUNCH_CHECK("scatter_bias_kernel");
       continue;
     }
-    fill_bias_kernel<<<plane_grid, t, 0, stream>>>(out, bias, n0, nb, d.Oc, pl.ohw);
+    fill_bias_kernel<<<out_grid, t, 0, stream>>>(out, bias, n0, nb, d.Oc, pl.ohw);
     LAUNCH_CHECK("fill_bias_kernel");
     for_each_group(d, pl, [&](int lo, int m, int ci) {
       // For each image b: out[n0+b] rows [lo, lo+m) (m, OHW) += weight rows (m, R) @ col_b (R, OHW),
@@ -319,7 +329,7 @@ void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout,
           matmul(g.dcol.data(), weight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, true, false,
                  pl.R, cols, m, pl.R, cols, cols, 1.0f, 0.0f, g.blas);
         const unsigned t = plane_threads(d.H * d.W);
-        const dim3 grid((d.H * d.W + t - 1) / t, grid_yz(nb), grid_yz(pl.Cg));
+        const dim3 grid = plane_grid(d.H * d.W, t, pl.Cg, nb);
         col2im_kernel<<<grid, t, 0, stream>>>(dinp, g.dcol.data(), n0, nb, d.Cin, d.H, d.W, ci, pl.Cg, d.K,
                                               d.S, d.P, pl.OH, pl.OW);
         LAUNCH_CHECK("col2im_kernel");

@@ -15,6 +15,9 @@
 //   precision. --layers then prints one JSON line per layer for one column (sequential),
 //   fp32 and bf16, averaged over a few steps (CudaNetwork::layer_times):
 //   {"layer_profile":true,"precision":..,"index":..,"layer":..,"type":..,"forward_ms":..,"backward_ms":..}
+//   --kernel-profile: instead of all that, one training step per precision (one column, one
+//   stream, after two warm-up steps) between cudaProfilerStart and cudaProfilerStop, for
+//   `ncu --profile-from-start off` (scripts/gpu-kernel-profile.sh).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +28,10 @@
 #include "bench_util.h"
 #include "cuda_network.h"
 #include "rng.h"
+
+// cudart's profiler range (cuda_profiler_api.h, which the PyPI toolkit lacks).
+extern "C" cudaError_t cudaProfilerStart(void);
+extern "C" cudaError_t cudaProfilerStop(void);
 
 using namespace alexnet;
 using clk = bench_clock;
@@ -51,11 +58,12 @@ static std::string js(const std::string& s) {
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   std::vector<std::string> pos;
-  bool layers = false;
+  bool layers = false, kernel_profile = false;
   std::vector<std::string> precisions = {"fp32", "tf32", "bf16"};
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
     if (a == "--layers") layers = true;
+    else if (a == "--kernel-profile") kernel_profile = true;
     else if (a.rfind("--precisions=", 0) == 0) precisions = split(a.substr(13), ',');
     else if (a.rfind("--", 0) == 0) {
       std::fprintf(stderr, "bench_cuda: unknown flag %s\n", a.c_str());
@@ -89,6 +97,28 @@ int main(int argc, char** argv) {
     std::vector<int32_t> labels(batch);
     for (int n = 0; n < batch; n++) labels[n] = n % cfg.classes;
     SgdConfig sgd;
+
+    if (kernel_profile) {
+      for (const std::string& precision : precisions) {
+        DeviceOptions opt;
+        opt.device = "cuda";
+        opt.parallel = "data";
+        opt.devices = {devices[0]};
+        opt.sequential = true;
+        opt.precision = precision;
+        cuda::CudaNetwork net(cfg, 1, opt);
+        net.load_batch(images.data(), labels.data(), batch);
+        for (int it = 0; it < 2; it++) net.step_loaded(sgd, true);
+        net.synchronize();
+        CUDA_CHECK(cudaProfilerStart());
+        net.step_loaded(sgd, true);
+        net.synchronize();
+        CUDA_CHECK(cudaProfilerStop());
+        std::printf("{\"kernel_profile\":true,\"precision\":\"%s\",\"placement\":\"%s\"}\n", precision.c_str(),
+                    js(net.device_name()).c_str());
+      }
+      return 0;
+    }
 
     struct Placement {
       const char* kind;
