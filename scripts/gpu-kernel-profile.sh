@@ -38,7 +38,7 @@ with open(path) as f:
 for r in csv.DictReader(lines):
     if r.get("Metric Name") != "gpu__time_duration.sum":
         continue
-    rows.append((int(r["ID"]), r["Kernel Name"], float(r["Metric Value"]) / 1e6, r.get("Grid Size", ""), r.get("Block Size", "")))
+    rows.append((int(r["ID"].replace(",", "")), r["Kernel Name"], float(r["Metric Value"].replace(",", "")) / 1e6, r.get("Grid Size", ""), r.get("Block Size", "")))
 rows.sort()
 total = sum(ms for _, _, ms, _, _ in rows)
 print(f"{precision}: {len(rows)} kernels, {total:.3f} ms of kernel time in one step")

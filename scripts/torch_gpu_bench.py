@@ -54,17 +54,7 @@ def timed(fn, warmup, iters):
 
 
 def bench(cfg, batch, precision, warmup, iters, device):
-    tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.manual_seed(0)
-    model = ConfigNet(cfg).to(device)
-    model.init_paper()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
-    inp = cfg["input"]
-    x = torch.randn(batch, inp["channels"], inp["height"], inp["width"], device=device) * 50
-    y = torch.arange(batch, device=device) % cfg["classes"]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
+    model, opt, x, y, autocast = setup(cfg, batch, precision, device)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -91,7 +81,7 @@ PROFILE_STEPS = 5
 
 
 def setup(cfg, batch, precision, device):
-    """The model, optimizer, batch and autocast context of bench(), for the profiles."""
+    """The model, optimizer, batch and autocast context of bench() and the profiles."""
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32

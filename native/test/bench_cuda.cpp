@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <sstream>
 #include <string>
 
@@ -97,19 +98,26 @@ int main(int argc, char** argv) {
     std::vector<int32_t> labels(batch);
     for (int n = 0; n < batch; n++) labels[n] = n % cfg.classes;
     SgdConfig sgd;
+    // One column on one stream (each layer's and kernel's time is its own), the batch
+    // loaded and two warm-up steps taken.
+    auto one_column = [&](const std::string& precision) {
+      DeviceOptions opt;
+      opt.device = "cuda";
+      opt.parallel = "data";
+      opt.devices = {devices[0]};
+      opt.sequential = true;
+      opt.precision = precision;
+      auto net = std::make_unique<cuda::CudaNetwork>(cfg, 1, opt);
+      net->load_batch(images.data(), labels.data(), batch);
+      for (int it = 0; it < 2; it++) net->step_loaded(sgd, true);
+      net->synchronize();
+      return net;
+    };
 
     if (kernel_profile) {
       for (const std::string& precision : precisions) {
-        DeviceOptions opt;
-        opt.device = "cuda";
-        opt.parallel = "data";
-        opt.devices = {devices[0]};
-        opt.sequential = true;
-        opt.precision = precision;
-        cuda::CudaNetwork net(cfg, 1, opt);
-        net.load_batch(images.data(), labels.data(), batch);
-        for (int it = 0; it < 2; it++) net.step_loaded(sgd, true);
-        net.synchronize();
+        auto owned = one_column(precision);
+        cuda::CudaNetwork& net = *owned;
         CUDA_CHECK(cudaProfilerStart());
         net.step_loaded(sgd, true);
         net.synchronize();
@@ -179,15 +187,8 @@ int main(int argc, char** argv) {
       const int steps = std::max(3, std::min(iters, 5));
       for (const char* precision : {"fp32", "bf16"}) {
         try {
-          DeviceOptions opt;
-          opt.device = "cuda";
-          opt.parallel = "data";
-          opt.devices = {devices[0]};
-          opt.sequential = true;
-          opt.precision = precision;
-          cuda::CudaNetwork net(cfg, 1, opt);
-          net.load_batch(images.data(), labels.data(), batch);
-          for (int it = 0; it < 2; it++) net.step_loaded(sgd, true);
+          auto owned = one_column(precision);
+          cuda::CudaNetwork& net = *owned;
           net.set_layer_timing(true);
           std::vector<double> fwd(cfg.layers.size(), 0.0), bwd(cfg.layers.size(), 0.0);
           std::vector<cuda::LayerTime> last;
