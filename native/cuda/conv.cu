@@ -201,6 +201,12 @@ void for_each_group(const ConvDims& d, const Plan& pl, F f) {
   }
 }
 
+size_t groups_touched(const ConvDims& d, const Plan& pl) {
+  size_t n = 0;
+  for_each_group(d, pl, [&](int, int, int) { n++; });
+  return n;
+}
+
 template <typename T>
 void im2col(T* col, const float* inp, const ConvDims& d, const Plan& pl, int n0, int nb, int ci,
             cudaStream_t stream) {
@@ -234,39 +240,50 @@ void bias_grad(float* dbias, const float* dout, const ConvDims& d, const Plan& p
 }  // namespace
 
 void conv_forward(float* out, const float* inp, const float* weight, const float* bias,
-                  const ConvDims& d, GemmContext& g, cudaStream_t stream) {
+                  const ConvDims& d, GemmContext& g, cudaStream_t stream, ConvCache* keep) {
   check_dims(d);
   const Plan pl(d);
   const bool bf16 = g.precision == Precision::BF16;
   const bool batched = g.conv_forward == ConvForward::BATCHED ||
                        (g.conv_forward == ConvForward::AUTO && pl.ohw % 8 == 0);
+  // Keep col for the backward when the whole batch is one chunk: group gi's col at gi*per.
+  const bool keeping = keep && pl.nbmax >= d.N;
+  const size_t per = (size_t)pl.R * pl.nbmax * pl.ohw;
+  if (keep) keep->valid = false;
   g.bind(stream);
   if (bf16) {
-    g.col16.resize((size_t)pl.R * pl.nbmax * pl.ohw);
+    if (keeping) keep->col16.resize(groups_touched(d, pl) * per);
+    else g.col16.resize(per);
     g.a16.resize((size_t)d.Oc * pl.R);
     to_bf16(g.a16.data(), weight, (int64_t)d.Oc * pl.R, stream);
   } else {
-    g.col.resize((size_t)pl.R * pl.nbmax * pl.ohw);
+    if (keeping) keep->col.resize(groups_touched(d, pl) * per);
+    else g.col.resize(per);
   }
+  int gi = 0;  // the group's index among the column's, in for_each_group order
+  auto colf = [&]() { return keeping ? keep->col.data() + gi * per : g.col.data(); };
+  auto colh = [&]() { return keeping ? keep->col16.data() + gi * per : g.col16.data(); };
   if (!batched) g.stage.resize((size_t)d.Oc * pl.nbmax * pl.ohw);
   const unsigned t = plane_threads(pl.ohw);
   for (int n0 = 0; n0 < d.N; n0 += pl.nbmax) {
     const int nb = std::min(pl.nbmax, d.N - n0);
     const int64_t cols = (int64_t)nb * pl.ohw;
     const dim3 out_grid = plane_grid(pl.ohw, t, d.Oc, nb);
+    gi = 0;
     if (!batched) {
       for_each_group(d, pl, [&](int lo, int m, int ci) {
         // stage rows [lo, lo+m) (m, cols) = weight rows (m, R) @ col (R, cols)
         float* C = g.stage.data() + lo * cols;
         if (bf16) {
-          im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
-          matmul_bf16(C, g.a16.data() + (int64_t)lo * pl.R, g.col16.data(), false, false, m, (int)cols, pl.R, pl.R,
+          im2col(colh(), inp, d, pl, n0, nb, ci, stream);
+          matmul_bf16(C, g.a16.data() + (int64_t)lo * pl.R, colh(), false, false, m, (int)cols, pl.R, pl.R,
                       (int)cols, (int)cols, 1.0f, 0.0f, g.blas);
         } else {
-          im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
-          matmul(C, weight + (int64_t)lo * pl.R, g.col.data(), false, false, m, (int)cols, pl.R, pl.R, (int)cols,
+          im2col(colf(), inp, d, pl, n0, nb, ci, stream);
+          matmul(C, weight + (int64_t)lo * pl.R, colf(), false, false, m, (int)cols, pl.R, pl.R, (int)cols,
                  (int)cols, 1.0f, 0.0f, g.blas);
         }
+        gi++;
       });
       scatter_bias_kernel<<<out_grid, t, 0, stream>>>(out, g.stage.data(), bias, n0, nb, d.Oc, pl.ohw);
       LAUNCH_CHECK("scatter_bias_kernel");
@@ -279,33 +296,41 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
       // col_b = col + b*OHW with row stride cols.
       float* C = out + ((int64_t)n0 * d.Oc + lo) * pl.ohw;
       if (bf16) {
-        im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_batched(C, g.a16.data() + (int64_t)lo * pl.R, g.col16.data(), true, false, false, m, pl.ohw, pl.R,
+        im2col(colh(), inp, d, pl, n0, nb, ci, stream);
+        matmul_batched(C, g.a16.data() + (int64_t)lo * pl.R, colh(), true, false, false, m, pl.ohw, pl.R,
                        pl.R, (int)cols, pl.ohw, 0, pl.ohw, (int64_t)d.Oc * pl.ohw, nb, 1.0f, 1.0f, g.blas);
       } else {
-        im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_batched(C, weight + (int64_t)lo * pl.R, g.col.data(), false, false, false, m, pl.ohw, pl.R, pl.R,
+        im2col(colf(), inp, d, pl, n0, nb, ci, stream);
+        matmul_batched(C, weight + (int64_t)lo * pl.R, colf(), false, false, false, m, pl.ohw, pl.R, pl.R,
                        (int)cols, pl.ohw, 0, pl.ohw, (int64_t)d.Oc * pl.ohw, nb, 1.0f, 1.0f, g.blas);
       }
+      gi++;
     });
+  }
+  if (keeping) {
+    keep->valid = true;
+    keep->N = d.N;
   }
 }
 
 void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                    const float* weight, const ConvDims& d, GemmContext& g, cudaStream_t stream,
-                   cudaEvent_t dinp_ready) {
+                   cudaEvent_t dinp_ready, const ConvCache* kept) {
   check_dims(d);
   const Plan pl(d);
   const bool bf16 = g.precision == Precision::BF16;
   const size_t n_col = (size_t)pl.R * pl.nbmax * pl.ohw, n_stage = (size_t)d.Oc * pl.nbmax * pl.ohw;
+  // The forward's col of this input, one chunk for the whole batch, every group.
+  const bool reuse = kept && kept->valid && kept->N == d.N && pl.nbmax >= d.N &&
+                     (bf16 ? kept->col16.size() : kept->col.size()) == groups_touched(d, pl) * n_col;
   g.bind(stream);
   if (bf16) {
-    g.col16.resize(n_col);
+    if (!reuse) g.col16.resize(n_col);
     g.stage16.resize(n_stage);
     g.a16.resize((size_t)d.Oc * pl.R);
     to_bf16(g.a16.data(), weight, (int64_t)d.Oc * pl.R, stream);
   } else {
-    g.col.resize(n_col);
+    if (!reuse) g.col.resize(n_col);
     g.stage.resize(n_stage);
   }
   if (dinp) {
@@ -336,18 +361,22 @@ void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout,
       });
       if (dinp_ready && n0 + nb >= d.N) CUDA_CHECK(cudaEventRecord(dinp_ready, stream));
     }
+    int gi = 0;
     for_each_group(d, pl, [&](int lo, int m, int ci) {
       // dweight rows (m, R) (+)= stage rows (m, cols) @ col^T (cols, R)
       const float beta = n0 == 0 ? 0.0f : 1.0f;
       if (bf16) {
-        im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_split_k(dweight + (int64_t)lo * pl.R, g.stage16.data() + (int64_t)lo * cols, g.col16.data(), true,
-                       m, pl.R, cols, cols, cols, pl.R, beta, g, stream);
+        const uint16_t* col = reuse ? kept->col16.data() + gi * n_col : g.col16.data();
+        if (!reuse) im2col(g.col16.data(), inp, d, pl, n0, nb, ci, stream);
+        matmul_split_k(dweight + (int64_t)lo * pl.R, g.stage16.data() + (int64_t)lo * cols, col, true, m, pl.R,
+                       cols, cols, cols, pl.R, beta, g, stream);
       } else {
-        im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
-        matmul_split_k(dweight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, g.col.data(), false, m,
-                       pl.R, cols, cols, cols, pl.R, beta, g, stream);
+        const float* col = reuse ? kept->col.data() + gi * n_col : g.col.data();
+        if (!reuse) im2col(g.col.data(), inp, d, pl, n0, nb, ci, stream);
+        matmul_split_k(dweight + (int64_t)lo * pl.R, g.stage.data() + (int64_t)lo * cols, col, false, m, pl.R,
+                       cols, cols, cols, pl.R, beta, g, stream);
       }
+      gi++;
     });
   }
   if (!dinp && dinp_ready) CUDA_CHECK(cudaEventRecord(dinp_ready, stream));

@@ -54,6 +54,7 @@ struct ColumnParam {
 
 struct ColumnLayer {
   DeviceArray<float> out, aux, in_full, recv;
+  ConvCache col_cache;  // conv layers in training: the forward's im2col, for the backward
   DeviceArray<int32_t> argmax;
   cudaEvent_t ev_out = nullptr, ev_sent = nullptr, ev_dx = nullptr, ev_bsent = nullptr,
               ev_grad = nullptr;

@@ -220,8 +220,11 @@ void CudaNetwork::forward_layer(size_t i, bool train) {
         case LayerType::Conv: {
           const ConvDims d{rep.nb, p.in.C, in.h, in.w, l.out, l.kernel, l.stride, l.pad, l.groups,
                            p.in.lo[c], p.in.held(c), p.out.lo[c], p.out.held(c)};
+          // Training keeps the forward's im2col for the backward; an inference forward
+          // leaves none (and marks an older one stale: the input changed).
           conv_forward(y, x, col.params[weight_of_[i]].value.data(), col.params[bias_of_[i]].value.data(),
-                       d, col.gemm, col.compute);
+                       d, col.gemm, col.compute, train ? &L.col_cache : nullptr);
+          if (!train) L.col_cache.valid = false;
           break;
         }
         case LayerType::Linear:
@@ -319,7 +322,7 @@ void CudaNetwork::backward_layer(size_t i) {
                            p.in.lo[c], p.in.held(c), p.out.lo[c], p.out.held(c)};
           ColumnParam& w = col.params[weight_of_[i]];
           conv_backward(dx, w.grad.data(), col.params[bias_of_[i]].grad.data(), dout, x, w.value.data(), d,
-                        col.gemm, col.compute, partial ? L.ev_dx : nullptr);
+                        col.gemm, col.compute, partial ? L.ev_dx : nullptr, &L.col_cache);
           break;
         }
         case LayerType::Linear: {

@@ -90,17 +90,28 @@ struct ConvDims {
   int OH() const { return (H + 2 * P - K) / S + 1; }
   int OW() const { return (W + 2 * P - K) / S + 1; }
 };
+// The forward's im2col kept for the backward, whose weight gradient reads the same col:
+// filled by conv_forward (given one) when the whole batch fits one chunk, for every group
+// the column computes (memory: R x N*OHW elements per group, e.g. about 2.3 GB per column
+// for the paper's AlexNet at batch 128 in fp32, half in bf16).
+struct ConvCache {
+  DeviceArray<float> col;
+  DeviceArray<uint16_t> col16;
+  bool valid = false;
+  int N = 0;
+};
 // inp (N,Cin,H,W), weight (Oc, C/G, K, K) = rows [o0, o0+Oc) of the layer's weight,
-// bias (Oc), out (N,Oc,OH,OW).
+// bias (Oc), out (N,Oc,OH,OW). keep: where to leave col for the backward (training), or null.
 void conv_forward(float* out, const float* inp, const float* weight, const float* bias,
-                  const ConvDims& d, GemmContext& g, cudaStream_t stream);
+                  const ConvDims& d, GemmContext& g, cudaStream_t stream, ConvCache* keep = nullptr);
 // dinp (N,Cin,H,W) or null; dweight (Oc, C/G, K, K); dbias (Oc); all overwritten. Input
 // channels of the buffer that none of the column's groups read get a zero gradient.
 // dinp_ready, when given, is recorded as soon as dinp is complete (before the weight
-// gradient of the last chunk), so a copy of dinp can overlap the rest.
+// gradient of the last chunk), so a copy of dinp can overlap the rest. kept: the
+// forward's col of this same input, used instead of rebuilding it when valid.
 void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                    const float* weight, const ConvDims& d, GemmContext& g, cudaStream_t stream,
-                   cudaEvent_t dinp_ready = nullptr);
+                   cudaEvent_t dinp_ready = nullptr, const ConvCache* kept = nullptr);
 
 // ---- relu.cu ------------------------------------------------------------------------
 void relu_forward(float* out, const float* inp, int64_t n, cudaStream_t stream);

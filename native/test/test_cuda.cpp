@@ -239,6 +239,19 @@ static void test_conv(cu::Precision prec, int N, int C, int H, int W, int O, int
   expect_close("dinp", host(DX), dx, tol.dinp);
   expect_close("dweight", host(DW), dw, tol.dweight);
   expect_close("dbias", host(DB), db, 1e-4);
+  // The forward's col kept for the backward (as training does) gives the same gradients.
+  {
+    cu::ConvCache kept;
+    auto Y2 = dev_zeros<float>(y.size()), DX2 = dev_zeros<float>(x.size()), DW2 = dev_zeros<float>(w.size()),
+         DB2 = dev_zeros<float>(O);
+    cu::conv_forward(Y2.data(), X.data(), Wd.data(), B.data(), whole, g.in(prec), g.stream, &kept);
+    CHECK(kept.valid, "conv_forward kept its col for the backward");
+    cu::conv_backward(DX2.data(), DW2.data(), DB2.data(), DY.data(), X.data(), Wd.data(), whole, g.in(prec), g.stream,
+                      nullptr, &kept);
+    expect_close("forward (col kept)", host(Y2), y, tol.out);
+    expect_close("dinp (col kept)", host(DX2), dx, tol.dinp);
+    expect_close("dweight (from the kept col)", host(DW2), dw, tol.dweight);
+  }
   // Both forward schemes, whatever AUTO picked for this shape.
   for (cu::ConvForward mode : {cu::ConvForward::BATCHED, cu::ConvForward::GEMM}) {
     cu::GemmContext& ctx = g.in(prec);
