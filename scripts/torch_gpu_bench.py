@@ -53,15 +53,20 @@ def timed(fn, warmup, iters):
     return statistics.median(times)
 
 
-def bench(cfg, batch, precision, warmup, iters, device):
-    model, opt, x, y, autocast = setup(cfg, batch, precision, device)
-
-    def train_step():
+def training_step(model, opt, x, y, autocast):
+    """One SGD step as bench() times it: forward, cross-entropy, backward, update."""
+    def step():
         opt.zero_grad(set_to_none=True)
         with autocast:
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+    return step
+
+
+def bench(cfg, batch, precision, warmup, iters, device):
+    model, opt, x, y, autocast = setup(cfg, batch, precision, device)
+    train_step = training_step(model, opt, x, y, autocast)
 
     def infer():
         with torch.no_grad(), autocast:
@@ -181,13 +186,7 @@ def op_profile(cfg, batch, precision, device, top):
 
     model, opt, x, y, autocast = setup(cfg, batch, precision, device)
     model.train()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
+    step = training_step(model, opt, x, y, autocast)
 
     for _ in range(3):
         step()
