@@ -47,7 +47,7 @@ export async function initRun(input: { runId: string; store: string; model: stri
 export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   const t0 = process.hrtime.bigint();
   const store = openStore(input.store);
-  const attempt = activityAttempt();
+  const attempt = (input.attemptBase ?? 0) + activityAttempt();
   const data = await readDataStats(store, input.dataset);
   const split = data.manifest.splits[input.trainSplit];
   if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.trainSplit}'`, 'InvalidInput');

@@ -13,13 +13,46 @@ import type { TrainResult } from '../workflows/train-alexnet';
 
 interface Tick { value: number; total: number; fields: Record<string, string | number> }
 
+// A progress poll's calls get this long (retries included): while no worker runs, the
+// server holds a query for 30 s before giving up, and we wait for the poll in flight
+// before returning (see below).
+const POLL_DEADLINE_MS = 10_000;
+
+// Every promise settled, then the first rejection (if any) thrown: unlike Promise.all, no
+// call is left running behind a failed one, so the connection can be closed afterwards.
+export async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+// One poll's calls, under a deadline and cancellable by `signal` when the connection
+// offers that (a real handle; the tests' fake one has no client).
+function bounded<T>(handle: WorkflowHandle, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  const connection = (handle as Partial<WorkflowHandle>).client?.connection;
+  if (!connection) return fn();
+  return connection.withAbortSignal(signal, () => connection.withDeadline(Date.now() + POLL_DEADLINE_MS, fn));
+}
+
+// Follows until the result, then returns only once nothing it started is outstanding:
+// the caller closes the connection next, and a call still running then (or its gRPC
+// retry timer: the client retries e.g. RESOURCE_EXHAUSTED with a backoff of up to 5 s,
+// and Connection.close() does not clear that timer) would throw "Channel has been shut
+// down" out of a timer, uncaught, after the summary was printed. So: one poll at a time
+// (the next is scheduled when the last has settled; overlapping queries to a workflow no
+// worker has picked up yet overflow the server's query buffer, hence those retries), and
+// at the end no new poll, the one in flight cancelled and awaited.
 async function follow<R>(handle: WorkflowHandle, what: string, format: string, tick: () => Promise<Tick>, options: { pollMs?: number; logEvery?: number } = {}): Promise<R> {
   const tty = !!process.stderr.isTTY;
   const bar = new SingleBar({ format: `${what} [{bar}] ${format}`, stream: process.stderr, noTTYOutput: !tty, notTTYSchedule: options.logEvery ?? 30_000 }, Presets.shades_classic);
   let started = false;
   let done = false;
-  const poll = setInterval(() => {
-    tick().then((t) => {
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: Promise<void> = Promise.resolve();
+  let cancel = new AbortController();  // one per poll: the connection adds a listener per call
+  const poll = () => {
+    cancel = new AbortController();
+    inFlight = bounded(handle, cancel.signal, tick).then((t) => {
       // A query answered after the result must not start the bar: its redraw timer would
       // keep the process alive for ever.
       if (done) return;
@@ -29,8 +62,12 @@ async function follow<R>(handle: WorkflowHandle, what: string, format: string, t
       }
       bar.setTotal(Math.max(1, t.total));
       bar.update(t.value, t.fields);
-    }, () => undefined);  // not started yet, or finished: the result says how it ended
-  }, options.pollMs ?? 1000);
+    }, () => undefined)  // not started yet, or finished: the result says how it ended
+      .finally(() => {
+        if (!done) timer = setTimeout(poll, options.pollMs ?? 1000);
+      });
+  };
+  timer = setTimeout(poll, options.pollMs ?? 1000);
   try {
     return await handle.result() as R;
   } catch (e) {
@@ -38,7 +75,9 @@ async function follow<R>(handle: WorkflowHandle, what: string, format: string, t
     throw e;
   } finally {
     done = true;
-    clearInterval(poll);
+    clearTimeout(timer);
+    cancel.abort();
+    await inFlight;
     if (started) bar.stop();
   }
 }
@@ -63,7 +102,7 @@ export async function currentBatch(handle: WorkflowHandle): Promise<{ epoch: num
 export function followTraining(handle: WorkflowHandle): Promise<TrainResult> {
   let batchesPerEpoch = 0;
   return follow(handle, 'train', 'epoch {epoch}/{epochs} batch {batch} | lr {lr} | loss {loss} | val top-1 err {top1} | {rate} img/s | {phase}', async () => {
-    const [p, cur] = await Promise.all([handle.query<TrainProgress>('progress'), currentBatch(handle)]);
+    const [p, cur] = await settleAll<[TrainProgress, Awaited<ReturnType<typeof currentBatch>>]>([handle.query<TrainProgress>('progress'), currentBatch(handle)]);
     if (p.lastEpoch) batchesPerEpoch = p.lastEpoch.batches;
     return {
       value: cur?.batch ?? 0, total: batchesPerEpoch || (cur?.batch ?? 0) + 1,

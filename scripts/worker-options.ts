@@ -7,4 +7,8 @@ export const WORKER_TUNING = {
   // On SIGTERM a running epoch gets this long, then is cancelled: it checkpoints at the
   // next batch boundary and the next attempt resumes there.
   shutdownGraceTime: '30 seconds',
+  // A workflow task bound for a worker that died (SIGKILL, preemption) waits this long on
+  // that worker's sticky queue before any worker takes it (the SDK's default: 10 s, paid
+  // on every preemption). A busy live worker only loses its cached copy of the workflow.
+  stickyQueueScheduleToStartTimeout: '2 seconds',
 } as const;

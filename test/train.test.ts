@@ -9,7 +9,7 @@ import type { Client } from '@temporalio/client';
 import * as activities from '../activities';
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
-import { runKeys } from '../activities/store-layout';
+import { datasetKeys, runKeys } from '../activities/store-layout';
 import { binaryPath, startMinio, startTemporal, TemporalService } from '../infra/services';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { decodeState } from '../native/state';
@@ -17,6 +17,7 @@ import { modelConfig } from '../native/index';
 import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
+import { retryDelayMs } from '../workflows/train-alexnet';
 import { CLI, tmpDir } from './helpers';
 import { startTestWorker, tensorBytes, TestWorker } from './temporal-helpers';
 
@@ -107,39 +108,76 @@ test.serial('official temporal CLI: start TrainAlexNet, query progress, signal s
   t.is(result.lastValidation?.images, 640, 'the stopped run was validated');
 });
 
-test.serial('resume contract: a worker killed with SIGKILL mid-epoch, again and again, ends bitwise identical to an uninterrupted run', async (t) => {
-  const base = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 3, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 9, heartbeatTimeoutSeconds: 3 };
-  const reference = await client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'resume-reference', args: [base] }) as { latestCheckpoint: string };
+test.serial('preemption: a worker SIGKILLed 21 times within one epoch (more than any retry limit) ends bitwise identical to an uninterrupted run', async (t) => {
+  // 160 batches of 4, a checkpoint every 2: each kill lands right after a new checkpoint.
+  const base = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 1, batchSize: 4, checkpointEvery: 2, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 9, heartbeatTimeoutSeconds: 4 };
+  const env = { ...process.env, TEMPORAL_ADDRESS: temporal.address };
+  const spawnWorker = (queue: string) => spawn(process.execPath, [CLI, 'worker', '--task-queue', queue], { env, stdio: 'ignore' });
+  // The reference: the same run on a worker process of its own, never killed, timed.
+  const refWorker = spawnWorker('train-ref');
+  const t0 = Date.now();
+  const reference = await client.workflow.execute('TrainAlexNet', { taskQueue: 'train-ref', workflowId: 'resume-reference', args: [base] }) as { latestCheckpoint: string };
+  const referenceSeconds = (Date.now() - t0) / 1000;
+  refWorker.kill('SIGKILL');
 
   const killQueue = 'train-kill';
-  const env = { ...process.env, TEMPORAL_ADDRESS: temporal.address };
-  const spawnWorker = () => spawn(process.execPath, [CLI, 'worker', '--task-queue', killQueue], { env, stdio: 'ignore' });
+  const t1 = Date.now();
   const handle = await client.workflow.start('TrainAlexNet', { taskQueue: killQueue, workflowId: 'resume-killed', args: [base] });
   let kills = 0;
-  let worker = spawnWorker();
+  let worker = spawnWorker(killQueue);
   const s = openStore(store);
   let done = false;
   const finished = handle.result().finally(() => void (done = true));
-  // Kill the worker whenever it has made progress past a new checkpoint, at a random delay.
+  // Kill the worker as soon as it has written a checkpoint past the last one seen.
   let lastSeen = '';
-  while (!done && kills < 4) {
-    await new Promise((r) => setTimeout(r, 500));
+  while (!done && kills < 21) {
+    await new Promise((r) => setTimeout(r, 100));
     const latest = await s.head(runKeys('resume-killed').latest) ? (await s.get(runKeys('resume-killed').latest)).toString() : '';
     if (latest && latest !== lastSeen && /"batch":([1-9])/.test(latest)) {
       lastSeen = latest;
-      await new Promise((r) => setTimeout(r, Math.random() * 400));
       worker.kill('SIGKILL');
       kills++;
-      worker = spawnWorker();
+      worker = spawnWorker(killQueue);
     }
   }
   const result = await finished as { latestCheckpoint: string; epochs: number };
+  const killedSeconds = (Date.now() - t1) / 1000;
+  // Queried while the last worker still runs (a closed workflow's query replays on a worker).
+  const progress = await handle.query<{ lastFailure?: { inARow: number; message: string } }>('progress');
   worker.kill('SIGKILL');
-  t.log(`worker killed ${kills} times`);
-  t.true(kills >= 2, `the worker was killed ${kills} times`);
-  t.is(result.epochs, 2);
+  const lostPerKill = (killedSeconds - referenceSeconds) / Math.max(1, kills);
+  t.log(`worker killed ${kills} times in one epoch: ${killedSeconds.toFixed(1)} s against ${referenceSeconds.toFixed(1)} s uninterrupted, ` +
+    `${lostPerKill.toFixed(1)} s lost per kill (heartbeat timeout 4 s)`);
+  t.is(kills, 21, 'more kills than the 20 attempts the old retry policy allowed');
+  t.is(result.epochs, 1);
   t.true(tensorBytes(await s.get(result.latestCheckpoint)).equals(tensorBytes(await s.get(reference.latestCheckpoint))),
     'weights, momentum and RNG state are identical: no batch was trained twice or skipped');
+  t.is(progress.lastFailure?.inARow, 0, 'every failed attempt had made progress');
+});
+
+test.serial('preemption: attempts failing again and again from the same checkpoint fail the run, naming the checkpoint and the last error', async (t) => {
+  // A copy of the dataset whose training batches are corrupt: every attempt fails at its
+  // first batch, before any new checkpoint.
+  const s = openStore(store);
+  const from = datasetKeys('fashion').root, to = datasetKeys('fashion-corrupt').root;
+  for await (const o of s.list(`${from}/`)) {
+    const body = o.key.includes('/batches/train/') ? Buffer.from('not a batch file') : await s.get(o.key);
+    await s.put(to + o.key.slice(from.length), body);
+  }
+  const handle = await client.workflow.start('TrainAlexNet', {
+    taskQueue: QUEUE, workflowId: 'no-progress',
+    args: [{ store, datasetName: 'fashion-corrupt', model: 'alexnet-32', epochs: 1, batchSize: 8, lrPolicy: { type: 'fixed', lr: 0.01 }, maxFailuresPerCheckpoint: 3 }],
+  });
+  const err = await t.throwsAsync(handle.result());
+  const cause = (err as Error & { cause?: Error & { type?: string; nonRetryable?: boolean } }).cause;
+  t.is(cause?.type, 'NoProgress');
+  t.regex(cause?.message ?? '', /^epoch 0 failed 3 times in a row from checkpoint runs\/no-progress\/checkpoints\/\S+ without progress; last error: .*datasets\/fashion-corrupt\/batches\/train\//);
+  const progress = await handle.query<{ lastFailure?: { inARow: number } }>('progress');
+  t.is(progress.lastFailure?.inARow, 3);
+});
+
+test('retryDelayMs: 1 s while attempts make progress, doubling per failure in a row, at most 30 s', (t) => {
+  t.deepEqual([0, 1, 2, 3, 4, 5, 6, 10].map(retryDelayMs), [1000, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
 });
 
 test.serial('TrainAlexNet signals: pause stops at a batch boundary, setLearningRate applies, resume continues', async (t) => {

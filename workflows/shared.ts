@@ -85,6 +85,10 @@ export interface TrainEpochInput {
   stallBatches: number;   // flag a stall when the loss is still near ln(classes) after this many batches
   threads?: number;
   precision?: GemmPrecision; // CUDA GEMM precision; absent: the worker's (ALEXNET_CUDA_PRECISION, else fp32)
+  // trainEpoch activities of this epoch the workflow scheduled before this one: the
+  // attempt number in checkpoint keys is this plus Temporal's attempt, so attempts keep
+  // increasing across the workflow's own retries and a zombie attempt is always older.
+  attemptBase?: number;
 }
 
 // What the CUDA backend's GEMMs are fed (weights, activations and the update stay fp32).
@@ -136,6 +140,10 @@ export interface TrainAlexNetInput {
   validationSplit?: string; // default val, else test
   runId?: string;           // default the workflow id
   heartbeatTimeoutSeconds?: number; // how soon a lost training worker is noticed; default 120
+  // An epoch whose attempts fail this many times in a row without a newer checkpoint
+  // fails the run (naming the checkpoint and the last error); default 5. Attempts that
+  // make progress (preemptions, lost workers) are retried without limit, after 1 s.
+  maxFailuresPerCheckpoint?: number;
 }
 
 export interface TrainProgress {
@@ -147,6 +155,9 @@ export interface TrainProgress {
   lastEpoch?: EpochResult;
   lastValidation?: ValidationResult;
   latestCheckpoint?: string;
+  // The last failed training attempt (a lost worker, a preemption): what failed, and how
+  // many attempts in a row have failed from the same checkpoint.
+  lastFailure?: { epoch: number; message: string; checkpoint?: string; inARow: number };
   stalled: boolean;
   lrHistory: { epoch: number; lr: number; reason: string }[];
 }

@@ -3,7 +3,7 @@
 // progress query. The same workflow runs from the official CLI:
 //   temporal workflow start --type TrainAlexNet --task-queue alexnet --input '{...}'
 import { TASK_QUEUE, TrainAlexNetInput, TrainProgress } from '../../workflows/shared';
-import { currentBatch, followTraining } from '../follow';
+import { currentBatch, followTraining, settleAll } from '../follow';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { intOption, numberOption, parse, required, UsageError } from './args';
 
@@ -64,7 +64,8 @@ export async function status(argv: string[]): Promise<void> {
   const { client, connection } = await connectClient(o);
   try {
     const handle = client.workflow.getHandle(workflowId);
-    const [progress, current] = await Promise.all([handle.query<TrainProgress>('progress'), currentBatch(handle)]);
+    // Both settled before the connection closes (Promise.all would leave one running).
+    const [progress, current] = await settleAll<[TrainProgress, Awaited<ReturnType<typeof currentBatch>>]>([handle.query<TrainProgress>('progress'), currentBatch(handle)]);
     console.log(JSON.stringify({ ...progress, currentBatch: current }, null, 2));
   } finally {
     await connection.close();
