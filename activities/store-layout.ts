@@ -24,6 +24,8 @@ export function runKeys(runId: string) {
     root,
     latest: `${root}/latest.json`,
     metrics: `${root}/metrics.jsonl`,
+    // The last training attempt of an epoch: where it started and how it ended (trainEpoch).
+    attempts: (epoch: number) => `${root}/attempts/${pad(epoch)}.json`,
     checkpoints: `${root}/checkpoints/`,
     // Sorted by key = sorted by (epoch, batch, attempt): the padding makes it so.
     checkpoint: (epoch: number, batch: number, attempt: number) =>

@@ -6,8 +6,9 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 
 import { augmentTrain, paperPcaValues } from '../native/augment';
 import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
+import { DEFAULT_MAX_FAILURES_PER_CHECKPOINT, TRAINING_STATE_SIGNAL } from '../workflows/shared';
 import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
-import { activityAttempt, cancellationSignal, heartbeat, workerStopping } from './activity-context';
+import { activityAttempt, cancellationSignal, heartbeat, pausedByOperator, signalOwnWorkflow, workerStopping } from './activity-context';
 import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { epochPlan, miniBatches } from './epoch-data';
@@ -44,10 +45,64 @@ export async function initRun(input: { runId: string; store: string; model: stri
   return { checkpointKey: pointer.key, resumed: false, parameters };
 }
 
+// What an epoch's last attempt left for the next one (runs/<run>/attempts/<epoch>.json).
+interface AttemptRecord {
+  epoch: number;
+  attempt: number;
+  startedFrom: string | null;  // latest.json's checkpoint when the attempt started
+  failuresInARow: number;      // attempts before it that failed from that same checkpoint
+  lastError?: string;          // how it failed, when it could say (a killed worker cannot)
+  paused?: boolean;            // it ended on an operator's `temporal activity pause`
+}
+
+// Progress or a loop? Temporal retries a failed attempt every second without limit (a
+// preempted worker, a lost machine); an attempt that finds latest.json where the previous
+// one started has made no progress, and maxFailuresPerCheckpoint of those in a row fail
+// the run (NoProgress) naming the checkpoint and the last error. The record lives in the
+// store, not in heartbeat details, so a thrown error reaches the next attempt for sure.
+async function startAttempt(store: ObjectStore, input: TrainEpochInput, attempt: number): Promise<(error: unknown) => Promise<void>> {
+  const key = runKeys(input.runId).attempts(input.epoch);
+  const from = (await readLatest(store, input.runId))?.key ?? null;
+  // A first attempt (also after a pause: the workflow schedules a new activity) starts afresh.
+  const previous = attempt > 1 && await store.head(key) ? await getJson<AttemptRecord>(store, key) : undefined;
+  // An operator's pause is not a failure; the workflow shows 'paused' until this attempt.
+  if (previous?.paused) await signalOwnWorkflow(TRAINING_STATE_SIGNAL, { phase: 'training', checkpoint: from });
+  const failuresInARow = previous && !previous.paused && previous.startedFrom === from ? previous.failuresInARow + 1 : 0;
+  const limit = input.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT;
+  if (failuresInARow >= limit) {
+    throw ApplicationFailure.nonRetryable(
+      `epoch ${input.epoch} failed ${failuresInARow} times in a row from checkpoint ${from ?? '(none)'} without progress; ` +
+      `last error: ${previous?.lastError ?? 'none reported (the attempt was lost: its worker stopped, or stopped heartbeating)'}`, 'NoProgress');
+  }
+  const record: AttemptRecord = { epoch: input.epoch, attempt, startedFrom: from, failuresInARow };
+  await store.put(key, JSON.stringify(record));
+  return async (error: unknown) => {
+    if (error instanceof CancelledFailure && pausedByOperator()) {
+      record.paused = true;
+      await store.put(key, JSON.stringify(record));
+      await signalOwnWorkflow(TRAINING_STATE_SIGNAL, { phase: 'paused', checkpoint: (await readLatest(store, input.runId))?.key });
+      return;
+    }
+    if (error instanceof CancelledFailure) return;  // the workflow paused or stopped it at a checkpoint
+    record.lastError = (error instanceof Error ? error.message : String(error)).slice(0, 1000);
+    await store.put(key, JSON.stringify(record)).catch(() => undefined);  // best effort: the error is what matters
+  };
+}
+
 export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
-  const t0 = process.hrtime.bigint();
   const store = openStore(input.store);
-  const attempt = (input.attemptBase ?? 0) + activityAttempt();
+  const attempt = activityAttempt();
+  const failed = await startAttempt(store, input, attempt);
+  try {
+    return await runEpoch(store, input, attempt);
+  } catch (e) {
+    await failed(e);
+    throw e;
+  }
+}
+
+async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: number): Promise<EpochResult> {
+  const t0 = process.hrtime.bigint();
   const data = await readDataStats(store, input.dataset);
   const split = data.manifest.splits[input.trainSplit];
   if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.trainSplit}'`, 'InvalidInput');

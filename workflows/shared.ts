@@ -85,11 +85,18 @@ export interface TrainEpochInput {
   stallBatches: number;   // flag a stall when the loss is still near ln(classes) after this many batches
   threads?: number;
   precision?: GemmPrecision; // CUDA GEMM precision; absent: the worker's (ALEXNET_CUDA_PRECISION, else fp32)
-  // trainEpoch activities of this epoch the workflow scheduled before this one: the
-  // attempt number in checkpoint keys is this plus Temporal's attempt, so attempts keep
-  // increasing across the workflow's own retries and a zombie attempt is always older.
-  attemptBase?: number;
+  // Attempts in a row that leave no newer checkpoint before the epoch fails (NoProgress);
+  // default DEFAULT_MAX_FAILURES_PER_CHECKPOINT.
+  maxFailuresPerCheckpoint?: number;
 }
+
+export const DEFAULT_MAX_FAILURES_PER_CHECKPOINT = 5;
+
+// Sent by trainEpoch to its workflow when an operator pauses the activity (`temporal
+// activity pause`) and when it runs again after `unpause`, so the progress query shows it
+// (the workflow itself cannot see activity operations).
+export const TRAINING_STATE_SIGNAL = 'trainingState';
+export interface TrainingState { phase: 'paused' | 'training'; checkpoint?: string }
 
 // What the CUDA backend's GEMMs are fed (weights, activations and the update stay fp32).
 export const GEMM_PRECISIONS = ['fp32', 'tf32', 'bf16'] as const;
@@ -141,8 +148,9 @@ export interface TrainAlexNetInput {
   runId?: string;           // default the workflow id
   heartbeatTimeoutSeconds?: number; // how soon a lost training worker is noticed; default 120
   // An epoch whose attempts fail this many times in a row without a newer checkpoint
-  // fails the run (naming the checkpoint and the last error); default 5. Attempts that
-  // make progress (preemptions, lost workers) are retried without limit, after 1 s.
+  // fails the run (NoProgress, naming the checkpoint and the last error); default 5.
+  // Attempts that make progress (preemptions, lost workers) are retried every second
+  // without limit.
   maxFailuresPerCheckpoint?: number;
 }
 
@@ -155,9 +163,6 @@ export interface TrainProgress {
   lastEpoch?: EpochResult;
   lastValidation?: ValidationResult;
   latestCheckpoint?: string;
-  // The last failed training attempt (a lost worker, a preemption): what failed, and how
-  // many attempts in a row have failed from the same checkpoint.
-  lastFailure?: { epoch: number; message: string; checkpoint?: string; inARow: number };
   stalled: boolean;
   lrHistory: { epoch: number; lr: number; reason: string }[];
 }

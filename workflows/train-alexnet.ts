@@ -5,20 +5,22 @@
 // progress. Deterministic workflow code only.
 //
 // Preemption: a training attempt that dies (lost worker, preempted machine, a retryable
-// error) is retried by this workflow, not by Temporal's retry policy, because only the
-// workflow can tell progress from a loop: after each failure it reads latest.json. An
-// attempt that left a newer checkpoint resets the count and is retried after 1 s, without
-// limit; maxFailuresPerCheckpoint failures in a row from the same checkpoint fail the run,
-// naming the checkpoint and the last error.
+// error) is retried by Temporal every second, without limit, so `temporal activity pause`
+// and `unpause` keep working; the activity itself tells progress from a loop (it fails the
+// run after maxFailuresPerCheckpoint attempts in a row from the same checkpoint: see
+// trainEpoch).
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal,
-  executeChild, isCancellation, proxyActivities, setHandler, sleep, workflowInfo,
+  ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal,
+  executeChild, isCancellation, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
 import { surfaceCause } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
-import { GEMM_PRECISIONS, GPU_TASK_QUEUE, TrainAlexNetInput, TrainProgress } from './shared';
+import {
+  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, GEMM_PRECISIONS, GPU_TASK_QUEUE, TRAINING_STATE_SIGNAL, TrainAlexNetInput, TrainingState,
+  TrainProgress,
+} from './shared';
 import type { EpochResult, ValidationResult } from './shared';
 import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
 import { PrepareDataset } from './prepare-dataset';
@@ -29,13 +31,6 @@ const cpu = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['StateError', 'InvalidStoreUriError'] },
 });
 
-// Reading latest.json between training attempts: short, so a worker lost meanwhile
-// costs seconds, not the hour the other activities may take.
-const quick = proxyActivities<typeof activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 10, initialInterval: '1 second', maximumInterval: '5 seconds' },
-});
-
 function trainingActivities(device: 'cpu' | 'cuda', heartbeatTimeoutSeconds: number) {
   return proxyActivities<typeof activities>({
     // CPU training runs on the workflow's own queue (alexnet); CUDA on the GPU workers'.
@@ -43,27 +38,11 @@ function trainingActivities(device: 'cpu' | 'cuda', heartbeatTimeoutSeconds: num
     startToCloseTimeout: '24 hours',
     heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',  // the activity checkpoints before it stops
-    retry: { maximumAttempts: 1 },  // retried by the workflow, which sees progress (see the top)
+    // Every second, without limit: an attempt that makes no progress ends the run itself
+    // (NoProgress). A superseded attempt is retried too: the next one, with a higher
+    // attempt number, starts from the newest checkpoint and a zombie ahead of it stops.
+    retry: { initialInterval: '1 second', backoffCoefficient: 1, nonRetryableErrorTypes: ['StateError'] },
   });
-}
-
-// Failures of a training attempt that another attempt cannot fix: the activity said so
-// (bad input, NaN loss, no checkpoint), or no valid checkpoint is left (StateError).
-function retryableTrainingFailure(e: unknown): boolean {
-  if (!(e instanceof ActivityFailure)) return false;
-  const cause = e.cause;
-  return !(cause instanceof ApplicationFailure && (cause.nonRetryable || cause.type === 'StateError'));
-}
-
-function failureMessage(e: unknown): string {
-  const cause = e instanceof ActivityFailure ? e.cause : undefined;
-  return (cause?.message || (e as Error).message || String(e)).slice(0, 500);
-}
-
-// The pause before retrying an attempt: 1 s while attempts make progress, then doubling
-// per failure in a row from the same checkpoint, at most 30 s.
-export function retryDelayMs(failuresInARow: number): number {
-  return Math.min(30_000, 1000 * 2 ** Math.max(0, failuresInARow - 1));
 }
 
 export const pauseSignal = defineSignal('pause');
@@ -71,6 +50,7 @@ export const resumeSignal = defineSignal('resume');
 export const stopSignal = defineSignal('stop');
 export const setLearningRateSignal = defineSignal<[number]>('setLearningRate');
 export const progressQuery = defineQuery<TrainProgress>('progress');
+export const trainingStateSignal = defineSignal<[TrainingState]>(TRAINING_STATE_SIGNAL);
 
 export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId' | 'precision'>> &
   Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'precision'> & { lrPolicy: LrPolicy; runId: string };
@@ -106,7 +86,7 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     validationSplit: raw.validationSplit === undefined ? '' : str('validationSplit', raw.validationSplit),
     runId: raw.runId === undefined ? runId : str('runId', raw.runId),
     heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
-    maxFailuresPerCheckpoint: integerIn('maxFailuresPerCheckpoint', raw.maxFailuresPerCheckpoint ?? 5, 1, 1000),
+    maxFailuresPerCheckpoint: integerIn('maxFailuresPerCheckpoint', raw.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT, 1, 1000),
   };
 }
 
@@ -160,6 +140,12 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
     stopRequested = true;
     scope?.cancel();
   });
+  // From trainEpoch: an operator paused or unpaused the running activity.
+  setHandler(trainingStateSignal, (state: TrainingState) => {
+    if (progress.phase !== 'training' && progress.phase !== 'paused') return;
+    progress.phase = state.phase === 'paused' ? 'paused' : 'training';
+    if (state.checkpoint) progress.latestCheckpoint = state.checkpoint;
+  });
   setHandler(setLearningRateSignal, (lr: number) => {
     if (typeof lr === 'number' && Number.isFinite(lr) && lr > 0 && lr <= 10) lrState = overrideLr(lrState, lr, 'setLearningRate signal');
   });
@@ -190,9 +176,6 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
   for (let epoch = progress.epoch; epoch < input.epochs; epoch++) {
     progress.epoch = epoch;
     let result: EpochResult | undefined;
-    let attempts = 0;                           // trainEpoch activities scheduled for this epoch
-    let failuresInARow = 0;                     // failed attempts in a row that left no newer checkpoint
-    let from = progress.latestCheckpoint;       // the newest checkpoint known before the attempt
     while (!result) {
       if (paused) {
         progress.phase = 'paused';
@@ -201,33 +184,16 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
       if (stopRequested) break;
       progress.phase = 'training';
       scope = new CancellationScope();
-      const attemptBase = attempts++;
       try {
         result = await scope.run(() => gpu.trainEpoch({
           runId: input.runId, store: input.store, dataset: input.datasetName, trainSplit: prepared!.trainSplit,
           epoch, lr: lrState.lr, batchSize: input.batchSize, seed: input.seed, crop: prepared!.crop,
           pcaSigma: input.pcaSigma, checkpointEvery: input.checkpointEvery, stallBatches: input.stallBatches,
           ...(input.precision ? { precision: input.precision } : {}),
-          ...(attemptBase ? { attemptBase } : {}),
+          ...(input.maxFailuresPerCheckpoint !== DEFAULT_MAX_FAILURES_PER_CHECKPOINT ? { maxFailuresPerCheckpoint: input.maxFailuresPerCheckpoint } : {}),
         }));
       } catch (e) {
-        if (isCancellation(e)) continue;  // paused or stopped: loop (the next attempt resumes at the checkpoint)
-        if (!retryableTrainingFailure(e)) throw e;
-        const latest = await quick.latestCheckpoint({ store: input.store, runId: input.runId });
-        if (latest && latest.key !== from) {  // the attempt got somewhere: not stuck
-          from = latest.key;
-          failuresInARow = 0;
-        } else {
-          failuresInARow++;
-        }
-        progress.latestCheckpoint = from;
-        progress.lastFailure = { epoch, message: failureMessage(e), checkpoint: from, inARow: failuresInARow };
-        if (failuresInARow >= input.maxFailuresPerCheckpoint) {
-          throw ApplicationFailure.nonRetryable(
-            `epoch ${epoch} failed ${failuresInARow} times in a row from checkpoint ${from ?? '(none)'} without progress; ` +
-            `last error: ${failureMessage(e)}`, 'NoProgress');
-        }
-        await sleep(retryDelayMs(failuresInARow));
+        if (!isCancellation(e)) throw e;  // paused or stopped: loop (the next attempt resumes at the checkpoint)
       } finally {
         scope = undefined;
       }
