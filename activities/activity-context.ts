@@ -24,6 +24,11 @@ export function heartbeatDetails<T>(): T | undefined {
   return current()?.info.heartbeatDetails as T | undefined;
 }
 
+// The workflow that scheduled the running activity (undefined outside an activity).
+export function activityWorkflowId(): string | undefined {
+  return current()?.info.workflowExecution?.workflowId;
+}
+
 // The attempt number of the running activity (1 outside an activity).
 export function activityAttempt(): number {
   return current()?.info.attempt ?? 1;

@@ -12,12 +12,13 @@ import { augmentCenter, augmentTenCrop } from '../native/augment';
 import { Network } from '../native/index';
 import { decodeState, loadStateInto, StateError } from '../native/state';
 import type { EpochMetrics, EvaluateAlexNetResult, EvaluationReport, ShardEvaluation } from '../workflows/shared';
-import { heartbeat } from './activity-context';
+import { activityWorkflowId, heartbeat } from './activity-context';
 import type { Batch } from './batch-format';
 import { readBatches } from './batch-reader';
 import { cursorOfKey, readLatest } from './checkpoint';
 import { readManifest, readMeanImage } from './dataset-files';
 import { renderReport } from './report-render';
+import { holdCheckpoint, releaseCheckpoint } from './retention';
 import { getJson, openStore, ObjectStore } from './store';
 import { datasetKeys, runKeys } from './store-layout';
 
@@ -51,6 +52,17 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
     const latest = await readLatest(store, runId);
     if (!latest) throw ApplicationFailure.nonRetryable(`run '${runId}' has no checkpoint in ${store.uri} (no ${runKeys(runId).latest}): train it first (TrainAlexNet)`, 'CheckpointMissing');
     key = latest.key;
+  }
+  // Hold the checkpoint against retention until the report names it (writeEvaluationReport).
+  const holder = activityWorkflowId();
+  if (holder) {
+    await holdCheckpoint(store, runId, holder, key);
+    // Pruned between reading latest.json and the hold: the run moved on; take its newest.
+    if (!(await store.head(key))) {
+      if (typeof input.checkpoint === 'string') throw ApplicationFailure.nonRetryable(`checkpoint ${key} was deleted (checkpoint retention) while this evaluation started`, 'CheckpointMissing');
+      key = (await readLatest(store, runId))!.key;
+      await holdCheckpoint(store, runId, holder, key);
+    }
   }
   const cursor = cursorOfKey(key);
   const manifest = await readManifest(store, input.datasetName);
@@ -233,6 +245,9 @@ export async function writeEvaluationReport(input: { store: string; datasetName:
   await store.put(reportKeys.json, rendered.json);
   await store.put(reportKeys.markdown, rendered.markdown);
   await store.put(reportKeys.html, rendered.html);
+  // The report names the checkpoint now: the evaluation's hold on it can go.
+  const holder = activityWorkflowId();
+  if (holder) await releaseCheckpoint(store, input.plan.runId, holder);
   return {
     reportKeys, checkpointKey: plan.checkpointKey, images: report.images,
     top1Error: report.top1Error, top5Error: report.top5Error, top1Accuracy: report.top1Accuracy, top5Accuracy: report.top5Accuracy,

@@ -26,6 +26,13 @@ export function runKeys(runId: string) {
     metrics: `${root}/metrics.jsonl`,
     // The last training attempt of an epoch: where it started and how it ended (trainEpoch).
     attempts: (epoch: number) => `${root}/attempts/${pad(epoch)}.json`,
+    reports: `${root}/reports/`,
+    // What each retention pass deleted, named after the checkpoint that triggered it.
+    deletions: `${root}/deletions/`,
+    deletionLog: (after: string) => `${root}/deletions/${after.replace(/^.*\//, '').replace(/\.safetensors$/, '')}.json`,
+    // An evaluation in progress holds its checkpoint against retention (retention.ts).
+    holds: `${root}/holds/`,
+    hold: (holder: string) => `${root}/holds/${holder.replace(/[^A-Za-z0-9._-]/g, '_')}.json`,
     checkpoints: `${root}/checkpoints/`,
     // Sorted by key = sorted by (epoch, batch, attempt): the padding makes it so.
     checkpoint: (epoch: number, batch: number, attempt: number) =>

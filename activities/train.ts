@@ -12,6 +12,7 @@ import { activityAttempt, cancellationSignal, heartbeat, pausedByOperator, signa
 import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { epochPlan, miniBatches } from './epoch-data';
+import { pruneCheckpoints } from './retention';
 import type { DatasetStats } from './image-stats';
 import { readManifest, readMeanImage } from './dataset-files';
 import { classesAbove, loadEvaluationNetwork, scoreBatch } from './evaluate';
@@ -134,9 +135,16 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
   const signal = cancellationSignal();
   // One input buffer for the whole epoch (the step copies it): no page faults per batch.
   const input32 = new Float32Array(input.batchSize * net.inputSize);
+  const deleted: string[] = [];
   const checkpoint = async () => {
     lastKey = (await saveCheckpoint(store, input.runId, net, { epoch: input.epoch, batch }, { attempt, lr: input.lr })).key;
     heartbeat({ epoch: input.epoch, batch, checkpoint: lastKey });
+    // Retention, now that latest.json has moved: housekeeping, so a failure is a warning.
+    try {
+      deleted.push(...await pruneCheckpoints(store, input.runId, input.retention, lastKey));
+    } catch (e) {
+      warnings.push(`checkpoint retention after ${lastKey}: ${(e as Error).message}`);
+    }
   };
   for await (const mb of miniBatches(store, batchKeys, plan, { seed: input.seed, epoch: input.epoch, startBatch })) {
     if (signal?.aborted) {
@@ -187,6 +195,7 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
     // A stall: still within 10% of chance (ln classes) over the last 10 batches after stallBatches.
     stalled: input.epoch * plan.batches + batch >= input.stallBatches && Math.abs(recentLoss - stallLoss) < 0.1 * stallLoss,
     warnings,
+    checkpointsDeleted: deleted,
   };
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `alexnet` command line: one subcommand per file under scripts/commands/.
 import { bench } from './commands/bench';
+import { lr, pause, resume, stop } from './commands/control';
 import { importCommand } from './commands/import';
 import { down } from './commands/down';
 import { evaluate } from './commands/eval';
@@ -18,6 +19,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   worker: { run: worker, summary: 'run a Temporal worker (task queue alexnet: workflows and CPU activities)' },
   train: { run: train, summary: 'start TrainAlexNet and follow it with a progress bar' },
   status: { run: status, summary: 'print the progress of a TrainAlexNet run' },
+  lr: { run: lr, summary: 'set a running TrainAlexNet\'s learning rate (an update: prints the LR and policy state)' },
+  pause: { run: pause, summary: 'pause a TrainAlexNet run at a checkpoint (an update: prints the phase)' },
+  resume: { run: resume, summary: 'resume a paused TrainAlexNet run (an update: prints the phase)' },
+  stop: { run: stop, summary: 'stop a TrainAlexNet run: checkpoint, validate, end (an update: prints the phase)' },
   prepare: { run: prepare, summary: 'start PrepareDataset: shard, preprocess into batch files, statistics' },
   eval: { run: evaluate, summary: 'start EvaluateAlexNet (1 or 10 crops) on a checkpoint; writes the report' },
   'schedule-eval': { run: scheduleEval, summary: 'a Temporal Schedule evaluating a run\'s newest checkpoint; list, trigger, pause, delete' },

@@ -214,6 +214,55 @@ test.serial('temporal activity pause / unpause (the official CLI): the epoch sto
   t.is(record.failuresInARow, 0, 'the pause did not count as a failure');
 });
 
+test.serial('checkpoint retention: 3 epochs with a checkpoint every 2 batches keep exactly the policy\'s checkpoints, the metrics list the rest, and a resume after deletions is bitwise exact', async (t) => {
+  const base = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 3, batchSize: 16, checkpointEvery: 2, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 4 };
+  const reference = await client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'retention-reference', args: [{ ...base, retention: { keepAll: true } }] }) as { latestCheckpoint: string };
+  const s = openStore(store);
+  const listed = async (run: string) => {
+    const keys: string[] = [];
+    for await (const o of s.list(runKeys(run).checkpoints)) keys.push(o.key);
+    return keys.sort();
+  };
+  const everything = await listed('retention-reference');
+  t.is(everything.length, 1 + 3 * 20, 'keepAll: the initial checkpoint and 20 per epoch (640 images, batch 16, every 2)');
+
+  // The same run with the default policy, paused and resumed in its last epoch (after
+  // deletions: the resume loads a checkpoint that retention chose to keep).
+  const handle = await client.workflow.start('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'retention', args: [base] });
+  for (let i = 0; i < 600; i++) {
+    const latest = await s.head(runKeys('retention').latest) ? JSON.parse((await s.get(runKeys('retention').latest)).toString()) as { epoch: number; batch: number } : undefined;
+    if (latest && latest.epoch === 2 && latest.batch >= 10) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await handle.signal('pause');
+  for (let i = 0; i < 300 && (await handle.query<{ phase: string }>('progress')).phase !== 'paused'; i++) await new Promise((r) => setTimeout(r, 100));
+  await handle.signal('resume');
+  const result = await handle.result() as { latestCheckpoint: string };
+  t.true(tensorBytes(await s.get(result.latestCheckpoint)).equals(tensorBytes(await s.get(reference.latestCheckpoint))),
+    'the run that deleted checkpoints and resumed mid-epoch ends bitwise identical');
+
+  // Kept: the initial checkpoint, every epoch's last (keepEpochEvery 1; the best epoch's is
+  // among them) and the newest two (keepLast 2): the last epoch's final one and the one before.
+  const kept = (await listed('retention')).map((k) => k.replace(/^.*\//, ''));
+  const names = (epoch: number, batch: number, attempt: number) => `${String(epoch).padStart(5, '0')}-${String(batch).padStart(7, '0')}-${String(attempt).padStart(3, '0')}.safetensors`;
+  const lastAttempt = Number(/-(\d+)\.safetensors$/.exec(result.latestCheckpoint)![1]);
+  t.deepEqual(kept, [names(0, 0, 0), names(0, 40, 1), names(1, 40, 1), names(2, 38, lastAttempt), names(2, 40, lastAttempt)].sort());
+  // The deletion logs name every checkpoint written and not kept, once; the metrics carry
+  // what each epoch's completing attempt deleted.
+  const deleted: string[] = [];
+  for await (const o of s.list(runKeys('retention').deletions)) deleted.push(...(JSON.parse((await s.get(o.key)).toString()) as { deleted: string[] }).deleted);
+  t.is(new Set(deleted).size, deleted.length, 'each checkpoint deleted once');
+  t.true(deleted.every((k) => !kept.includes(k.replace(/^.*\//, ''))), 'nothing kept was deleted');
+  // Deleted and kept: every checkpoint the uninterrupted run wrote, plus at most the one the
+  // pause wrote off the every-2-batches grid.
+  const written = new Set(everything.map((k) => k.replace(/^.*\//, '')));
+  const accounted = new Set([...deleted.map((k) => k.replace(/^.*\//, '')), ...kept]);
+  t.true([...written].every((k) => accounted.has(k)), 'every checkpoint written is kept or on a deletion log');
+  t.true(accounted.size - written.size <= 1, `${accounted.size} accounted for, ${written.size} written uninterrupted`);
+  const records = (await s.get(runKeys('retention').metrics)).toString().trim().split('\n').map((l) => JSON.parse(l) as { kind: string; train?: { checkpointsDeleted?: string[] } });
+  t.true(records.filter((r) => r.kind === 'epoch').every((r) => Array.isArray(r.train?.checkpointsDeleted)), 'each epoch record lists its deletions');
+});
+
 test.serial('TrainAlexNet signals: pause stops at a batch boundary, setLearningRate applies, resume continues', async (t) => {
   const handle = await client.workflow.start('TrainAlexNet', {
     taskQueue: QUEUE, workflowId: 'train-signals',

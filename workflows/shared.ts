@@ -88,7 +88,19 @@ export interface TrainEpochInput {
   // Attempts in a row that leave no newer checkpoint before the epoch fails (NoProgress);
   // default DEFAULT_MAX_FAILURES_PER_CHECKPOINT.
   maxFailuresPerCheckpoint?: number;
+  retention?: RetentionPolicy;  // which checkpoints to keep; absent: DEFAULT_RETENTION
 }
+
+// Which checkpoints a run keeps (the rest are deleted once latest.json has moved past
+// them). Always kept besides: the initial one, the one latest.json names and anything
+// newer, the best epoch's last checkpoint (lowest validation top-1 error), and any
+// checkpoint a report names or a running evaluation holds.
+export interface RetentionPolicy {
+  keepLast?: number;        // the newest mid-epoch checkpoints kept (default 2)
+  keepEpochEvery?: number;  // each M-th epoch's last checkpoint kept (default 1: every epoch's; 0: none)
+  keepAll?: boolean;        // delete nothing (default false)
+}
+export const DEFAULT_RETENTION: Required<RetentionPolicy> = { keepLast: 2, keepEpochEvery: 1, keepAll: false };
 
 export const DEFAULT_MAX_FAILURES_PER_CHECKPOINT = 5;
 
@@ -115,6 +127,7 @@ export interface EpochResult {
   seconds: number;          // the whole attempt
   stalled: boolean;
   warnings: string[];       // e.g. corrupt checkpoints passed over
+  checkpointsDeleted?: string[]; // by checkpoint retention during this attempt
 }
 
 export interface ValidationResult {
@@ -152,6 +165,7 @@ export interface TrainAlexNetInput {
   // Attempts that make progress (preemptions, lost workers) are retried every second
   // without limit.
   maxFailuresPerCheckpoint?: number;
+  retention?: RetentionPolicy; // checkpoint retention; default DEFAULT_RETENTION (see RetentionPolicy)
 }
 
 export interface TrainProgress {

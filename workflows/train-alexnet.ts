@@ -10,7 +10,7 @@
 // run after maxFailuresPerCheckpoint attempts in a row from the same checkpoint: see
 // trainEpoch).
 import {
-  ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal,
+  ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal, defineUpdate,
   executeChild, isCancellation, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 
@@ -18,8 +18,8 @@ import type * as activities from '../activities';
 import { surfaceCause } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
 import {
-  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, GEMM_PRECISIONS, GPU_TASK_QUEUE, TRAINING_STATE_SIGNAL, TrainAlexNetInput, TrainingState,
-  TrainProgress,
+  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, DEFAULT_RETENTION, GEMM_PRECISIONS, GPU_TASK_QUEUE, RetentionPolicy, TRAINING_STATE_SIGNAL,
+  TrainAlexNetInput, TrainingState, TrainProgress,
 } from './shared';
 import type { EpochResult, ValidationResult } from './shared';
 import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
@@ -52,8 +52,33 @@ export const setLearningRateSignal = defineSignal<[number]>('setLearningRate');
 export const progressQuery = defineQuery<TrainProgress>('progress');
 export const trainingStateSignal = defineSignal<[TrainingState]>(TRAINING_STATE_SIGNAL);
 
-export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId' | 'precision'>> &
-  Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'precision'> & { lrPolicy: LrPolicy; runId: string };
+// Updates: the same commands as the signals above, under the same names (Temporal keeps
+// signal and update handlers apart), but the caller gets an answer: a rejected value is
+// refused by the validator with the reason (nothing enters the history), an accepted one
+// returns the run's state after it. See README (TrainAlexNet: signals and updates).
+export interface SetLearningRateResult { lr: number; policy: LrState & { type: LrPolicy['type'] } }
+export interface ControlResult { phase: TrainProgress['phase'] }
+export const setLearningRateUpdate = defineUpdate<SetLearningRateResult, [number]>('setLearningRate');
+export const pauseUpdate = defineUpdate<ControlResult>('pause');
+export const resumeUpdate = defineUpdate<ControlResult>('resume');
+export const stopUpdate = defineUpdate<ControlResult>('stop');
+
+export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId' | 'precision' | 'retention'>> &
+  Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'precision'> & { lrPolicy: LrPolicy; runId: string; retention?: RetentionPolicy };
+
+function validateRetention(raw: unknown): RetentionPolicy {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('retention', 'Expected an object {keepLast, keepEpochEvery, keepAll} for retention');
+  const r = raw as RetentionPolicy;
+  for (const k of Object.keys(r)) {
+    if (!['keepLast', 'keepEpochEvery', 'keepAll'].includes(k)) throw new ArgumentError(`retention.${k}`, `Unknown field retention.${k}: expected keepLast, keepEpochEvery or keepAll`);
+  }
+  if (r.keepAll !== undefined && typeof r.keepAll !== 'boolean') throw new ArgumentError('retention.keepAll', `Expected boolean for retention.keepAll but received ${JSON.stringify(r.keepAll)}`);
+  return {
+    keepLast: integerIn('retention.keepLast', r.keepLast ?? DEFAULT_RETENTION.keepLast, 1, 1_000_000),
+    keepEpochEvery: integerIn('retention.keepEpochEvery', r.keepEpochEvery ?? DEFAULT_RETENTION.keepEpochEvery, 0, 1_000_000),
+    keepAll: r.keepAll ?? DEFAULT_RETENTION.keepAll,
+  };
+}
 
 export function validateTrainInput(raw: TrainAlexNetInput, runId: string): ValidTrainInput {
   if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {store, datasetName, ...} for input');
@@ -87,6 +112,7 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     runId: raw.runId === undefined ? runId : str('runId', raw.runId),
     heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
     maxFailuresPerCheckpoint: integerIn('maxFailuresPerCheckpoint', raw.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT, 1, 1000),
+    retention: raw.retention === undefined ? undefined : validateRetention(raw.retention),
   };
 }
 
@@ -131,14 +157,45 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
   let stopRequested = false;
   let scope: CancellationScope | undefined;
   setHandler(progressQuery, () => ({ ...progress, lr: lrState.lr, lrHistory: lrState.history }));
-  setHandler(pauseSignal, () => {
+  const pause = () => {
     paused = true;
     scope?.cancel();  // the epoch stops at a batch boundary with a checkpoint
-  });
-  setHandler(resumeSignal, () => void (paused = false));
-  setHandler(stopSignal, () => {
+  };
+  const stop = () => {
     stopRequested = true;
     scope?.cancel();
+    if (progress.phase !== 'done') progress.phase = 'stopping';  // until the last checkpoint is validated
+  };
+  setHandler(pauseSignal, pause);
+  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(stopSignal, stop);
+  // pause: answers once the phase has settled: 'paused' (the epoch checkpointed, or the
+  // validation running when the pause came ended), 'stopping' or 'done'; or the phase of the
+  // moment when a resume overtakes it, or when the run is about to continue as new after
+  // this validation. While preparing (a dataset may take hours) it answers 'preparing' at
+  // once: the run pauses before its first epoch.
+  setHandler(pauseUpdate, async () => {
+    pause();
+    if (progress.phase !== 'preparing') {
+      await condition(() => progress.phase === 'paused' || progress.phase === 'stopping' || progress.phase === 'done' || !paused ||
+        (progress.phase === 'validating' && workflowInfo().continueAsNewSuggested));
+    }
+    return { phase: progress.phase };
+  });
+  // resume: returns once the paused loop has started training again ('training'), at once
+  // when the run was not paused by pause (an activity paused with `temporal activity
+  // pause` stays paused until `temporal activity unpause`).
+  setHandler(resumeUpdate, async () => {
+    const waiting = paused && progress.phase === 'paused' && !scope;
+    paused = false;
+    if (waiting) await condition(() => progress.phase !== 'paused' || paused);
+    return { phase: progress.phase };
+  });
+  // stop: returns at once, phase 'stopping' (the epoch checkpoints, the checkpoint is
+  // validated, the run ends with stoppedBy 'signal'): the caller waits for the result.
+  setHandler(stopUpdate, () => {
+    stop();
+    return { phase: progress.phase };
   });
   // From trainEpoch: an operator paused or unpaused the running activity.
   setHandler(trainingStateSignal, (state: TrainingState) => {
@@ -148,6 +205,21 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
   });
   setHandler(setLearningRateSignal, (lr: number) => {
     if (typeof lr === 'number' && Number.isFinite(lr) && lr > 0 && lr <= 10) lrState = overrideLr(lrState, lr, 'setLearningRate signal');
+  });
+  // The validator applies overrideLr's rule (a number > 0 and <= 10) without changing
+  // anything; its error, naming the value, goes back to the caller.
+  setHandler(setLearningRateUpdate, (lr: number) => {
+    lrState = overrideLr(lrState, lr, 'setLearningRate update');
+    return { lr: lrState.lr, policy: { type: input.lrPolicy.type, ...lrState } };
+  }, {
+    validator: (lr: number) => {
+      try {
+        overrideLr(lrState, lr, 'setLearningRate update');
+      } catch (e) {
+        throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidArgument');
+      }
+    },
+    description: 'Set the learning rate from the next epoch on (0 < lr <= 10); returns the LR and the policy state',
   });
 
   let prepared = carry?.prepared;
@@ -191,6 +263,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
           pcaSigma: input.pcaSigma, checkpointEvery: input.checkpointEvery, stallBatches: input.stallBatches,
           ...(input.precision ? { precision: input.precision } : {}),
           ...(input.maxFailuresPerCheckpoint !== DEFAULT_MAX_FAILURES_PER_CHECKPOINT ? { maxFailuresPerCheckpoint: input.maxFailuresPerCheckpoint } : {}),
+          ...(input.retention ? { retention: input.retention } : {}),
         }));
       } catch (e) {
         if (!isCancellation(e)) throw e;  // paused or stopped: loop (the next attempt resumes at the checkpoint)

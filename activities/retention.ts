@@ -1,0 +1,110 @@
+// Checkpoint retention: which of a run's checkpoints to keep, and deleting the rest.
+// The paper's AlexNet checkpoint (weights and momentum) is about 490 MB; a checkpoint every
+// 100 batches of ImageNet is about 100 per epoch, so without this a run writes terabytes.
+//
+// Kept, whatever the policy says:
+//   - the run's initial checkpoint (epoch 0, batch 0: the seed's starting point, small
+//     next to the rest and what a re-run or a comparison starts from);
+//   - the checkpoint latest.json names, and every checkpoint at or after its cursor (a newer
+//     one can only come from an attempt still running: never touched);
+//   - the best epoch's last checkpoint (lowest validation top-1 error in metrics.jsonl);
+//   - every checkpoint a report names (runs/<run>/reports/**/report.json) or an evaluation
+//     in progress holds (runs/<run>/holds/<workflowId>.json, written when it resolves its
+//     checkpoint, removed with its report).
+// Kept by the policy (RetentionPolicy): the newest `keepLast` checkpoints, and the last
+// checkpoint of every `keepEpochEvery`-th completed epoch.
+// Deleting is idempotent and runs only on what latest.json has moved past, so two attempts
+// (a zombie and its successor) pruning at once delete the same things and nothing needed.
+import type { RetentionPolicy } from '../workflows/shared';
+import { DEFAULT_RETENTION } from '../workflows/shared';
+import { cursorOfKey, readLatest } from './checkpoint';
+import { getJson, type ObjectStore } from './store';
+import { runKeys } from './store-layout';
+
+interface Listed { key: string; epoch: number; batch: number; attempt: number }
+
+const order = (a: Listed, b: Listed) => a.epoch - b.epoch || a.batch - b.batch || a.attempt - b.attempt;
+
+// The checkpoints to keep among `all`, given latest's key and the always-kept set.
+export function checkpointsToKeep(all: Listed[], latestKey: string, policy: Required<RetentionPolicy>, pinned: Set<string>): Set<string> {
+  const keep = new Set<string>(pinned);
+  keep.add(latestKey);
+  const latest = all.find((c) => c.key === latestKey) ?? cursorOfListed(latestKey);
+  if (!latest) return new Set(all.map((c) => c.key));  // latest.json names something unparsable: keep all
+  const sorted = [...all].sort(order);
+  if (sorted.length && sorted[0].epoch === 0 && sorted[0].batch === 0) keep.add(sorted[0].key);  // the initial state
+  for (const c of sorted) if (order(c, latest) >= 0) keep.add(c.key);  // at or after latest: untouched
+  // The newest keepLast (latest among them).
+  const before = sorted.filter((c) => order(c, latest) < 0);
+  for (const c of before.slice(Math.max(0, before.length - (policy.keepLast - 1)))) keep.add(c.key);
+  // The last checkpoint of every keepEpochEvery-th completed epoch (epochs before latest's).
+  if (policy.keepEpochEvery > 0) {
+    const lastOfEpoch = new Map<number, Listed>();
+    for (const c of sorted) if (c.epoch < latest.epoch) lastOfEpoch.set(c.epoch, c);
+    for (const [epoch, c] of lastOfEpoch) if ((epoch + 1) % policy.keepEpochEvery === 0) keep.add(c.key);
+  }
+  return keep;
+}
+
+function cursorOfListed(key: string): Listed | undefined {
+  const c = cursorOfKey(key);
+  return c && { key, ...c };
+}
+
+// Checkpoints named by the run's reports and evaluation holds, and the best epoch's.
+async function pinnedCheckpoints(store: ObjectStore, runId: string): Promise<Set<string>> {
+  const keys = runKeys(runId);
+  const pinned = new Set<string>();
+  for (const prefix of [keys.reports, keys.holds]) {
+    for await (const o of store.list(prefix)) {
+      if (!o.key.endsWith('.json') || (prefix === keys.reports && !o.key.endsWith('/report.json'))) continue;
+      const named = await getJson<{ checkpointKey?: string; checkpoint?: string }>(store, o.key).catch(() => undefined);
+      for (const k of [named?.checkpointKey, named?.checkpoint]) if (typeof k === 'string') pinned.add(k);
+    }
+  }
+  if (await store.head(keys.metrics)) {
+    let best: { error: number; key: string } | undefined;
+    for (const line of (await store.get(keys.metrics)).toString().split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const r = JSON.parse(line) as { kind?: string; validation?: { top1Error?: number }; train?: { checkpointKey?: string } };
+        const error = r.validation?.top1Error, key = r.train?.checkpointKey;
+        if (r.kind === 'epoch' && typeof error === 'number' && key && (!best || error < best.error)) best = { error, key };
+      } catch {
+        // a torn last line (a writer killed mid-append) pins nothing
+      }
+    }
+    if (best) pinned.add(best.key);
+  }
+  return pinned;
+}
+
+// Deletes what the policy does not keep; returns the deleted keys (for the metrics) and
+// first records them in runs/<run>/deletions/<after>.json, so what an attempt deleted is
+// on record even when that attempt is later killed. `after`: the checkpoint just written.
+export async function pruneCheckpoints(store: ObjectStore, runId: string, policy: RetentionPolicy | undefined, after: string): Promise<string[]> {
+  const p: Required<RetentionPolicy> = { ...DEFAULT_RETENTION, ...policy };
+  if (p.keepAll) return [];
+  const latest = await readLatest(store, runId);
+  if (!latest) return [];
+  const all: Listed[] = [];
+  for await (const o of store.list(runKeys(runId).checkpoints)) {
+    const c = cursorOfListed(o.key);
+    if (c) all.push(c);
+  }
+  const keep = checkpointsToKeep(all, latest.key, p, await pinnedCheckpoints(store, runId));
+  const doomed = all.filter((c) => !keep.has(c.key)).map((c) => c.key);
+  if (!doomed.length) return doomed;
+  await store.put(runKeys(runId).deletionLog(after), JSON.stringify({ after, deleted: doomed, at: new Date().toISOString() }));
+  for (const key of doomed) await store.delete(key);
+  return doomed;
+}
+
+// An evaluation's hold on its checkpoint while it runs (see the top).
+export async function holdCheckpoint(store: ObjectStore, runId: string, holder: string, checkpoint: string): Promise<void> {
+  await store.put(runKeys(runId).hold(holder), JSON.stringify({ checkpoint, since: new Date().toISOString() }));
+}
+
+export async function releaseCheckpoint(store: ObjectStore, runId: string, holder: string): Promise<void> {
+  await store.delete(runKeys(runId).hold(holder));
+}
