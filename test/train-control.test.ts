@@ -4,39 +4,30 @@
 // changes (nothing enters the history); pause answers once the run is paused at a
 // checkpoint; the signals of the same names keep working.
 import test from 'ava';
-import * as path from 'path';
 import { execFile } from 'child_process';
 import { promisify } from 'util';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 
-import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { runKeys } from '../activities/store-layout';
-import { binaryPath, startTemporal, TemporalService } from '../infra/services';
+import { binaryPath, TemporalService } from '../infra/services';
 import type { TrainProgress } from '../workflows/shared';
-import { CLI, tmpDir } from './helpers';
-import { startTestWorker, TestWorker } from './temporal-helpers';
+import { CLI } from './helpers';
+import { startTrainingFixture, TrainingFixture } from './temporal-helpers';
 
 const QUEUE = 'train-control-test';
+let fixture: TrainingFixture;
 let temporal: TemporalService;
-let testWorker: TestWorker;
 let client: Client;
 let store: string;
 
 test.before(async () => {
-  const dir = tmpDir('alexnet-control-');
-  temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
-  testWorker = await startTestWorker(temporal.address, QUEUE);
-  client = testWorker.client;
-  const images = path.join(dir, 'fashion');
-  await importFashionMnist(images, { limit: 640 });
-  store = path.join(dir, 'store');
-  await client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: 'control-prepare', args: [{ dataset: images, store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+  fixture = await startTrainingFixture('alexnet-control-', QUEUE);
+  ({ temporal, client, store } = fixture);
 });
 
 test.after.always(async () => {
-  await testWorker?.stop();
-  await temporal?.stop();
+  await fixture?.stop();
 });
 
 // Asynchronous child processes: the worker runs in this process and must keep serving.

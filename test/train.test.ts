@@ -7,7 +7,6 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Client } from '@temporalio/client';
 
 import * as activities from '../activities';
-import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { datasetKeys, runKeys } from '../activities/store-layout';
 import { binaryPath, startMinio, startTemporal, TemporalService } from '../infra/services';
@@ -18,28 +17,21 @@ import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import type { EpochResult, TrainEpochInput } from '../workflows/shared';
 import { CLI, tmpDir } from './helpers';
-import { startTestWorker, tensorBytes, TestWorker } from './temporal-helpers';
+import { startTestWorker, startTrainingFixture, tensorBytes, TrainingFixture } from './temporal-helpers';
 
 const QUEUE = 'train-test';
+let fixture: TrainingFixture;
 let temporal: TemporalService;
-let testWorker: TestWorker;
 let client: Client;
 let store: string;
 
 test.before(async () => {
-  const dir = tmpDir('alexnet-train-');
-  temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
-  testWorker = await startTestWorker(temporal.address, QUEUE);
-  client = testWorker.client;
-  const images = path.join(dir, 'fashion');
-  await importFashionMnist(images, { limit: 640 });
-  store = path.join(dir, 'store');
-  await client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: 'train-test-prepare', args: [{ dataset: images, store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+  fixture = await startTrainingFixture('alexnet-train-', QUEUE);
+  ({ temporal, client, store } = fixture);
 });
 
 test.after.always(async () => {
-  await testWorker?.stop();
-  await temporal?.stop();
+  await fixture?.stop();
 });
 
 const epochInput = (runId: string): TrainEpochInput => ({

@@ -124,6 +124,7 @@ export interface TrainCarry {
   lastValidation?: ValidationResult;
   lastEpoch?: EpochResult;
   prepared: { classes: number; crop: number; trainSplit: string; validationSplit: string; imageSize: number };
+  paused?: boolean;  // paused when the previous run continued as new
 }
 
 export interface TrainResult {
@@ -153,7 +154,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
     lastEpoch: carry?.lastEpoch, lastValidation: carry?.lastValidation, latestCheckpoint: carry?.latestCheckpoint,
   };
   let lrState = carry?.lrState ?? initialLrState(input.lrPolicy);
-  let paused = false;
+  let paused = carry?.paused ?? false;  // a pause that came just before a continueAsNew holds
   let stopRequested = false;
   let scope: CancellationScope | undefined;
   setHandler(progressQuery, () => ({ ...progress, lr: lrState.lr, lrHistory: lrState.history }));
@@ -308,7 +309,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
     if (workflowInfo().continueAsNewSuggested && epoch + 1 < input.epochs) {
       await continueAsNew<typeof TrainAlexNet>(raw, {
         epoch: epoch + 1, lrState, latestCheckpoint: progress.latestCheckpoint,
-        lastValidation: progress.lastValidation, lastEpoch: progress.lastEpoch, prepared,
+        lastValidation: progress.lastValidation, lastEpoch: progress.lastEpoch, prepared, ...(paused ? { paused } : {}),
       });
     }
   }

@@ -16,8 +16,9 @@ Commands to a running TrainAlexNet, as Temporal Updates; each prints the answer 
   lr       set the learning rate from the next epoch on (0 < lr <= 10; the plateau and
            step policies go on from it): {"lr":...,"policy":{"type":...,"lr":...,"history":[...],...}}
   pause    stop training at the next batch boundary with a checkpoint; answers once the
-           running epoch has checkpointed: {"phase":"paused"} (while preparing or
-           validating: that phase at once; the run pauses before its next epoch)
+           run is paused: {"phase":"paused"} (during a validation: when it is done;
+           "stopping"/"done" if a stop or the end came first; while preparing the
+           dataset: "preparing" at once, and the run pauses before its first epoch)
   resume   continue from the checkpoint: {"phase":"training"}
   stop     end the run: the epoch checkpoints, the checkpoint is validated, the run ends
            with stoppedBy "signal": {"phase":"stopping"}
@@ -30,6 +31,10 @@ type Command = 'lr' | 'pause' | 'resume' | 'stop';
 
 async function control(command: Command, argv: string[]): Promise<void> {
   const positionals = command === 'lr' ? 2 : 1;
+  if (argv[0] === '--help' || argv[0] === '-h') {
+    console.log(HELP);
+    return;
+  }
   const given = argv.slice(0, positionals);
   // The LR may be negative (-1): positionals are taken by place, before the flags.
   if (given.length < positionals || given[0].startsWith('-')) throw new UsageError(`alexnet ${command} needs ${command === 'lr' ? '<workflowId> <lr>' : '<workflowId>'}\n\n${HELP}`);
