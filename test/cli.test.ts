@@ -1,11 +1,12 @@
 // The alexnet CLI: bench's JSON line, and errors for bad input that name the thing and
 // what to do.
 import test from 'ava';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { encodeSafetensors, tensor } from '../native/safetensors';
-import { alexnet, tmpDir } from './helpers';
+import { alexnet, CLI, ROOT, tmpDir } from './helpers';
 
 test('cli bench: --json ends with one JSON object with the documented keys', (t) => {
   const r = alexnet('bench', '--model', 'tiny', '--batch', '8', '--iters', '2', '--threads', '1', '--json');
@@ -34,4 +35,25 @@ test('cli step: missing or malformed input is reported by name', (t) => {
   r = alexnet('frobnicate');
   t.is(r.status, 2);
   t.regex(r.stderr, /unknown command 'frobnicate'/);
+});
+
+// A production install (npm ci --omit=dev) has no devDependencies: the CLI and the worker
+// must not load any of them. Checked by refusing every devDependency at module resolution.
+test('cli: --help and worker --help load no devDependency (a production install runs them)', (t) => {
+  const dir = tmpDir();
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+  const guard = path.join(dir, 'no-dev-deps.cjs');
+  fs.writeFileSync(guard, `const Module = require('module');
+const dev = ${JSON.stringify(Object.keys(pkg.devDependencies))};
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, ...rest) {
+  if (dev.some((d) => request === d || request.startsWith(d + '/'))) throw new Error('devDependency loaded: ' + request);
+  return resolve.call(this, request, ...rest);
+};
+`);
+  for (const args of [['--help'], ['worker', '--help'], ['train', '--help'], ['lr', '--help']]) {
+    const r = spawnSync(process.execPath, ['--require', guard, CLI, ...args], { encoding: 'utf8' });
+    t.is(r.status, 0, `alexnet ${args.join(' ')}: ${r.stderr}`);
+    t.notRegex(r.stderr, /devDependency loaded/);
+  }
 });

@@ -8,7 +8,6 @@ import * as path from 'path';
 
 import { DECODE_CONCURRENCY, decodeThreads } from '../../activities/decode-image';
 import { buildInfo, Network } from '../../native/index';
-import { benchPipeline } from '../bench-pipeline';
 import { lastJsonLine, PYTHON, REPO_ROOT, runPython } from '../python';
 import { intOption, parse, resolveModel } from './args';
 
@@ -43,6 +42,11 @@ export async function bench(argv: string[]): Promise<void> {
   }, HELP);
   if (o.pipeline) {
     const log = (s: string) => (o.json ? process.stderr : process.stdout).write(s + '\n');
+    // Loaded only here: it needs @temporalio/testing, a devDependency, and every other
+    // command (the worker above all) must run from a production install.
+    const { benchPipeline } = await import('../bench-pipeline').catch((e: Error) => {
+      throw new Error(`bench --pipeline needs the development dependencies (run npm install, not npm ci --omit=dev): ${e.message.split('\n')[0]}`);
+    });
     const r = await benchPipeline({ images: intOption(o.images, 'images', 12800), model: o.model ?? 'alexnet-32', batch: intOption(o.batch, 'batch', 128), checkpointEvery: 100, log });
     log(`${r.model}, batch ${r.batch}, ${r.batches} batches: direct ${r.direct.epoch_s.toFixed(1)} s (${r.direct.img_s.toFixed(0)} img/s); through Temporal ${r.temporal.epoch_s.toFixed(1)} s (${r.temporal.img_s.toFixed(0)} img/s), overhead against direct ${r.epoch_overhead_pct.toFixed(2)}%, outside the native step ${r.outside_native_pct.toFixed(2)}%; whole workflow with validation ${r.temporal.workflow_s.toFixed(1)} s`);
     if (o.json) console.log(JSON.stringify(r));
