@@ -17,7 +17,7 @@
 // (a zombie and its successor) pruning at once delete the same things and nothing needed.
 import type { RetentionPolicy } from '../workflows/shared';
 import { DEFAULT_RETENTION } from '../workflows/shared';
-import { cursorOfKey, readLatest } from './checkpoint';
+import { cursorOfKey } from './checkpoint';
 import { getJson, type ObjectStore } from './store';
 import { runKeys } from './store-layout';
 
@@ -81,18 +81,18 @@ async function pinnedCheckpoints(store: ObjectStore, runId: string): Promise<Set
 
 // Deletes what the policy does not keep; returns the deleted keys (for the metrics) and
 // first records them in runs/<run>/deletions/<after>.json, so what an attempt deleted is
-// on record even when that attempt is later killed. `after`: the checkpoint just written.
+// on record even when that attempt is later killed. `after`: the checkpoint this attempt
+// just wrote and pointed latest.json at (saveCheckpoint), taken as latest: if a newer
+// attempt has moved latest.json on since, everything from `after` on is kept all the same.
 export async function pruneCheckpoints(store: ObjectStore, runId: string, policy: RetentionPolicy | undefined, after: string): Promise<string[]> {
   const p: Required<RetentionPolicy> = { ...DEFAULT_RETENTION, ...policy };
   if (p.keepAll) return [];
-  const latest = await readLatest(store, runId);
-  if (!latest) return [];
   const all: Listed[] = [];
   for await (const o of store.list(runKeys(runId).checkpoints)) {
     const c = cursorOfListed(o.key);
     if (c) all.push(c);
   }
-  const keep = checkpointsToKeep(all, latest.key, p, await pinnedCheckpoints(store, runId));
+  const keep = checkpointsToKeep(all, after, p, await pinnedCheckpoints(store, runId));
   const doomed = all.filter((c) => !keep.has(c.key)).map((c) => c.key);
   if (!doomed.length) return doomed;
   await store.put(runKeys(runId).deletionLog(after), JSON.stringify({ after, deleted: doomed, at: new Date().toISOString() }));

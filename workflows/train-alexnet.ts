@@ -205,7 +205,11 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
     if (state.checkpoint) progress.latestCheckpoint = state.checkpoint;
   });
   setHandler(setLearningRateSignal, (lr: number) => {
-    if (typeof lr === 'number' && Number.isFinite(lr) && lr > 0 && lr <= 10) lrState = overrideLr(lrState, lr, 'setLearningRate signal');
+    try {
+      lrState = overrideLr(lrState, lr, 'setLearningRate signal');
+    } catch {
+      // a signal cannot answer: an invalid LR is ignored (the update refuses it with the reason)
+    }
   });
   // The validator applies overrideLr's rule (a number > 0 and <= 10) without changing
   // anything; its error, naming the value, goes back to the caller.
