@@ -4,6 +4,8 @@
 // split (no object per image), so ImageNet's 1.28M training keys cost tens of MB.
 import { Readable } from 'stream';
 
+import { seededRandom } from '../workflows/shard-plan';
+import { DEFAULT_VALIDATION_FRACTION, type CarvedValidation } from '../workflows/shared';
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { compareKeys, openStore, type ObjectStore } from './store';
 import { datasetKeys } from './store-layout';
@@ -48,6 +50,7 @@ export interface ListingSummary {
   classes: number;
   splits: Record<string, number>;
   ignored: number; // images left out
+  carvedValidation?: CarvedValidation; // set when 'val' was held out of 'train'
 }
 
 export function isImageKey(key: string): boolean {
@@ -261,10 +264,50 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
   return { uri: store.uri, layout, classes, names, splits: result, ignored };
 }
 
-export function summarize(listing: DatasetListing): ListingSummary {
+export function summarize(listing: DatasetListing, carvedValidation?: CarvedValidation): ListingSummary {
   const splits: Record<string, number> = {};
   for (const [split, s] of Object.entries(listing.splits)) splits[split] = s.keys.length;
-  return { layout: listing.layout, classes: listing.classes.length, splits, ignored: listing.ignored.images };
+  return { layout: listing.layout, classes: listing.classes.length, splits, ignored: listing.ignored.images, ...(carvedValidation ? { carvedValidation } : {}) };
+}
+
+// A held-out validation split carved out of train, for datasets that ship none (so that
+// the test split never steers training: the LR policy and stall detection read 'val').
+// Per class, a seeded shuffle picks round(fraction * n) images (at least 1 and at most
+// n - 1 when a class has 2 or more); both splits stay in key order. Deterministic: the
+// same listing, fraction and seed always carve the same images.
+export function carveValidation(train: SplitListing, fraction: number, seed: number): { train: SplitListing; val: SplitListing } {
+  if (!(fraction > 0 && fraction < 1)) throw new RangeError(`validationFraction must be in (0, 1), got ${fraction}`);
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < train.keys.length; i++) {
+    const c = train.labels[i];
+    let list = byClass.get(c);
+    if (!list) byClass.set(c, (list = []));
+    list.push(i);
+  }
+  const held = new Uint8Array(train.keys.length);
+  const rand = seededRandom(seed);
+  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
+    const idx = byClass.get(c)!;
+    const n = idx.length;
+    const take = n < 2 ? 0 : Math.min(n - 1, Math.max(1, Math.round(fraction * n)));
+    for (let i = 0; i < take; i++) {  // a partial Fisher-Yates: the first `take` of a shuffle
+      const j = i + Math.floor(rand() * (n - i));
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+      held[idx[i]] = 1;
+    }
+  }
+  const pick = (want: number): SplitListing => {
+    const keys: string[] = [];
+    const labels: number[] = [];
+    for (let i = 0; i < train.keys.length; i++) {
+      if (held[i] === want) {
+        keys.push(train.keys[i]);
+        labels.push(train.labels[i]);
+      }
+    }
+    return { keys, labels: Int32Array.from(labels) };
+  };
+  return { train: pick(0), val: pick(1) };
 }
 
 // One '{"key":...,"label":...}' line per image, in chunks of about 1 MB.
@@ -282,8 +325,10 @@ function* jsonl(split: SplitListing): Generator<Buffer> {
 
 // The activity: lists datasetUri and writes datasets/<name>/listing/<split>.jsonl,
 // classes.json (class ids, index = label) and names.json (human-readable names) into
-// storeUri. Returns only a summary: it travels through Temporal.
-export async function writeListing(datasetUri: string, storeUri: string, name: string): Promise<ListingSummary> {
+// storeUri. A dataset with a train split and no val split gets one carved out of train
+// (carveValidation). Returns only a summary: it travels through Temporal.
+export async function writeListing(datasetUri: string, storeUri: string, name: string,
+  options: { validationFraction?: number; seed?: number } = {}): Promise<ListingSummary> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new DatasetLayoutError(`dataset name '${name}': use letters, digits, '.', '_' and '-'`);
   const keys = datasetKeys(name);
   // Heartbeats when run as an activity (listing ImageNet on S3 takes minutes); no-ops elsewhere.
@@ -292,6 +337,17 @@ export async function writeListing(datasetUri: string, storeUri: string, name: s
     heartbeat({ objectsSeen });
   };
   const listing = await listDataset(datasetUri, { onProgress: beat });
+  let carved: CarvedValidation | undefined;
+  const train = listing.splits.train;
+  if (train && !listing.splits.val) {
+    const fraction = options.validationFraction ?? DEFAULT_VALIDATION_FRACTION;
+    const seed = options.seed ?? 0;
+    const split = carveValidation(train, fraction, seed);
+    if (split.val.keys.length > 0) {
+      listing.splits = { ...listing.splits, train: split.train, val: split.val };
+      carved = { from: 'train', fraction, seed, images: split.val.keys.length };
+    }
+  }
   const store = openStore(storeUri);
   for (const [split, s] of Object.entries(listing.splits)) {
     await store.putStream(keys.listing(split), Readable.from(jsonl(s)));
@@ -299,5 +355,5 @@ export async function writeListing(datasetUri: string, storeUri: string, name: s
   }
   await store.put(keys.classes, JSON.stringify(listing.classes) + '\n');
   await store.put(keys.names, JSON.stringify(listing.names) + '\n');
-  return summarize(listing);
+  return summarize(listing, carved);
 }

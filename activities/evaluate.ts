@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { augmentCenter, augmentTenCrop } from '../native/augment';
 import { Network } from '../native/index';
 import { decodeState, loadStateInto, StateError } from '../native/state';
-import type { EpochMetrics, EvaluateAlexNetResult, EvaluationReport, ShardEvaluation } from '../workflows/shared';
+import { defaultEvaluationSplit, type EpochMetrics, type EvaluateAlexNetResult, type EvaluationReport, type ShardEvaluation } from '../workflows/shared';
 import { activityWorkflowId, heartbeat } from './activity-context';
 import type { Batch } from './batch-format';
 import { readBatches } from './batch-reader';
@@ -67,7 +67,7 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
   const cursor = cursorOfKey(key);
   const manifest = await readManifest(store, input.datasetName);
   const names = Object.keys(manifest.splits);
-  const split = input.split ?? (names.includes('val') ? 'val' : names.includes('test') ? 'test' : undefined);
+  const split = input.split ?? defaultEvaluationSplit(names, manifest.carvedValidation !== undefined);
   if (!split || !manifest.splits[split]) {
     throw ApplicationFailure.nonRetryable(`dataset '${input.datasetName}' has no split '${input.split ?? 'val or test'}': it has ${names.join(', ')}`, 'InvalidInput');
   }

@@ -1,10 +1,12 @@
 // The activities of PrepareDataset: shard planning, per-shard preprocessing into batch
 // files, and the merge of statistics into the dataset manifest. Each one is idempotent:
 // re-running a finished step finds its verified output and returns the same result.
+import { createHash } from 'crypto';
+
 import { ApplicationFailure } from '@temporalio/common';
 
 import { planShards, Shard, SourceImage } from '../workflows/shard-plan';
-import type { DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../workflows/shared';
+import type { CarvedValidation, DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../workflows/shared';
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { decodeBatch, encodeBatch } from './batch-format';
 import { DECODE_CONCURRENCY, DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
@@ -36,16 +38,25 @@ export async function planDatasetShards(input: { store: string; name: string; sp
 
 export interface ShardReport extends ShardSummary {
   resizeKernel?: ResizeKernel;
+  plan?: string;  // planDigest of the shard it was made from (absent in older reports)
   skipped: { key: string; reason: string }[];
   converted: { key: string; note: string }[];
 }
 
-// Reuses a finished shard: its report exists and its batch file verifies.
-async function finishedShard(store: ObjectStore, input: PreprocessShardInput): Promise<ShardReport | undefined> {
+// What a shard holds (its images and labels, in order): a re-prepare with another seed,
+// shard size or validation carve plans other shards under the same keys, and a report
+// made from another plan must not be reused.
+function planDigest(shard: Shard): string {
+  return createHash('sha256').update(JSON.stringify(shard.images)).digest('hex');
+}
+
+// Reuses a finished shard: its report was made from this shard plan and its batch file verifies.
+async function finishedShard(store: ObjectStore, input: PreprocessShardInput, shard: Shard): Promise<ShardReport | undefined> {
   const keys = datasetKeys(input.name);
   const reportKey = keys.shardReport(input.split, input.shard);
   if (!(await store.head(reportKey))) return undefined;
   const report = await getJson<ShardReport>(store, reportKey);
+  if (report.plan !== planDigest(shard)) return undefined;
   try {
     const batch = decodeBatch(await store.get(report.batchKey), report.batchKey);
     if (batch.count !== report.images || batch.height !== input.imageSize) return undefined;
@@ -59,6 +70,7 @@ async function finishedShard(store: ObjectStore, input: PreprocessShardInput): P
 
 function summarize(report: ShardReport): ShardSummary {
   const { skipped, converted, ...rest } = report;
+  delete (rest as Partial<ShardReport>).plan;  // the workflow has no use for it
   return { ...rest, skippedSample: skipped.slice(0, SUMMARY_LIST_LIMIT), convertedCount: converted.length };
 }
 
@@ -66,11 +78,11 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
   const t0 = Date.now();
   const store = openStore(input.store);
   const source = openStore(input.dataset);
-  const done = await finishedShard(store, input);
-  if (done) return summarize({ ...done, reused: true });
-
   const keys = datasetKeys(input.name);
   const shard = await getJson<Shard>(store, keys.shard(input.split, input.shard));
+  const done = await finishedShard(store, input, shard);
+  if (done) return summarize({ ...done, reused: true });
+
   const size = input.imageSize;
   const results: ({ pixels: Buffer; label: number; note?: string } | { skip: string })[] = new Array(shard.images.length);
   let next = 0;
@@ -119,6 +131,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
     seconds: 0,
     reused: false,
     resizeKernel: input.resizeKernel ?? 'lanczos3',
+    plan: planDigest(shard),
   };
   results.forEach((r, i) => {
     const key = shard.images[i].key;
@@ -136,7 +149,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
 
 // Merges the training split's statistics (the mean image and RGB PCA come from the
 // training set only) and writes stats.json, mean.safetensors and manifest.json.
-export async function finalizeDataset(input: { dataset: string; store: string; name: string; imageSize: number; seed: number; shardSize: number; splits: SplitSummary[]; trainSplit: string; resizeKernel?: ResizeKernel }): Promise<DatasetManifest> {
+export async function finalizeDataset(input: { dataset: string; store: string; name: string; imageSize: number; seed: number; shardSize: number; splits: SplitSummary[]; trainSplit: string; resizeKernel?: ResizeKernel; carvedValidation?: CarvedValidation }): Promise<DatasetManifest> {
   const store = openStore(input.store);
   const keys = datasetKeys(input.name);
   const splits: DatasetManifest['splits'] = {};
@@ -182,6 +195,7 @@ export async function finalizeDataset(input: { dataset: string; store: string; n
     statsKey: keys.stats,
     createdAt: new Date().toISOString(),
     resizeKernel: input.resizeKernel ?? 'lanczos3',
+    ...(input.carvedValidation ? { carvedValidation: input.carvedValidation } : {}),
   };
   await store.put(keys.manifest, JSON.stringify({ ...manifest, classNames: classes }, null, 1));
   return manifest;

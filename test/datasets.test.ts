@@ -7,7 +7,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import * as zlib from 'zlib';
 
-import { listDataset, summarize, writeListing, type DatasetListing } from '../activities/datasets';
+import { carveValidation, listDataset, summarize, writeListing, type DatasetListing } from '../activities/datasets';
 import { FASHION_MNIST_CLASSES, fashionKey, importFashionMnist, readIdxSplit } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
 import { alexnet, tmpDir as newTmpDir } from './helpers';
@@ -215,6 +215,42 @@ test('generic class folders: splits, validation -> val, classes.txt order, root 
   t.deepEqual(l.classes, ['zebra', 'ant']);
   t.deepEqual(pairs(l, 'train'), [['ant/1.gif', 1], ['zebra/2.tif', 0], ['zebra/3.TIFF', 0]]);
   t.deepEqual(Object.keys(l.splits), ['train']);
+});
+
+test('validation carved from train: 1/12 of each class, seeded, disjoint, key order; written by writeListing when val is missing', async (t) => {
+  // 3 classes of 24, 12 and 1 images.
+  const keys: string[] = [];
+  const labels: number[] = [];
+  for (const [c, n] of [[0, 24], [1, 12], [2, 1]]) for (let i = 0; i < n; i++) { keys.push(`train/c${c}/${String(i).padStart(3, '0')}.png`); labels.push(c); }
+  const order = keys.map((k, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : 1));
+  const train = { keys: order.map((i) => keys[i]), labels: Int32Array.from(order.map((i) => labels[i])) };
+  const a = carveValidation(train, 1 / 12, 7);
+  const count = (l: Int32Array, c: number) => l.filter((x) => x === c).length;
+  t.deepEqual([0, 1, 2].map((c) => count(a.val.labels, c)), [2, 1, 0], 'round(n/12) per class, at least 1, none of a single-image class');
+  t.is(a.train.keys.length + a.val.keys.length, train.keys.length);
+  t.deepEqual(new Set([...a.train.keys, ...a.val.keys]).size, train.keys.length, 'disjoint, nothing lost');
+  t.deepEqual([...a.val.keys].sort(), a.val.keys, 'key order kept');
+  t.deepEqual(carveValidation(train, 1 / 12, 7), a, 'deterministic');
+  t.notDeepEqual(carveValidation(train, 1 / 12, 8).val.keys, a.val.keys, 'the seed chooses');
+  t.throws(() => carveValidation(train, 0, 7), { message: /validationFraction/ });
+
+  // writeListing carves when a dataset ships train and test only (Fashion-MNIST's layout).
+  const src = tmpDir();
+  for (const split of ['train', 'test']) {
+    for (const c of ['a', 'b']) {
+      fs.mkdirSync(path.join(src, split, c), { recursive: true });
+      for (let i = 0; i < 12; i++) fs.writeFileSync(path.join(src, split, c, `${i}.png`), '');
+    }
+  }
+  const out = tmpDir();
+  const summary = await writeListing(src, out, 'carved', { validationFraction: 0.25, seed: 3 });
+  t.deepEqual(summary.splits, { train: 18, test: 24, val: 6 });
+  t.deepEqual(summary.carvedValidation, { from: 'train', fraction: 0.25, seed: 3, images: 6 });
+  const store = openStore(out);
+  const read = async (split: string) => (await store.get(`datasets/carved/listing/${split}.jsonl`)).toString().trim().split('\n').map((l) => (JSON.parse(l) as { key: string }).key);
+  const [tr, va] = [await read('train'), await read('val')];
+  t.is(va.length, 6);
+  t.true(va.every((k) => k.startsWith('train/') && !tr.includes(k)), 'val images come from train and leave it');
 });
 
 test('listing errors: no layout, unlabeled val, unknown classes, both val folders', async (t) => {

@@ -69,16 +69,22 @@ async function checkStore(t: import('ava').ExecutionContext, storeUri: string, r
   const store = openStore(storeUri);
   const keys = datasetKeys('fashion');
   const { manifest } = result;
-  t.is(manifest.splits.train.listed, 125);
-  t.is(manifest.splits.train.images, 122, 'the PNG and the CMYK JPEG are converted and kept');
-  t.is(manifest.splits.train.skipped, 3);
-  t.deepEqual(manifest.splits.train.skippedByReason, { 'empty file': 1, 'not an image': 1, 'corrupt or truncated JPEG': 1 });
+  // Fashion-MNIST ships no val split: 1/12 of each training class is carved out as one.
+  const { train, val } = manifest.splits;
+  t.is(manifest.carvedValidation?.images, val.listed);
+  t.true(val.listed >= 5 && val.listed <= 15, `val holds about 1/12 of 125: ${val.listed}`);
+  t.is(train.listed + val.listed, 125);
+  t.is(train.images + val.images, 122, 'the PNG and the CMYK JPEG are converted and kept');
+  t.is(train.skipped + val.skipped, 3);
+  const reasons: Record<string, number> = {};
+  for (const s of [train, val]) for (const [k, v] of Object.entries(s.skippedByReason)) reasons[k] = (reasons[k] ?? 0) + v;
+  t.deepEqual(reasons, { 'empty file': 1, 'not an image': 1, 'corrupt or truncated JPEG': 1 });
   t.is(manifest.splits.test.images, 120);
   t.is(manifest.classes, 10);
   const classes = JSON.parse((await store.get(keys.classes)).toString()) as string[];
   let compared = 0;
   const trainSums = emptySums(32, 32);  // the plain reference over every train image read back
-  for (const split of ['train', 'test']) {
+  for (const split of ['train', 'val', 'test']) {
     for (let i = 0; i < manifest.splits[split].shards; i++) {
       const shard = JSON.parse((await store.get(keys.shard(split, i))).toString()) as Shard;
       const batch = decodeBatch(await store.get(keys.batch(split, i)), keys.batch(split, i));
@@ -98,7 +104,7 @@ async function checkStore(t: import('ava').ExecutionContext, storeUri: string, r
   }
   t.true(compared > 30);
   const stats = JSON.parse((await store.get(keys.stats)).toString()) as DatasetStats;
-  t.is(stats.images, 122);
+  t.is(stats.images, train.images, 'the mean image and PCA come from the training images only');
   t.is(stats.pcaEigenvalues.length, 3);
   t.true(stats.meanRgb.every((m) => m > 10 && m < 200), `mean RGB ${stats.meanRgb}`);
   // The shards' native sums, merged, equal the reference over the batches read back.
@@ -112,8 +118,14 @@ test.serial('PrepareDataset: Fashion-MNIST and bad files into a local store; a r
   await checkStore(t, store, result);
   t.is(result.shardsReused, 0);
   const again = await prepare(input, 'prepare-local-2');
-  t.is(again.shardsReused, again.manifest.splits.train.shards + again.manifest.splits.test.shards);
+  const shards = (r: PrepareDatasetResult) => Object.values(r.manifest.splits).reduce((a, s) => a + s.shards, 0);
+  t.is(again.shardsReused, shards(again));
   t.deepEqual(again.manifest.splits, result.manifest.splits);
+  // Another seed plans other shards (and carves another val) under the same keys: no
+  // shard made from the old plan may be reused.
+  const reseeded = await prepare({ ...input, seed: 4 }, 'prepare-local-3');
+  t.is(reseeded.shardsReused, 0);
+  await checkStore(t, store, reseeded);
 });
 
 test.serial('PrepareDataset: into MinIO (s3://) gives the same batches', async (t) => {
@@ -141,7 +153,7 @@ test.serial('alexnet prepare --wait: progress to stderr, a JSON summary as the l
       '--task-queue', QUEUE, '--id', 'prepare-cli', '--wait'], { env: { ...process.env, TEMPORAL_ADDRESS: temporal.address } }, (err, out, errOut) => (err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out)));
   });
   const summary = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-  t.like(summary, { workflowId: 'prepare-cli', images: 242, skipped: 3, shards: 4 });
+  t.like(summary, { workflowId: 'prepare-cli', images: 242, skipped: 3, shards: 5 });
   t.deepEqual(summary.skippedByReason, { 'empty file': 1, 'not an image': 1, 'corrupt or truncated JPEG': 1 });
   t.true(typeof summary.seconds === 'number');
 });

@@ -6,6 +6,7 @@ import type { Client } from '@temporalio/client';
 
 import { importFashionMnist } from '../activities/fashion-mnist';
 import { startTemporal, TemporalService } from '../infra/services';
+import type { PrepareDatasetResult } from '../workflows/shared';
 import { InProcessWorker, startInProcessWorker } from '../scripts/in-process-worker';
 import { tmpDir } from './helpers';
 
@@ -20,8 +21,13 @@ export function tensorBytes(buf: Buffer): Buffer {
 
 // The fixture of the training tests: a dev server, an in-process worker on `queue`, and
 // 640 real Fashion-MNIST images per split prepared at 36x36 as dataset 'fashion' in a
-// local store. stop() stops the worker and the server.
-export interface TrainingFixture { temporal: TemporalService; worker: TestWorker; client: Client; store: string; stop(): Promise<void> }
+// local store (train, the val carved out of it, test; `images` counts each split).
+// stop() stops the worker and the server.
+export interface TrainingFixture {
+  temporal: TemporalService; worker: TestWorker; client: Client; store: string;
+  images: { train: number; val: number; test: number };
+  stop(): Promise<void>;
+}
 
 export async function startTrainingFixture(prefix: string, queue: string): Promise<TrainingFixture> {
   const dir = tmpDir(prefix);
@@ -30,9 +36,11 @@ export async function startTrainingFixture(prefix: string, queue: string): Promi
   const images = path.join(dir, 'fashion');
   await importFashionMnist(images, { limit: 640 });
   const store = path.join(dir, 'store');
-  await worker.client.workflow.execute('PrepareDataset', { taskQueue: queue, workflowId: `${prefix}prepare`, args: [{ dataset: images, store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+  const prepared: PrepareDatasetResult = await worker.client.workflow.execute('PrepareDataset', { taskQueue: queue, workflowId: `${prefix}prepare`, args: [{ dataset: images, store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+  const { train, val, test } = prepared.manifest.splits;
   return {
     temporal, worker, client: worker.client, store,
+    images: { train: train.images, val: val.images, test: test.images },
     stop: async () => {
       await worker.stop();
       await temporal.stop();

@@ -43,7 +43,8 @@ test.serial('trainEpoch: an epoch cancelled mid-way and retried ends bitwise ide
   const s = openStore(store);
   for (const runId of ['straight', 'interrupted']) await activities.initRun({ runId, store, model: 'alexnet-32', classes: 10, seed: 5 });
   const straight = await new MockActivityEnvironment({ attempt: 1 }).run(activities.trainEpoch, epochInput('straight')) as EpochResult;
-  t.is(straight.batches, 20);
+  const batches = Math.floor(fixture.images.train / 32);
+  t.is(straight.batches, batches);
 
   const env = new MockActivityEnvironment({ attempt: 1 });
   env.on('heartbeat', (d: { batch: number }) => {
@@ -51,10 +52,10 @@ test.serial('trainEpoch: an epoch cancelled mid-way and retried ends bitwise ide
   });
   await t.throwsAsync(env.run(activities.trainEpoch, epochInput('interrupted')));
   const latest = JSON.parse((await s.get(runKeys('interrupted').latest)).toString()) as { batch: number };
-  t.true(latest.batch >= 9 && latest.batch < 20, `checkpointed at batch ${latest.batch} when cancelled`);
+  t.true(latest.batch >= 9 && latest.batch < batches, `checkpointed at batch ${latest.batch} when cancelled`);
   const resumed = await new MockActivityEnvironment({ attempt: 2 }).run(activities.trainEpoch, epochInput('interrupted')) as EpochResult;
   t.is(resumed.resumedAt, latest.batch);
-  t.is(resumed.batchesThisAttempt, 20 - latest.batch, 'no batch trained twice or skipped');
+  t.is(resumed.batchesThisAttempt, batches - latest.batch, 'no batch trained twice or skipped');
   const a = await s.get(straight.checkpointKey);
   const b = await s.get(resumed.checkpointKey);
   t.true(tensorBytes(a).equals(tensorBytes(b)), 'weights, momentum and RNG state identical');
@@ -66,8 +67,8 @@ test.serial('TrainAlexNet: trains alexnet-32 on Fashion-MNIST, validates each ep
     args: [{ store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 10, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 1 }],
   }) as { epochs: number; lastValidation: { top1Error: number; top5Error: number; images: number } };
   t.is(result.epochs, 2);
-  t.is(result.lastValidation.images, 640, 'every test image counted once');
-  t.log(`top-1 error after 2 epochs of 640 images: ${result.lastValidation.top1Error}`);
+  t.is(result.lastValidation.images, fixture.images.val, 'every image of the val split carved out of train counted once (never the test split)');
+  t.log(`top-1 error after 2 epochs of ${fixture.images.train} images: ${result.lastValidation.top1Error}`);
   t.true(result.lastValidation.top1Error < 0.8, `top-1 error ${result.lastValidation.top1Error} is clearly below chance (0.9)`);
   t.true(result.lastValidation.top5Error <= result.lastValidation.top1Error);
   const metrics = (await openStore(store).get(runKeys('train-e2e').metrics)).toString().trim().split('\n').map((l) => JSON.parse(l) as { epoch: number });
@@ -77,6 +78,25 @@ test.serial('TrainAlexNet: trains alexnet-32 on Fashion-MNIST, validates each ep
 test.serial('TrainAlexNet: bad input fails at once naming the field', async (t) => {
   const err = await t.throwsAsync(client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'train-bad', args: [{ store, datasetName: 'fashion', batchSize: 0 }] }));
   t.regex((err as Error & { cause?: Error }).cause?.message ?? '', /for batchSize but received 0/);
+});
+
+test.serial('TrainAlexNet never validates on the test split: validationSplit test is refused, a dataset prepared without val is told to re-prepare', async (t) => {
+  const refused = await t.throwsAsync(client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'train-on-test', args: [{ store, datasetName: 'fashion', validationSplit: 'test' }] }));
+  t.regex((refused as Error & { cause?: Error }).cause?.message ?? '', /validationSplit 'test': the test split is held out for EvaluateAlexNet/);
+  // A dataset as PrepareDataset wrote it before validation splits were carved: train and test only.
+  const s = openStore(store);
+  for await (const o of s.list(datasetKeys('fashion').root + '/')) {
+    if (o.key.endsWith('manifest.json')) continue;
+    await s.put(o.key.replace('datasets/fashion/', 'datasets/fashion-old/'), await s.get(o.key));
+  }
+  const manifest = JSON.parse((await s.get(datasetKeys('fashion').manifest)).toString()) as { splits: Record<string, unknown>; carvedValidation?: unknown; name: string };
+  delete manifest.splits.val;
+  delete manifest.carvedValidation;
+  await s.put(datasetKeys('fashion-old').manifest, JSON.stringify({ ...manifest, name: 'fashion-old' }));
+  const err = await t.throwsAsync(client.workflow.execute('TrainAlexNet', { taskQueue: QUEUE, workflowId: 'train-old-dataset', args: [{ store, datasetName: 'fashion-old', model: 'alexnet-32', epochs: 1, batchSize: 16 }] }));
+  const cause = (err as Error & { cause?: Error & { type?: string } }).cause;
+  t.is(cause?.type, 'DatasetNeedsValidationSplit');
+  t.regex(cause?.message ?? '', /has no 'val' split \(it has test, train\).*Prepare it again \(alexnet prepare .*--name fashion-old.*never validates on the test split/);
 });
 
 test.serial('official temporal CLI: start TrainAlexNet, query progress, signal stop', async (t) => {
@@ -96,12 +116,14 @@ test.serial('official temporal CLI: start TrainAlexNet, query progress, signal s
   const result = await client.workflow.getHandle('train-cli').result() as { stoppedBy: string; latestCheckpoint: string; lastValidation?: { images: number } };
   t.is(result.stoppedBy, 'signal');
   t.regex(result.latestCheckpoint, /^runs\/train-cli\/checkpoints\//);
-  t.is(result.lastValidation?.images, 640, 'the stopped run was validated');
+  t.is(result.lastValidation?.images, fixture.images.val, 'the stopped run was validated');
 });
 
 test.serial('preemption: a worker SIGKILLed 21 times within one epoch (more than any retry limit) ends bitwise identical to an uninterrupted run', async (t) => {
-  // 160 batches of 4, a checkpoint every 2: each kill lands right after a new checkpoint.
-  const base = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 1, batchSize: 4, checkpointEvery: 2, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 9, heartbeatTimeoutSeconds: 4 };
+  // Batches of 2 with a checkpoint every 2: ~150 checkpoints in the epoch, and each kill lands
+  // within a poll (25 ms) of a new one, so 21 kills use well under half the epoch and none can
+  // land after trainEpoch has already completed (which would cost no attempt).
+  const base = { store, datasetName: 'fashion', model: 'alexnet-32', epochs: 1, batchSize: 2, checkpointEvery: 2, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 9, heartbeatTimeoutSeconds: 4 };
   const env = { ...process.env, TEMPORAL_ADDRESS: temporal.address };
   const spawnWorker = (queue: string) => spawn(process.execPath, [CLI, 'worker', '--task-queue', queue], { env, stdio: 'ignore' });
   // The reference: the same run on a worker process of its own, never killed, timed.
@@ -122,7 +144,7 @@ test.serial('preemption: a worker SIGKILLed 21 times within one epoch (more than
   // Kill the worker as soon as it has written a checkpoint past the last one seen.
   let lastSeen = '';
   while (!done && kills < 21) {
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 25));
     const latest = await s.head(runKeys('resume-killed').latest) ? (await s.get(runKeys('resume-killed').latest)).toString() : '';
     if (latest && latest !== lastSeen && /"batch":([1-9])/.test(latest)) {
       lastSeen = latest;
@@ -216,7 +238,8 @@ test.serial('checkpoint retention: 3 epochs with a checkpoint every 2 batches ke
     return keys.sort();
   };
   const everything = await listed('retention-reference');
-  t.is(everything.length, 1 + 3 * 20, 'keepAll: the initial checkpoint and 20 per epoch (640 images, batch 16, every 2)');
+  const perEpoch = Math.ceil(Math.floor(fixture.images.train / 16) / 2);  // every 2 full batches, and the epoch's last
+  t.is(everything.length, 1 + 3 * perEpoch, `keepAll: the initial checkpoint and ${perEpoch} per epoch (${fixture.images.train} images, batch 16, every 2)`);
 
   // The same run with the default policy, paused and resumed in its last epoch (after
   // deletions: the resume loads a checkpoint that retention chose to keep).
@@ -238,7 +261,8 @@ test.serial('checkpoint retention: 3 epochs with a checkpoint every 2 batches ke
   const kept = (await listed('retention')).map((k) => k.replace(/^.*\//, ''));
   const names = (epoch: number, batch: number, attempt: number) => `${String(epoch).padStart(5, '0')}-${String(batch).padStart(7, '0')}-${String(attempt).padStart(3, '0')}.safetensors`;
   const lastAttempt = Number(/-(\d+)\.safetensors$/.exec(result.latestCheckpoint)![1]);
-  t.deepEqual(kept, [names(0, 0, 0), names(0, 40, 1), names(1, 40, 1), names(2, 38, lastAttempt), names(2, 40, lastAttempt)].sort());
+  const last = Math.floor(fixture.images.train / 16);  // batches per epoch (even here: the last is on the grid)
+  t.deepEqual(kept, [names(0, 0, 0), names(0, last, 1), names(1, last, 1), names(2, last - 2, lastAttempt), names(2, last, lastAttempt)].sort());
   // The deletion logs name every checkpoint written and not kept, once; the metrics carry
   // what each epoch's completing attempt deleted.
   const deleted: string[] = [];
@@ -405,5 +429,5 @@ test.serial('alexnet train: follows the run and prints the result as its last li
   const out = await promisify(execFile)(process.execPath, [CLI, 'train', '--store', store, '--dataset-name', 'fashion', '--model', 'alexnet-32', '--epochs', '1',
     '--batch-size', '32', '--lr-policy', '{"type":"fixed","lr":0.01}', '--id', 'cli-train', '--task-queue', QUEUE], { env: { ...process.env, TEMPORAL_ADDRESS: temporal.address }, encoding: 'utf8' });
   const result = JSON.parse(out.stdout.trim().split('\n').pop()!) as { workflowId: string; epochs: number; stoppedBy: string; lastValidation: { images: number } };
-  t.like(result, { workflowId: 'cli-train', epochs: 1, stoppedBy: 'epochs', lastValidation: { images: 640 } });
+  t.like(result, { workflowId: 'cli-train', epochs: 1, stoppedBy: 'epochs', lastValidation: { images: fixture.images.val } });
 });

@@ -6,9 +6,9 @@ import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@t
 
 import type * as activities from '../activities';
 import { surfaceCause } from './failures';
-import { RESIZE_KERNELS } from './shared';
+import { DEFAULT_VALIDATION_FRACTION, RESIZE_KERNELS } from './shared';
 import type { PrepareDatasetInput, PrepareDatasetResult, ShardSummary, SplitSummary } from './shared';
-import { ArgumentError, integerIn, oneOf } from './validate';
+import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
 
 const { writeListing, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
   startToCloseTimeout: '2 hours',
@@ -56,7 +56,14 @@ export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInpu
     maxParallel: integerIn('maxParallel', raw.maxParallel ?? 8, 1, 256),
     maxPixels: raw.maxPixels === undefined ? undefined : integerIn('maxPixels', raw.maxPixels, 1, 2 ** 40),
     resizeKernel: oneOf('resizeKernel', raw.resizeKernel ?? 'lanczos3', RESIZE_KERNELS),
+    validationFraction: validationFraction(raw.validationFraction),
   };
+}
+
+function validationFraction(v: unknown): number {
+  const f = numberIn('validationFraction', v ?? DEFAULT_VALIDATION_FRACTION, 0, 0.5);
+  if (f === 0) throw new ArgumentError('validationFraction', 'Expected a number above 0 and at most 0.5 for validationFraction but received 0: training validates on a split held out of train, never on test');
+  return f;
 }
 
 export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetResult> {
@@ -74,7 +81,7 @@ async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetR
   const progress: PrepareProgress = { phase: 'listing', shardsDone: 0, shardsTotal: 0, imagesDone: 0, skipped: 0 };
   setHandler(prepareProgressQuery, () => progress);
 
-  const listing = await writeListing(input.dataset, input.store, input.name);
+  const listing = await writeListing(input.dataset, input.store, input.name, { validationFraction: input.validationFraction, seed: input.seed });
   const splitNames = Object.keys(listing.splits).sort();
   const trainSplit = splitNames.includes('train') ? 'train' : splitNames[0];
   if (!trainSplit) throw ApplicationFailure.nonRetryable(`dataset ${input.dataset} has no images`, 'NoValidImages');
@@ -108,6 +115,7 @@ async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetR
   const manifest = await finalizeDataset({
     dataset: input.dataset, store: input.store, name: input.name, imageSize: input.imageSize,
     seed: input.seed, shardSize: input.shardSize, splits, trainSplit, resizeKernel: input.resizeKernel,
+    carvedValidation: listing.carvedValidation,
   });
   progress.phase = 'done';
   return { manifest, skipped: skippedSample, shardsReused, seconds: (Date.now() - started) / 1000 };

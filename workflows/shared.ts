@@ -19,6 +19,28 @@ export interface PrepareDatasetInput {
   maxParallel?: number; // preprocessing activities in flight at once (default 8)
   maxPixels?: number;   // decompression-bomb guard (default 100M pixels)
   resizeKernel?: ResizeKernel; // default lanczos3
+  // A dataset without a val split gets one carved out of train: this fraction of each
+  // class, chosen by `seed` (default DEFAULT_VALIDATION_FRACTION, 1/12).
+  validationFraction?: number;
+}
+
+// Training validates on 'val' only, never on 'test'; a dataset that ships no val split
+// gets 1/12 of each training class held out as one.
+export const DEFAULT_VALIDATION_FRACTION = 1 / 12;
+
+// How a dataset's 'val' split was made when it was carved out of train.
+export interface CarvedValidation {
+  from: 'train';
+  fraction: number;
+  seed: number;
+  images: number;   // listed into 'val'
+}
+
+// The split an evaluation reads when none is named: the held-out test split when 'val'
+// was carved out of train (a carved val steered training), else 'val', else 'test'.
+export function defaultEvaluationSplit(splits: readonly string[], carved: boolean): string | undefined {
+  if (carved && splits.includes('test')) return 'test';
+  return splits.includes('val') ? 'val' : splits.includes('test') ? 'test' : undefined;
 }
 
 export interface PreprocessShardInput {
@@ -61,6 +83,7 @@ export interface DatasetManifest {
   statsKey: string;
   createdAt: string;
   resizeKernel?: ResizeKernel;  // absent in manifests written before it existed: lanczos3
+  carvedValidation?: CarvedValidation; // 'val' was held out of 'train' (see carveValidation)
 }
 
 export interface PrepareDatasetResult {
@@ -157,7 +180,7 @@ export interface TrainAlexNetInput {
   stallBatches?: number;    // default 1000
   device?: 'cpu' | 'cuda';  // default cpu
   precision?: GemmPrecision; // device cuda only: 'fp32', 'tf32' or 'bf16' GEMM inputs; default the GPU worker's
-  validationSplit?: string; // default val, else test
+  validationSplit?: string; // default val; never test (held out for EvaluateAlexNet)
   runId?: string;           // default the workflow id
   heartbeatTimeoutSeconds?: number; // how soon a lost training worker is noticed; default 120
   // An epoch whose attempts fail this many times in a row without a newer checkpoint
@@ -189,7 +212,7 @@ export interface EvaluateAlexNetInput {
   // read when this workflow starts) is evaluated.
   checkpoint: string | { run: string };
   datasetName: string;      // datasets/<name>/ in the store
-  split?: string;           // default val, else test
+  split?: string;           // default defaultEvaluationSplit: test when val was carved from train, else val, else test
   crops?: 1 | 10;           // 1: centre crop; 10: the paper's ten patches, softmax averaged (default 10)
   batchSize?: number;       // images per forward (default 128)
   maxParallel?: number;     // evaluation activities in flight at once (default 4)

@@ -11,7 +11,7 @@
 // trainEpoch).
 import {
   ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal, defineUpdate,
-  executeChild, isCancellation, proxyActivities, setHandler, workflowInfo,
+  executeChild, isCancellation, patched, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
@@ -108,12 +108,19 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     stallBatches: integerIn('stallBatches', raw.stallBatches ?? 1000, 1, 100_000_000),
     device,
     precision,
-    validationSplit: raw.validationSplit === undefined ? '' : str('validationSplit', raw.validationSplit),
+    validationSplit: raw.validationSplit === undefined ? '' : validationSplitName(str('validationSplit', raw.validationSplit)),
     runId: raw.runId === undefined ? runId : str('runId', raw.runId),
     heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
     maxFailuresPerCheckpoint: integerIn('maxFailuresPerCheckpoint', raw.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT, 1, 1000),
     retention: raw.retention === undefined ? undefined : validateRetention(raw.retention),
   };
+}
+
+function validationSplitName(split: string): string {
+  if (split === 'test') {
+    throw new ArgumentError('validationSplit', "validationSplit 'test': the test split is held out for EvaluateAlexNet and reports and never steers training; use 'val' (carved out of train by PrepareDataset when a dataset ships none)");
+  }
+  return split;
 }
 
 // What continueAsNew carries: the input and where the run stands.
@@ -243,7 +250,15 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
     if (crop > status.imageSize || crop !== model.inputSize) {
       throw ApplicationFailure.nonRetryable(`crop ${crop}: the model ${input.model} takes ${model.inputSize}x${model.inputSize} inputs and the dataset's images are ${status.imageSize}x${status.imageSize}`, 'InvalidInput');
     }
-    const validationSplit = input.validationSplit || (status.splits.includes('val') ? 'val' : status.splits.includes('test') ? 'test' : '');
+    // Runs started before validation splits were carved keep their old rule on replay.
+    const carvedRule = patched('validation-split-from-train');
+    const validationSplit = input.validationSplit || (carvedRule || status.splits.includes('val') ? 'val' : status.splits.includes('test') ? 'test' : '');
+    if (carvedRule && !status.splits.includes(validationSplit)) {
+      throw ApplicationFailure.nonRetryable(
+        `dataset '${input.datasetName}' in ${input.store} has no '${validationSplit}' split (it has ${status.splits.join(', ')}): ` +
+        `it was prepared before PrepareDataset carved a validation split out of train. Prepare it again (alexnet prepare --dataset <images> --store ${input.store} --name ${input.datasetName}, ` +
+        `optionally --validation-fraction) and restart; training never validates on the test split`, 'DatasetNeedsValidationSplit');
+    }
     prepared = { classes: model.classes, crop, trainSplit: 'train', validationSplit, imageSize: status.imageSize };
     const init = await cpu.initRun({ runId: input.runId, store: input.store, model: input.model, classes: model.classes, seed: input.seed });
     progress.latestCheckpoint = init.checkpointKey;

@@ -8,12 +8,13 @@ import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-co
 import { intOption, parse, required, UsageError } from './args';
 
 const HELP = `usage: alexnet eval --store URI --dataset-name NAME (--run RUN_ID | --checkpoint KEY)
-                    [--split val] [--crops 10] [--batch-size 128] [--parallel 4] [--device cpu|cuda]
+                    [--split test|val] [--crops 10] [--batch-size 128] [--parallel 4] [--device cpu|cuda]
                     [--id WORKFLOW_ID] [--task-queue alexnet] [--detach] [connection flags]
 
 Starts EvaluateAlexNet (a worker must run: alexnet worker): --run evaluates the run's
 newest checkpoint (runs/RUN_ID/latest.json), --checkpoint a given key. --crops 10 is the
 paper's test (four corners, centre and their reflections, softmax averaged); 1 the centre.
+--split defaults to test when the dataset's val split was carved out of train, else val.
 The report (report.json, report.md, report.html) goes to runs/RUN_ID/reports/ in the store.
 
 ${CONNECTION_HELP}`;

@@ -1,14 +1,16 @@
 // alexnet prepare: starts PrepareDataset through the Temporal client; with --wait follows
 // it with a progress bar and prints a summary JSON object as its last line.
-import { PrepareDatasetInput, TASK_QUEUE } from '../../workflows/shared';
+import { DEFAULT_VALIDATION_FRACTION, PrepareDatasetInput, TASK_QUEUE } from '../../workflows/shared';
 import { followPrepare } from '../follow';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
-import { intOption, parse, required } from './args';
+import { intOption, numberOption, parse, required } from './args';
 
 const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000] [--resize-kernel lanczos3|cubic|linear]
-                       [--seed 0] [--parallel 8] [--id WORKFLOW_ID] [--task-queue alexnet] [--wait] [connection flags]
+                       [--seed 0] [--validation-fraction 0.0833] [--parallel 8] [--id WORKFLOW_ID] [--task-queue alexnet] [--wait] [connection flags]
 
-Starts the PrepareDataset workflow (needs a running worker: alexnet worker). With --wait,
+Starts the PrepareDataset workflow (needs a running worker: alexnet worker). A dataset
+without a val split gets one carved out of train (--validation-fraction of each class,
+default 1/12, chosen by --seed): training validates on it, never on the test split. With --wait,
 shows progress and ends with one JSON line:
   {"workflowId","images","skipped","skippedByReason","shards","seconds","manifest"}
 
@@ -18,7 +20,7 @@ export async function prepare(argv: string[]): Promise<void> {
   const o = parse(argv, {
     ...CONNECTION_FLAGS, dataset: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' },
     'image-size': { type: 'string' }, 'shard-size': { type: 'string' }, 'resize-kernel': { type: 'string' }, seed: { type: 'string' }, parallel: { type: 'string' },
-    id: { type: 'string' }, wait: { type: 'boolean' }, 'task-queue': { type: 'string' },
+    'validation-fraction': { type: 'string' }, id: { type: 'string' }, wait: { type: 'boolean' }, 'task-queue': { type: 'string' },
   }, HELP);
   const input: PrepareDatasetInput = {
     dataset: required(o.dataset, 'dataset', HELP),
@@ -29,6 +31,7 @@ export async function prepare(argv: string[]): Promise<void> {
     shardSize: intOption(o['shard-size'], 'shard-size', 1000),
     seed: intOption(o.seed, 'seed', 0, 0),
     maxParallel: intOption(o.parallel, 'parallel', 8),
+    validationFraction: numberOption(o['validation-fraction'], 'validation-fraction', DEFAULT_VALIDATION_FRACTION),
   };
   const { client, connection, settings } = await connectClient(o);
   try {

@@ -12,7 +12,7 @@ import { EVAL_FLAGS, evaluateInput } from './eval';
 import { parse, UsageError } from './args';
 
 const HELP = `usage: alexnet schedule-eval --run RUN_ID --store URI --dataset-name NAME (--every 1h | --cron '0 * * * *')
-                             [--split val] [--crops 10] [--catchup-window 10m] [--id SCHEDULE_ID] [--paused]
+                             [--split test|val] [--crops 10] [--catchup-window 10m] [--id SCHEDULE_ID] [--paused]
        alexnet schedule-eval list
        alexnet schedule-eval describe|trigger|pause|unpause|delete SCHEDULE_ID
 
