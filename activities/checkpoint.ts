@@ -4,10 +4,10 @@
 // `latest.json`, written last, as the one pointer to trust. A checkpoint that does not
 // verify is passed over for the previous valid one.
 import { Network } from '../native/index';
-import { decodeState, encodeState, loadStateInto, StateError } from '../native/state';
-import type { GemmPrecision } from '../workflows/shared';
+import { encodeStateParts, readStateNetwork, StateError } from '../native/state';
+import type { GemmPrecision } from '../common/contract';
 import { getJson, type ObjectStore } from './store';
-import { runKeys } from './store-layout';
+import { runKeys } from '../common/store-layout';
 
 export interface Cursor {
   epoch: number;  // 0-based epoch the state is in
@@ -38,11 +38,13 @@ export async function readLatest(store: ObjectStore, runId: string): Promise<Lat
 const before = (a: Cursor, b: Cursor) => a.epoch < b.epoch || (a.epoch === b.epoch && a.batch < b.batch);
 
 // Writes the state, then moves latest.json to it, unless a later attempt has written
-// latest.json since (a zombie attempt never overwrites a newer attempt's pointer).
+// latest.json since (a zombie attempt never overwrites a newer attempt's pointer). The
+// state goes to the store straight from the network's memory (no copy of the file is
+// made), so the network must not train until this settles.
 export async function saveCheckpoint(store: ObjectStore, runId: string, net: Network, cursor: Cursor, meta: { attempt: number; lr: number }): Promise<LatestPointer> {
   const keys = runKeys(runId);
   const key = keys.checkpoint(cursor.epoch, cursor.batch, meta.attempt);
-  await store.put(key, encodeState(net, { runId, epoch: String(cursor.epoch), batch: String(cursor.batch), attempt: String(meta.attempt), lr: String(meta.lr) }));
+  await store.put(key, encodeStateParts(net, { runId, epoch: String(cursor.epoch), batch: String(cursor.batch), attempt: String(meta.attempt), lr: String(meta.lr) }));
   const current = await readLatest(store, runId);
   // Attempts count per activity (per epoch): across epochs only the cursor decides.
   const newer = current && (current.epoch > cursor.epoch || (current.epoch === cursor.epoch && (current.attempt > meta.attempt || current.batch > cursor.batch)));
@@ -68,7 +70,10 @@ export function cursorOfKey(key: string): { epoch: number; batch: number; attemp
 
 // A network from the newest valid checkpoint at or before latest.json (config, weights,
 // momentum, RNG). A corrupt one (bad checksum, truncated, wrong shapes) is passed over
-// with a warning. undefined when the run has no checkpoint yet.
+// with a warning. undefined when the run has no checkpoint yet. Each candidate streams
+// from the store into the network's memory (readStateNetwork), its sha256 over the
+// tensor bytes checked on the way: that end-to-end check is why the read skips the
+// store's own transfer checksum (S3's CRC32), which it would only repeat.
 export async function loadNewestCheckpoint(store: ObjectStore, runId: string, options: { threads?: number; precision?: GemmPrecision } = {}): Promise<LoadedCheckpoint | undefined> {
   const latest = await readLatest(store, runId);
   if (!latest) return undefined;
@@ -82,12 +87,10 @@ export async function loadNewestCheckpoint(store: ObjectStore, runId: string, op
   const warnings: string[] = [];
   for (const key of candidates) {
     try {
-      const file = decodeState(await store.get(key), key);
-      if (!file.config) throw new StateError(`${key} carries no config`);
-      const net = new Network(file.config, { threads: options.threads, ...(options.precision ? { cuda: { precision: options.precision } } : {}) });
-      loadStateInto(net, file, key);
+      const body = await store.getStream(key, { verify: false });
+      const { net, metadata } = await readStateNetwork(body, key, { threads: options.threads, ...(options.precision ? { cuda: { precision: options.precision } } : {}) });
       const c = cursorOfKey(key)!;
-      return { net, pointer: { key, ...c, lr: Number(file.metadata.lr ?? latest.lr) }, warnings };
+      return { net, pointer: { key, ...c, lr: Number(metadata.lr ?? latest.lr) }, warnings };
     } catch (e) {
       if (!(e instanceof StateError) && !(e instanceof Error && /safetensors|corrupt|no tensor|needs F32/.test(e.message))) throw e;
       warnings.push(`checkpoint ${key} passed over: ${(e as Error).message}`);

@@ -1,11 +1,11 @@
 // Reading a prepared dataset's files (datasets/<name>/ in the store): the manifest, with
-// the one error for a dataset that was never prepared, and the mean image.
+// the one error for a dataset that was never prepared, the mean image and the class names.
 import { ApplicationFailure } from '@temporalio/common';
 
 import { decodeSafetensors } from '../native/safetensors';
-import type { DatasetManifest } from '../workflows/shared';
+import type { DatasetManifest } from '../common/contract';
 import { getJson, ObjectStore } from './store';
-import { datasetKeys } from './store-layout';
+import { datasetKeys } from '../common/store-layout';
 
 export async function readManifest(store: ObjectStore, dataset: string): Promise<DatasetManifest> {
   const key = datasetKeys(dataset).manifest;
@@ -18,4 +18,17 @@ export async function readManifest(store: ObjectStore, dataset: string): Promise
 export async function readMeanImage(store: ObjectStore, dataset: string): Promise<Float32Array> {
   const key = datasetKeys(dataset).meanImage;
   return decodeSafetensors(await store.get(key), key).tensors.get('mean')!.data as Float32Array;
+}
+
+// The human-readable name of each class (names.json; else the class ids of classes.json;
+// else "class <i>"), for `classes` classes.
+export async function readClassNames(store: ObjectStore, dataset: string, classes: number): Promise<string[]> {
+  const keys = datasetKeys(dataset);
+  for (const key of [keys.names, keys.classes]) {
+    if (await store.head(key)) {
+      const v = await getJson<unknown>(store, key);
+      if (Array.isArray(v) && v.length === classes) return v.map(String);
+    }
+  }
+  return Array.from({ length: classes }, (_, i) => `class ${i}`);
 }

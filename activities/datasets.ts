@@ -4,11 +4,11 @@
 // split (no object per image), so ImageNet's 1.28M training keys cost tens of MB.
 import { Readable } from 'stream';
 
-import { seededRandom } from '../workflows/shard-plan';
-import { DEFAULT_VALIDATION_FRACTION, type CarvedValidation } from '../workflows/shared';
+import { seededRandom, shuffleInPlace } from '../common/shuffle';
+import { DEFAULT_VALIDATION_FRACTION, type CarvedValidation } from '../common/contract';
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { compareKeys, openStore, type ObjectStore } from './store';
-import { datasetKeys } from './store-layout';
+import { datasetKeys } from '../common/store-layout';
 
 // A dataset whose layout or labels cannot be understood: retrying cannot help, so the
 // workflows list this error type as non-retryable.
@@ -264,7 +264,7 @@ export async function listDataset(dataset: string | ObjectStore, opts: ListOptio
   return { uri: store.uri, layout, classes, names, splits: result, ignored };
 }
 
-export function summarize(listing: DatasetListing, carvedValidation?: CarvedValidation): ListingSummary {
+export function summarizeListing(listing: DatasetListing, carvedValidation?: CarvedValidation): ListingSummary {
   const splits: Record<string, number> = {};
   for (const [split, s] of Object.entries(listing.splits)) splits[split] = s.keys.length;
   return { layout: listing.layout, classes: listing.classes.length, splits, ignored: listing.ignored.images, ...(carvedValidation ? { carvedValidation } : {}) };
@@ -290,11 +290,7 @@ export function carveValidation(train: SplitListing, fraction: number, seed: num
     const idx = byClass.get(c)!;
     const n = idx.length;
     const take = n < 2 ? 0 : Math.min(n - 1, Math.max(1, Math.round(fraction * n)));
-    for (let i = 0; i < take; i++) {  // a partial Fisher-Yates: the first `take` of a shuffle
-      const j = i + Math.floor(rand() * (n - i));
-      [idx[i], idx[j]] = [idx[j], idx[i]];
-      held[idx[i]] = 1;
-    }
+    for (const i of shuffleInPlace(idx, rand).slice(0, take)) held[i] = 1;
   }
   const pick = (want: number): SplitListing => {
     const keys: string[] = [];
@@ -355,5 +351,5 @@ export async function writeListing(datasetUri: string, storeUri: string, name: s
   }
   await store.put(keys.classes, JSON.stringify(listing.classes) + '\n');
   await store.put(keys.names, JSON.stringify(listing.names) + '\n');
-  return summarize(listing, carved);
+  return summarizeListing(listing, carved);
 }

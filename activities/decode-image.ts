@@ -5,7 +5,7 @@
 import * as os from 'os';
 
 import sharp from 'sharp';
-import type { ResizeKernel } from '../workflows/shared';
+import type { ResizeKernel } from '../common/contract';
 
 // Decompression-bomb guard: refuse images with more pixels than this before decoding.
 export const DEFAULT_MAX_PIXELS = 100_000_000;

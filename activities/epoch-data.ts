@@ -4,19 +4,13 @@
 // batches the interrupted one would have, and no image is trained twice or skipped.
 // Shuffling within shards (not across all images) keeps reads sequential: one batch file
 // at a time, prefetched, however large the data set.
-import { seededRandom } from '../workflows/shard-plan';
+import { seededRandom, shuffleInPlace } from '../common/shuffle';
 import type { Batch } from './batch-format';
 import { readBatches } from './batch-reader';
 import type { ObjectStore } from './store';
 
 function permutation(n: number, seed: number): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  const rand = seededRandom(seed);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
+  return shuffleInPlace(Array.from({ length: n }, (_, i) => i), seededRandom(seed));
 }
 
 // A 32-bit mix of the parts, for per-(epoch, shard) seeds.

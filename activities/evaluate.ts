@@ -8,19 +8,16 @@
 // merge reads each shard index once and checks the total against the manifest.
 import { ApplicationFailure } from '@temporalio/common';
 
-import { augmentCenter, augmentTenCrop } from '../native/augment';
-import { Network } from '../native/index';
-import { decodeState, loadStateInto, StateError } from '../native/state';
-import { defaultEvaluationSplit, type EpochMetrics, type EvaluateAlexNetResult, type EvaluationReport, type ShardEvaluation } from '../workflows/shared';
+import { defaultEvaluationSplit, type EpochMetrics, type EvaluateAlexNetResult, type EvaluationReport, type ShardEvaluation } from '../common/contract';
 import { activityWorkflowId, heartbeat } from './activity-context';
-import type { Batch } from './batch-format';
 import { readBatches } from './batch-reader';
-import { cursorOfKey, readLatest } from './checkpoint';
-import { readManifest, readMeanImage } from './dataset-files';
+import { readLatest } from './checkpoint';
+import { readClassNames, readManifest, readMeanImage } from './dataset-files';
 import { renderReport } from './report-render';
+import { classesAbove, loadEvaluationNetwork, scoreBatch } from './scoring';
 import { holdCheckpoint, releaseCheckpoint } from './retention';
 import { getJson, openStore, ObjectStore } from './store';
-import { datasetKeys, runKeys } from './store-layout';
+import { CHECKPOINT_KEY_FORM, datasetKeys, parseCheckpointKey, reportKeys, runKeys } from '../common/store-layout';
 
 const CONFUSION_MAX_CLASSES = 100;
 
@@ -43,9 +40,9 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
   let runId: string;
   if (typeof input.checkpoint === 'string') {
     key = input.checkpoint;
-    const m = /^runs\/([^/]+)\/checkpoints\/[^/]+\.safetensors$/.exec(key);
-    if (!m) throw ApplicationFailure.nonRetryable(`checkpoint '${key}' is not a checkpoint key (runs/<runId>/checkpoints/<epoch>-<batch>-<attempt>.safetensors); pass {"run": "<runId>"} for a run's newest`, 'InvalidInput');
-    runId = m[1];
+    const parsed = parseCheckpointKey(key);
+    if (!parsed) throw ApplicationFailure.nonRetryable(`checkpoint '${key}' is not a checkpoint key (${CHECKPOINT_KEY_FORM}); pass {"run": "<runId>"} for a run's newest`, 'InvalidInput');
+    runId = parsed.runId;
     if (!(await store.head(key))) throw ApplicationFailure.nonRetryable(`checkpoint ${key} does not exist in ${store.uri}`, 'CheckpointMissing');
   } else {
     runId = input.checkpoint.run;
@@ -64,7 +61,7 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
       await holdCheckpoint(store, runId, holder, key);
     }
   }
-  const cursor = cursorOfKey(key);
+  const cursor = parseCheckpointKey(key);
   const manifest = await readManifest(store, input.datasetName);
   const names = Object.keys(manifest.splits);
   const split = input.split ?? defaultEvaluationSplit(names, manifest.carvedValidation !== undefined);
@@ -78,51 +75,6 @@ export async function planEvaluation(input: { store: string; checkpoint: string 
   };
 }
 
-// One worker evaluates many shards of the same checkpoint: keep the last network loaded
-// (its calls queue, so concurrent activities share it safely).
-let cachedNet: { key: string; threads?: number; net: Promise<Network> } | undefined;
-
-export function loadEvaluationNetwork(store: ObjectStore, key: string, threads?: number): Promise<Network> {
-  if (cachedNet?.key === key && cachedNet.threads === threads && cachedNet.net) return cachedNet.net;
-  const net = (async () => {
-    const file = decodeState(await store.get(key), key);
-    if (!file.config) throw new StateError(`${key} carries no config`);
-    const n = new Network(file.config, { threads });
-    loadStateInto(n, file, key, { weightsOnly: true });
-    return n;
-  })();
-  cachedNet = { key, threads, net };
-  net.catch(() => { if (cachedNet?.net === net) cachedNet = undefined; });
-  return net;
-}
-
-// Softmax of each row of `logits` (rows x classes), averaged over groups of `group` rows.
-export function averagedSoftmax(logits: Float32Array, rows: number, classes: number, group: number): Float64Array {
-  const out = new Float64Array((rows / group) * classes);
-  for (let r = 0; r < rows; r++) {
-    const row = logits.subarray(r * classes, (r + 1) * classes);
-    let max = -Infinity;
-    for (let k = 0; k < classes; k++) max = Math.max(max, row[k]);
-    let sum = 0;
-    for (let k = 0; k < classes; k++) sum += Math.exp(row[k] - max);
-    const o = Math.floor(r / group) * classes;
-    for (let k = 0; k < classes; k++) out[o + k] += Math.exp(row[k] - max) / sum / group;
-  }
-  return out;
-}
-
-// How many classes score above the true one (ties count against us): 0 is a top-1 hit,
-// under 5 a top-5 hit.
-export function classesAbove(scores: ArrayLike<number>, offset: number, classes: number, label: number): number {
-  const target = scores[offset + label];
-  let higher = 0;
-  for (let k = 0; k < classes; k++) {
-    const v = scores[offset + k];
-    if (v > target || (v === target && k < label)) higher++;
-  }
-  return higher;
-}
-
 function emptyShard(shard: number, classes: number): ShardEvaluation {
   return {
     shard, images: 0, lossSum: 0, top1Errors: 0, top5Errors: 0,
@@ -132,33 +84,12 @@ function emptyShard(shard: number, classes: number): ShardEvaluation {
   };
 }
 
-// The (crop-averaged) softmax of every image of one batch file, in chunks of about
-// batchSize patches per forward: onChunk(probs (n, classes), labels (n)) per chunk. The
-// scoring both the epoch's validation and EvaluateAlexNet use.
-export async function scoreBatch(net: Network, b: Batch, key: string, mean: Float32Array, crops: 1 | 10, batchSize: number, onChunk: (probs: Float64Array, labels: Int32Array) => void): Promise<void> {
-  const classes = net.config.classes;
-  const crop = net.config.input.height;
-  if (b.height < crop) throw ApplicationFailure.nonRetryable(`${key} holds ${b.height}x${b.width} images, smaller than the network's ${crop}x${crop} input`, 'InvalidInput');
-  const bad = b.labels.findIndex((l) => l < 0 || l >= classes);
-  if (bad >= 0) throw ApplicationFailure.nonRetryable(`${key}: label ${b.labels[bad]} outside the checkpoint's ${classes} classes: evaluate with the dataset the model was trained on`, 'InvalidInput');
-  const imageBytes = b.height * b.width * b.channels;
-  const perForward = Math.max(1, Math.floor(batchSize / crops));
-  for (let start = 0; start < b.count; start += perForward) {
-    const n = Math.min(perForward, b.count - start);
-    const pixels = b.pixels.subarray(start * imageBytes, (start + n) * imageBytes);
-    const x = crops === 10 ? await augmentTenCrop(pixels, n, b.height, crop, { mean }) : await augmentCenter(pixels, n, b.height, crop, { mean });
-    onChunk(averagedSoftmax(await net.predict(x), n * crops, classes, crops), b.labels.subarray(start, start + n));
-  }
-}
-
-export const partialKey = (reportPrefix: string, split: string, shard: number) => `${reportPrefix}/shards/${split}-${String(shard).padStart(5, '0')}.json`;
-
 // Evaluates one shard's batch file and writes the partial result. A partial of the same
 // checkpoint already there (a retry after the write) is reused.
 export async function evaluateShard(input: { store: string; datasetName: string; split: string; shard: number; checkpointKey: string; crops: 1 | 10; batchSize: number; reportPrefix: string; threads?: number }): Promise<{ shard: number; images: number; seconds: number }> {
   const t0 = Date.now();
   const store = openStore(input.store);
-  const out = partialKey(input.reportPrefix, input.split, input.shard);
+  const out = reportKeys(input.reportPrefix).partial(input.split, input.shard);
   if (await store.head(out)) {
     const done = await getJson<ShardEvaluation & { checkpointKey: string }>(store, out);
     if (done.checkpointKey === input.checkpointKey) return { shard: done.shard, images: done.images, seconds: done.seconds };
@@ -203,7 +134,7 @@ export async function writeEvaluationReport(input: { store: string; datasetName:
   const total = emptyShard(-1, plan.classes);
   let model = '';
   for (let shard = 0; shard < plan.shards; shard++) {
-    const key = partialKey(input.reportPrefix, plan.split, shard);
+    const key = reportKeys(input.reportPrefix).partial(plan.split, shard);
     if (!(await store.head(key))) throw new Error(`evaluation partial ${key} is missing: the shard was not evaluated`);
     const p = await getJson<ShardEvaluation & { checkpointKey: string; model: string }>(store, key);
     model = p.model;
@@ -223,7 +154,7 @@ export async function writeEvaluationReport(input: { store: string; datasetName:
   if (total.images !== plan.images) {
     throw ApplicationFailure.nonRetryable(`evaluation counted ${total.images} images but split '${plan.split}' has ${plan.images}`, 'CountMismatch');
   }
-  const names = await classNames(store, input.datasetName, plan.classes);
+  const names = await readClassNames(store, input.datasetName, plan.classes);
   const report: EvaluationReport = {
     runId: plan.runId, checkpointKey: plan.checkpointKey, epoch: plan.epoch, batch: plan.batch, model,
     dataset: input.datasetName, split: plan.split, crops: input.crops, images: total.images, shards: plan.shards,
@@ -241,29 +172,18 @@ export async function writeEvaluationReport(input: { store: string; datasetName:
     createdAt: input.createdAt,
   };
   const rendered = await renderReport(report, await readEpochMetrics(store, plan.runId));
-  const reportKeys = { json: `${input.reportPrefix}/report.json`, markdown: `${input.reportPrefix}/report.md`, html: `${input.reportPrefix}/report.html` };
-  await store.put(reportKeys.json, rendered.json);
-  await store.put(reportKeys.markdown, rendered.markdown);
-  await store.put(reportKeys.html, rendered.html);
+  const { json, markdown, html } = reportKeys(input.reportPrefix);
+  await store.put(json, rendered.json);
+  await store.put(markdown, rendered.markdown);
+  await store.put(html, rendered.html);
   // The report names the checkpoint now: the evaluation's hold on it can go.
   const holder = activityWorkflowId();
   if (holder) await releaseCheckpoint(store, input.plan.runId, holder);
   return {
-    reportKeys, checkpointKey: plan.checkpointKey, images: report.images,
+    reportKeys: { json, markdown, html }, checkpointKey: plan.checkpointKey, images: report.images,
     top1Error: report.top1Error, top5Error: report.top5Error, top1Accuracy: report.top1Accuracy, top5Accuracy: report.top5Accuracy,
     seconds: report.seconds,
   };
-}
-
-async function classNames(store: ObjectStore, dataset: string, classes: number): Promise<string[]> {
-  const keys = datasetKeys(dataset);
-  for (const key of [keys.names, keys.classes]) {
-    if (await store.head(key)) {
-      const v = await getJson<unknown>(store, key);
-      if (Array.isArray(v) && v.length === classes) return v.map(String);
-    }
-  }
-  return Array.from({ length: classes }, (_, i) => `class ${i}`);
 }
 
 export async function readEpochMetrics(store: ObjectStore, runId: string): Promise<EpochMetrics[]> {

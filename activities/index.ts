@@ -1,5 +1,8 @@
 // Every activity the workers register. Workflows import this module as types only.
 export { writeListing } from './datasets';
 export { planDatasetShards, preprocessShard, finalizeDataset } from './prepare';
-export { initRun, trainEpoch, validate, appendMetrics, datasetStatus, describeModel, latestCheckpoint } from './train';
+export { initRun, appendMetrics, latestCheckpoint } from './run';
+export { trainEpoch } from './train-epoch';
+export { validate } from './validation';
+export { datasetStatus, describeModel } from './dataset-info';
 export { planEvaluation, evaluateShard, writeEvaluationReport } from './evaluate';

@@ -5,15 +5,16 @@ import { createHash } from 'crypto';
 
 import { ApplicationFailure } from '@temporalio/common';
 
-import { planShards, Shard, SourceImage } from '../workflows/shard-plan';
-import type { CarvedValidation, DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../workflows/shared';
+import { planShards, Shard, SourceImage } from '../common/shard-plan';
+import type { CarvedValidation, DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../common/contract';
 import { heartbeat, throwIfCancelled } from './activity-context';
 import { decodeBatch, encodeBatch } from './batch-format';
 import { DECODE_CONCURRENCY, DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
-import { addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from './image-stats';
+import { addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from '../native/image-stats';
 import { encodeSafetensors, tensor } from '../native/safetensors';
 import { getJson, openStore, ObjectStore } from './store';
-import { datasetKeys } from './store-layout';
+import { datasetKeys } from '../common/store-layout';
+import { inLanes } from '../common/lanes';
 
 // At most this many skipped/converted entries travel back through Temporal; the shard
 // report in the store has them all.
@@ -68,7 +69,7 @@ async function finishedShard(store: ObjectStore, input: PreprocessShardInput, sh
   return report;
 }
 
-function summarize(report: ShardReport): ShardSummary {
+function shardSummary(report: ShardReport): ShardSummary {
   const { skipped, converted, ...rest } = report;
   delete (rest as Partial<ShardReport>).plan;  // the workflow has no use for it
   return { ...rest, skippedSample: skipped.slice(0, SUMMARY_LIST_LIMIT), convertedCount: converted.length };
@@ -81,34 +82,30 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
   const keys = datasetKeys(input.name);
   const shard = await getJson<Shard>(store, keys.shard(input.split, input.shard));
   const done = await finishedShard(store, input, shard);
-  if (done) return summarize({ ...done, reused: true });
+  if (done) return shardSummary({ ...done, reused: true });
 
   const size = input.imageSize;
   const results: ({ pixels: Buffer; label: number; note?: string } | { skip: string })[] = new Array(shard.images.length);
-  let next = 0;
   let finished = 0;
-  const worker = async () => {
-    for (let i = next++; i < shard.images.length; i = next++) {
-      throwIfCancelled();
-      const img = shard.images[i];
-      let data: Buffer;
-      try {
-        data = await source.get(img.key);
-      } catch (e) {
-        results[i] = { skip: `unreadable object: ${(e as Error).message}` };
-        continue;
-      }
-      try {
-        const { pixels, note } = await decodeToRgb(data, size, input.maxPixels ?? DEFAULT_MAX_PIXELS, input.resizeKernel ?? 'lanczos3');
-        results[i] = { pixels, label: img.label, note };
-      } catch (e) {
-        if (!(e instanceof ImageSkip)) throw e;
-        results[i] = { skip: e.reason };
-      }
-      if (++finished % 64 === 0) heartbeat({ shard: input.shard, done: finished });
+  await inLanes(shard.images.length, DECODE_CONCURRENCY, async (i) => {
+    throwIfCancelled();
+    const img = shard.images[i];
+    let data: Buffer;
+    try {
+      data = await source.get(img.key);
+    } catch (e) {
+      results[i] = { skip: `unreadable object: ${(e as Error).message}` };
+      return;
     }
-  };
-  await Promise.all(Array.from({ length: DECODE_CONCURRENCY }, worker));
+    try {
+      const { pixels, note } = await decodeToRgb(data, size, input.maxPixels ?? DEFAULT_MAX_PIXELS, input.resizeKernel ?? 'lanczos3');
+      results[i] = { pixels, label: img.label, note };
+    } catch (e) {
+      if (!(e instanceof ImageSkip)) throw e;
+      results[i] = { skip: e.reason };
+    }
+    if (++finished % 64 === 0) heartbeat({ shard: input.shard, done: finished });
+  });
 
   const good = results.filter((r): r is { pixels: Buffer; label: number; note?: string } => 'pixels' in r);
   const imageBytes = size * size * 3;
@@ -144,7 +141,7 @@ export async function preprocessShard(input: PreprocessShardInput): Promise<Shar
   await store.put(keys.shardStats(input.split, input.shard), encodeSums(sums));
   report.seconds = (Date.now() - t0) / 1000;
   await store.put(keys.shardReport(input.split, input.shard), JSON.stringify(report, null, 1));
-  return summarize(report);
+  return shardSummary(report);
 }
 
 // Merges the training split's statistics (the mean image and RGB PCA come from the

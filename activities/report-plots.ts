@@ -7,7 +7,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 
-import type { EvaluationReport } from '../workflows/shared';
+import type { EvaluationReport } from '../common/contract';
 import type { HistoryEntry } from './report-render';
 
 export interface Plot {

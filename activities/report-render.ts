@@ -5,7 +5,7 @@
 // Epochs: report.json keeps the store's 0-based numbers; the Markdown and HTML count from 1,
 // as the CLI does. Every string from the report (class names come from user data) is escaped
 // for the format it goes into.
-import type { EpochMetrics, EvaluationReport } from '../workflows/shared';
+import type { EpochMetrics, EvaluationReport } from '../common/contract';
 import { renderPlots, type Plot } from './report-plots';
 
 export interface RenderedReport { json: string; markdown: string; html: string }
@@ -83,7 +83,7 @@ function evaluatedItems(r: EvaluationReport): [string, string][] {
 }
 
 function table1(r: EvaluationReport): Table {
-  return { head: ['Model', `Top-1 (${r.split})`, `Top-5 (${r.split})`], rows: [[modelLabel(r), pct(r.top1Error), pct(r.top5Error)]], align: ['l', 'r', 'r'] };
+  return { head: ['Model', `Top-1 error (${r.split})`, `Top-5 error (${r.split})`], rows: [[modelLabel(r), pct(r.top1Error), pct(r.top5Error)]], align: ['l', 'r', 'r'] };
 }
 
 function resultItems(r: EvaluationReport): [string, string][] {

@@ -15,11 +15,11 @@
 // checkpoint of every `keepEpochEvery`-th completed epoch.
 // Deleting is idempotent and runs only on what latest.json has moved past, so two attempts
 // (a zombie and its successor) pruning at once delete the same things and nothing needed.
-import type { RetentionPolicy } from '../workflows/shared';
-import { DEFAULT_RETENTION } from '../workflows/shared';
+import type { RetentionPolicy } from '../common/contract';
+import { DEFAULT_RETENTION } from '../common/contract';
 import { cursorOfKey } from './checkpoint';
 import { getJson, type ObjectStore } from './store';
-import { runKeys } from './store-layout';
+import { runKeys } from '../common/store-layout';
 
 interface Listed { key: string; epoch: number; batch: number; attempt: number }
 

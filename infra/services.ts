@@ -9,8 +9,8 @@ import * as net from 'net';
 import * as path from 'path';
 import { Connection } from '@temporalio/client';
 
-// Compiled to dist/infra/, so the repository root is two levels up.
-export const ROOT = path.resolve(__dirname, '..', '..');
+import { REPO_ROOT } from '../scripts/paths';
+
 const INSTALL_HINT = 'run `bash infra/install-services.sh` (or `bash scripts/setup.sh`)';
 const GRACE_MS = 10_000;
 
@@ -36,7 +36,7 @@ export interface TemporalOptions extends Common {
 export interface MinioOptions extends Common { port?: number; consolePort?: number }
 
 export function binaryPath(name: ServiceName): string {
-  const bin = path.join(ROOT, '.cache', 'bin', name);
+  const bin = path.join(REPO_ROOT, '.cache', 'bin', name);
   try {
     fs.accessSync(bin, fs.constants.X_OK); // follows the symlink into the machine cache
   } catch {
@@ -101,10 +101,15 @@ function credentials(dir: string): { file: string; accessKeyId: string; secretAc
     const secret = crypto.randomBytes(30).toString('base64url');
     fs.writeFileSync(file, `AWS_ACCESS_KEY_ID=${id}\nAWS_SECRET_ACCESS_KEY=${secret}\n`, { mode: 0o600 });
   }
+  return { file, ...readMinioCredentials(file) };
+}
+
+/** The root credentials of a MinIO started here (its minio.env), e.g. one `alexnet up` left running. */
+export function readMinioCredentials(file: string): { accessKeyId: string; secretAccessKey: string } {
   const vars = Object.fromEntries(fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('='))
     .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   if (!vars.AWS_ACCESS_KEY_ID || !vars.AWS_SECRET_ACCESS_KEY) throw new Error(`${file}: no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; delete it to make new ones`);
-  return { file, accessKeyId: vars.AWS_ACCESS_KEY_ID, secretAccessKey: vars.AWS_SECRET_ACCESS_KEY };
+  return { accessKeyId: vars.AWS_ACCESS_KEY_ID, secretAccessKey: vars.AWS_SECRET_ACCESS_KEY };
 }
 
 // Children that die with this process. `alexnet up` passes detached instead.

@@ -6,8 +6,8 @@
 // patch, or the paper's ten patches (four corners, centre, and their reflections).
 // Arguments are validated here with messages naming them; the work runs on a native
 // thread and the result is a Float32Array over native memory (no copy).
-import { ArgumentError, integerIn, invalid, numberIn } from '../workflows/validate';
-import { native } from './index';
+import { ArgumentError, integerIn, invalid, numberIn } from '../common/validate';
+import { native, type NativeTrainOptions } from './binding';
 
 // The paper's alpha_i ~ N(0, 0.1): the standard deviation of the colour-noise weights.
 export const PAPER_PCA_SIGMA = 0.1;
@@ -28,28 +28,6 @@ export interface AugmentTrainOptions extends CropOptions {
   seed: bigint | number;
   counter: bigint | number;  // e.g. the epoch: a new counter draws new patches for every image
   firstIndex?: number;       // image index of pixels' first image (default 0)
-}
-
-interface NativeTrainOptions {
-  mean?: Float32Array;
-  out?: Float32Array;
-  pcaVectors?: Float32Array;
-  pcaValues?: Float32Array;
-  pcaSigma: number;
-  seed: bigint;
-  counter: bigint;
-  firstIndex: number;
-  threads?: number;
-}
-
-interface AugmentBinding {
-  augmentTrain(pixels: Uint8Array, n: number, size: number, crop: number, opts: NativeTrainOptions): Promise<Float32Array>;
-  augmentCenter(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
-  augmentTenCrop(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
-}
-
-function binding(): AugmentBinding {
-  return native() as unknown as AugmentBinding;
 }
 
 // The colour noise adds sum_i p_i * alpha_i * lambda_i with lambda exactly as given, so
@@ -85,20 +63,20 @@ export function augmentTrain(pixels: Uint8Array, n: number, size: number, crop: 
     args.pcaVectors = finiteFloats('pcaVectors', opts.pcaVectors, 9);
     args.pcaValues = finiteFloats('pcaValues', opts.pcaValues, 3);
   }
-  return binding().augmentTrain(pixels, n, size, crop, args);
+  return native().augmentTrain(pixels, n, size, crop, args);
 }
 
 // The central patch (n, 3, crop, crop), offset floor((size - crop) / 2): the test input.
 export function augmentCenter(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions = {}): Promise<Float32Array> {
   checkImages(pixels, n, size, crop);
-  return binding().augmentCenter(pixels, n, size, crop, cropOptions(opts, size, n * 3 * crop * crop));
+  return native().augmentCenter(pixels, n, size, crop, cropOptions(opts, size, n * 3 * crop * crop));
 }
 
 // The paper's ten test patches (n * 10, 3, crop, crop), image-major: top-left,
 // top-right, bottom-left, bottom-right, centre, then the same five reflected.
 export function augmentTenCrop(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions = {}): Promise<Float32Array> {
   checkImages(pixels, n, size, crop);
-  return binding().augmentTenCrop(pixels, n, size, crop, cropOptions(opts, size, n * 10 * 3 * crop * crop));
+  return native().augmentTenCrop(pixels, n, size, crop, cropOptions(opts, size, n * 10 * 3 * crop * crop));
 }
 
 function checkImages(pixels: Uint8Array, n: number, size: number, crop: number): void {

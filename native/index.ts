@@ -1,11 +1,13 @@
-// The one place that loads the native addon, and the typed Network API over it.
+// The typed Network API over the native addon (loaded by ./binding).
 // Arguments are validated here, before they reach C++, with messages naming them; every
 // long operation runs on a native thread and returns a promise; calls on one network are
 // queued so they never overlap; parameter tensors are zero-copy views of native memory.
-import * as fs from 'fs';
-import * as path from 'path';
 
-import { ArgumentError, integerIn, invalid, numberIn, oneOf } from '../workflows/validate';
+import { ArgumentError, integerIn, invalid, numberIn, oneOf } from '../common/validate';
+import { native, type Binding, type CudaDevices, type NativeDeviceOptions, type NativeError, type NativeNetwork } from './binding';
+
+export type { CudaDevices, NativeError, NativeErrorCode } from './binding';
+export { native } from './binding';
 
 export interface ConvLayer { type: 'conv'; name: string; out: number; kernel: number; stride?: number; pad?: number; groups?: number; biasInit?: number }
 export interface LinearLayer { type: 'linear'; name: string; out: number; biasInit?: number }
@@ -42,54 +44,12 @@ export interface CudaOptions {
 }
 export const PRECISIONS = ['fp32', 'tf32', 'bf16'] as const;
 export type Precision = typeof PRECISIONS[number];
-interface NativeDeviceOptions { device: Device; devices: number[]; parallel: 'model' | 'data'; precision: Precision }
-export interface CudaDevices { built: boolean; loaded: boolean; count: number; info: string }
-
-interface NativeNetwork {
-  config(): NetConfig;
-  params(): ParamInfo[];
-  tensor(name: string, kind: 'value' | 'grad' | 'momentum'): Float32Array;
-  forward(images: Float32Array, labels: Int32Array | null, n: number, train: boolean): Promise<{ loss: number; logits: Float32Array }>;
-  backward(): Promise<void>;
-  update(sgd: Required<SgdOptions>): Promise<void>;
-  step(images: Float32Array, labels: Int32Array, n: number, sgd: Required<SgdOptions>, dropout: boolean): Promise<{ loss: number }>;
-  dropoutMasks(): DropoutMask[];
-  getRngState(): [bigint, bigint];
-  setRngState(seed: bigint, counter: bigint): void;
-  getThreads(): number;
-  setThreads(n: number): void;
-  device(): string;
-}
-
-interface Binding {
-  Network: new (config: NetConfig, seed: bigint, threads: number, device?: NativeDeviceOptions) => NativeNetwork;
-  presetConfig(name: string): NetConfig;
-  presetNames(): string[];
-  inferShapes(config: NetConfig): [number, number, number][];
-  cudaDevices(): CudaDevices;
-  build: { cuda: boolean; cudaLibrary: string | null; blas: string; defaultThreads: number };
-}
-
-const ADDON_PATH = process.env.ALEXNET_NATIVE_ADDON ?? path.resolve(__dirname, '..', '..', 'native', 'build', 'alexnet.node');
-let binding: Binding | undefined;
-
-export function native(): Binding {
-  if (binding) return binding;
-  if (!fs.existsSync(ADDON_PATH)) {
-    throw new Error(`The native AlexNet library is not built (no ${ADDON_PATH}). Run \`npm run build:native\` (needs cmake, g++ and libopenblas-openmp-dev; \`npm test\` installs them).`);
-  }
-  try {
-    binding = require(ADDON_PATH) as Binding;
-  } catch (e) {
-    throw new Error(`The native AlexNet library at ${ADDON_PATH} failed to load: ${(e as Error).message}. Rebuild it with \`npm run build:native\`.`);
-  }
-  return binding;
-}
 
 export const PAPER_SGD = { momentum: 0.9, weightDecay: 0.0005 } as const;
 
 // The loss of a step was NaN or Inf: nothing was updated; the state is the last good one.
 export class NonFiniteLossError extends Error {
+  readonly code = 'NON_FINITE_LOSS';
   constructor(message: string) {
     super(message);
     this.name = 'NonFiniteLossError';
@@ -133,6 +93,9 @@ export interface NetworkOptions {
   threads?: number;
   device?: Device;     // default ALEXNET_DEVICE, else 'cpu'
   cuda?: CudaOptions;
+  // false: skip the paper's random initialisation (the weights start at zero), for a
+  // network whose whole state is about to be loaded. Default true.
+  init?: boolean;
 }
 
 // The device a network gets when its options name none: ALEXNET_DEVICE, else the CPU.
@@ -182,7 +145,7 @@ export class Network {
     checkConfig(cfg);
     const threads = options.threads === undefined ? 0 : integerIn('threads', options.threads, 1, 1024);
     const device = resolveDevice(options);
-    this.net = new (native().Network)(cfg, toSeed(options.seed ?? 0), threads, device);
+    this.net = new (native().Network)(cfg, toSeed(options.seed ?? 0), threads, device, options.init ?? true);
     this.config = this.net.config();
     this.params = this.net.params();
     this.inputSize = this.config.input.channels * this.config.input.height * this.config.input.width;
@@ -258,8 +221,8 @@ export class Network {
 
   private enqueue<T>(op: () => Promise<T>): Promise<T> {
     const callSite = new Error();  // so a native failure shows the JS stack of the call
-    const run = this.queue.then(op, op).catch((e: Error) => {
-      const err = /^loss is (NaN|Inf)/.test(e.message) ? new NonFiniteLossError(e.message) : new Error(e.message);
+    const run = this.queue.then(op, op).catch((e: NativeError) => {
+      const err = nativeError(e);
       err.stack = `${err.name}: ${err.message}\n${callSite.stack?.split('\n').slice(2).join('\n') ?? ''}`;
       throw err;
     });
@@ -298,6 +261,15 @@ export class Network {
       weightDecay: numberIn('weightDecay', options.weightDecay ?? PAPER_SGD.weightDecay, 0, 1),
     };
   }
+}
+
+// A native rejection as thrown to callers: NonFiniteLossError by its code, else an Error
+// with the same message and code.
+function nativeError(e: NativeError): NativeError {
+  if (e.code === 'NON_FINITE_LOSS') return new NonFiniteLossError(e.message);
+  const err: NativeError = new Error(e.message);
+  if (e.code !== undefined) err.code = e.code;
+  return err;
 }
 
 export function buildInfo(): Binding['build'] {

@@ -2,7 +2,7 @@
 // little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, 
 // __metadata__: {string: string}}, then the raw little-endian tensor bytes. PyTorch's
 // `safetensors.torch.load_file` reads what we write, and we read what it writes.
-import { createHash } from 'crypto';
+import { createHash, type Hash } from 'crypto';
 
 export type DType = 'F32' | 'F64' | 'I64' | 'I32' | 'U8';
 type TypedArrayOf<D extends DType> = D extends 'F32'
@@ -46,8 +46,11 @@ export function tensor<D extends DType>(dtype: D, shape: number[], data: TypedAr
   return { dtype, shape, data };
 }
 
-// Serializes tensors (in the given order) and string metadata into one Buffer.
-export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Buffer {
+// The file as its pieces, in order: the 8-byte length and the JSON header in one
+// buffer, then each tensor's bytes as a view of its data (nothing copied). Writing the
+// pieces one after another gives the file; they share the tensors' memory, so the
+// tensors must not change until the pieces are written.
+export function encodeSafetensorsParts(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Buffer[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -58,16 +61,15 @@ export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Rec
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);  // keep the data 8-byte aligned
-  const headerBytes = Buffer.from(json, 'utf8');
-  const out = Buffer.allocUnsafe(8 + headerBytes.length + offset);
-  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-  headerBytes.copy(out, 8);
-  let at = 8 + headerBytes.length;
-  for (const t of Object.values(tensors)) {
-    Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, at);
-    at += t.data.byteLength;
-  }
-  return out;
+  const head = Buffer.allocUnsafe(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(head.length - 8), 0);
+  head.write(json, 8, 'utf8');
+  return [head, ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
+}
+
+// Serializes tensors (in the given order) and string metadata into one Buffer.
+export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Buffer {
+  return Buffer.concat(encodeSafetensorsParts(tensors, metadata));
 }
 
 export interface Safetensors {
@@ -77,23 +79,35 @@ export interface Safetensors {
   dataStart: number;
 }
 
-// Parses and checks a whole file: header bounds, dtypes, shapes against byte ranges.
-export function decodeSafetensors(buf: Buffer, source = 'input'): Safetensors {
-  if (buf.length < 8) throw new SafetensorsError(source, `only ${buf.length} bytes`);
-  const headerLen = Number(buf.readBigUInt64LE(0));
-  if (headerLen > buf.length - 8) {
-    throw new SafetensorsError(source, `header length ${headerLen} exceeds the file size ${buf.length} (truncated?)`);
-  }
+// One tensor as the header describes it: its bytes are [begin, end) of the data section.
+export interface TensorEntry {
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  entries: Map<string, TensorEntry>;  // in header order
+  metadata: Record<string, string>;
+  dataStart: number;  // 8 + the header's length: where the tensor data begins
+}
+
+// A header longer than this is refused when streaming (the safetensors library's limit):
+// a corrupt length must not make us buffer gigabytes before noticing.
+export const MAX_HEADER_BYTES = 100_000_000;
+
+// Checks the JSON header: dtypes, shapes against byte ranges, and (when dataLen, the
+// data section's length, is known) that every range fits the file.
+function parseHeader(json: Buffer, source: string, dataStart: number, dataLen?: number): SafetensorsHeader {
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, unknown>;
+    header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new SafetensorsError(source, `header is not JSON (${(e as Error).message})`);
   }
-  const dataStart = 8 + headerLen;
-  const dataLen = buf.length - dataStart;
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
-  const tensors = new Map<string, Tensor>();
+  const entries = new Map<string, TensorEntry>();
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') continue;
     const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
@@ -106,15 +120,139 @@ export function decodeSafetensors(buf: Buffer, source = 'input'): Safetensors {
     const dtype = e.dtype as DType;
     const [begin, end] = e.data_offsets;
     const count = e.shape.reduce((a, b) => a * b, 1);
-    if (!(begin >= 0 && end <= dataLen && end - begin === count * BYTES[dtype])) {
-      throw new SafetensorsError(source, `tensor '${name}' [${e.shape}] ${dtype} has byte range [${begin}, ${end}) that does not fit its shape or the file`);
+    if (!(begin >= 0 && (dataLen === undefined || end <= dataLen) && end - begin === count * BYTES[dtype])) {
+      throw new SafetensorsError(source, `${rangeText(name, e.shape, dtype, begin, end)} that does not fit its shape or the file`);
     }
-    // Copy into an aligned buffer: the file's byte offsets need not suit a typed array.
-    const bytes = new Uint8Array(end - begin);
-    bytes.set(buf.subarray(dataStart + begin, dataStart + end));
-    tensors.set(name, { dtype, shape: e.shape, data: new CTORS[dtype](bytes.buffer, 0, count) });
+    entries.set(name, { dtype, shape: e.shape, begin, end });
+  }
+  return { entries, metadata, dataStart };
+}
+
+const rangeText = (name: string, shape: number[], dtype: string, begin: number, end: number) =>
+  `tensor '${name}' [${shape}] ${dtype} has byte range [${begin}, ${end})`;
+
+// A typed array over exactly `bytes` (a tensor's byte range): a view sharing its memory
+// when the offset suits the element size, else an aligned copy.
+function typed(dtype: DType, bytes: Uint8Array): TensorData {
+  const count = bytes.byteLength / BYTES[dtype];
+  if (bytes.byteOffset % BYTES[dtype] === 0) return new CTORS[dtype](bytes.buffer as ArrayBuffer, bytes.byteOffset, count);
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new CTORS[dtype](copy.buffer, 0, count);
+}
+
+// Parses and checks a whole file: header bounds, dtypes, shapes against byte ranges. The
+// tensors are views of buf where the alignment allows (no copy), so they share its
+// memory: writing one changes buf, and the other way round.
+export function decodeSafetensors(buf: Buffer, source = 'input'): Safetensors {
+  if (buf.length < 8) throw new SafetensorsError(source, `only ${buf.length} bytes`);
+  const headerLen = Number(buf.readBigUInt64LE(0));
+  if (headerLen > buf.length - 8) {
+    throw new SafetensorsError(source, `header length ${headerLen} exceeds the file size ${buf.length} (truncated?)`);
+  }
+  const dataStart = 8 + headerLen;
+  const { entries, metadata } = parseHeader(buf.subarray(8, dataStart), source, dataStart, buf.length - dataStart);
+  const tensors = new Map<string, Tensor>();
+  for (const [name, e] of entries) {
+    tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, buf.subarray(dataStart + e.begin, dataStart + e.end)) });
   }
   return { tensors, metadata, dataStart };
+}
+
+export interface ReadPlan {
+  // Where tensors' bytes go as they arrive: per name, a buffer of exactly the tensor's
+  // byte length (a view of the memory that should hold it). The others are kept in
+  // buffers of their own.
+  into?: Map<string, Uint8Array>;
+  checksum?: boolean;  // compute the sha256 over the tensor bytes (dataChecksum's value)
+}
+
+export interface StreamedSafetensors extends Safetensors {
+  size: number;       // bytes read: the file's size
+  checksum?: string;  // 'sha256:<hex>' over the tensor bytes, when the plan asked for it
+}
+
+// Reads a safetensors file from a stream in one pass, without holding the whole file:
+// once the header has arrived, plan(header) says where each tensor's bytes go (and may
+// throw to stop reading: the stream is then destroyed), then the bytes are copied there
+// as they arrive, hashed on the way when asked. The same checks as decodeSafetensors,
+// the byte ranges against the file's size once the stream ends (a truncated stream is
+// refused naming the first tensor it cuts). The tensors are views of the destinations.
+export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>, source: string, plan: (header: SafetensorsHeader) => ReadPlan = () => ({})): Promise<StreamedSafetensors> {
+  const lengthBytes = Buffer.alloc(8);
+  let headerBytes: Buffer | undefined;
+  let filled = 0;  // bytes of lengthBytes, then of headerBytes, filled so far
+  let header: SafetensorsHeader | undefined;
+  let hash: Hash | undefined;
+  // The destinations, by where their bytes begin; next: the first one not yet complete.
+  let targets: { name: string; begin: number; end: number; to: Uint8Array }[] = [];
+  let next = 0;
+  let size = 0;
+  const data = (chunk: Uint8Array, at: number) => {  // chunk holds data-section bytes [at, at + length)
+    hash?.update(chunk);
+    const stop = at + chunk.length;
+    for (let i = next; i < targets.length && targets[i].begin < stop; i++) {
+      const t = targets[i];
+      const from = Math.max(t.begin, at), to = Math.min(t.end, stop);
+      if (from < to) t.to.set(chunk.subarray(from - at, to - at), from - t.begin);
+    }
+    while (next < targets.length && targets[next].end <= stop) next++;
+  };
+  const consume = (piece: Uint8Array | string) => {
+    let chunk = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
+    const at = size;
+    size += chunk.length;
+    if (header) {
+      data(chunk, at - header.dataStart);
+      return;
+    }
+    if (!headerBytes) {
+      const n = Math.min(8 - filled, chunk.length);
+      lengthBytes.set(chunk.subarray(0, n), filled);
+      filled += n;
+      chunk = chunk.subarray(n);
+      if (filled < 8) return;
+      const headerLen = lengthBytes.readBigUInt64LE(0);
+      if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+        throw new SafetensorsError(source, `header length ${headerLen} is over the limit of ${MAX_HEADER_BYTES} bytes`);
+      }
+      headerBytes = Buffer.allocUnsafe(Number(headerLen));
+      filled = 0;
+    }
+    const n = Math.min(headerBytes.length - filled, chunk.length);
+    headerBytes.set(chunk.subarray(0, n), filled);
+    filled += n;
+    chunk = chunk.subarray(n);
+    if (filled < headerBytes.length) return;
+    header = parseHeader(headerBytes, source, 8 + headerBytes.length);
+    const p = plan(header);
+    for (const [name, e] of header.entries) {
+      let to = p.into?.get(name);
+      if (to && to.byteLength !== e.end - e.begin) {
+        throw new RangeError(`${source}: the destination of tensor '${name}' has ${to.byteLength} bytes, the tensor ${e.end - e.begin}`);
+      }
+      to ??= new Uint8Array(e.end - e.begin);
+      targets.push({ name, begin: e.begin, end: e.end, to });
+    }
+    targets = targets.sort((a, b) => a.begin - b.begin);
+    if (p.checksum) hash = createHash('sha256');
+    if (chunk.length) data(chunk, 0);
+  };
+  for await (const piece of stream) consume(piece);
+  if (!header) {
+    if (!headerBytes) throw new SafetensorsError(source, `only ${size} bytes`);
+    throw new SafetensorsError(source, `header length ${headerBytes.length} exceeds the file size ${size} (truncated?)`);
+  }
+  const dataLen = size - header.dataStart;
+  const byName = new Map(targets.map((t) => [t.name, t.to]));
+  const tensors = new Map<string, Tensor>();
+  for (const [name, e] of header.entries) {
+    if (e.end > dataLen) {
+      throw new SafetensorsError(source, `${rangeText(name, e.shape, e.dtype, e.begin, e.end)} that does not fit its shape or the file: the data ends at ${dataLen} (truncated?)`);
+    }
+    tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, byName.get(name)!) });
+  }
+  return { tensors, metadata: header.metadata, dataStart: header.dataStart, size, ...(hash ? { checksum: 'sha256:' + hash.digest('hex') } : {}) };
 }
 
 // sha256 over the tensor bytes in file order: what a state file's checksum covers. The

@@ -9,11 +9,12 @@ import { init } from './commands/init';
 import { models } from './commands/models';
 import { prepare } from './commands/prepare';
 import { scheduleEval } from './commands/schedule-eval';
-import { status, train } from './commands/train';
+import { status } from './commands/status';
+import { train } from './commands/train';
 import { step } from './commands/step';
 import { up } from './commands/up';
 import { worker } from './commands/worker';
-import { UsageError } from './commands/args';
+import { HelpRequested, UsageError } from './commands/args';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   worker: { run: worker, summary: 'run a Temporal worker (task queue alexnet: workflows and CPU activities)' },
@@ -42,16 +43,20 @@ function usage(): string {
 
 async function run(): Promise<void> {
   const [name, ...rest] = process.argv.slice(2);
-  if (!name || name === '--help' || name === '-h') {
-    console.log(usage());
-    return;
-  }
+  if (!name || name === '--help' || name === '-h') throw new HelpRequested(usage());
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command '${name}'\n\n${usage()}`);
   await command.run(rest);
 }
 
+// The one place that prints an outcome other than a command's own output and picks the
+// exit code: help on stdout, exit 0; a usage error on stderr, exit 2 (the message carries
+// the command's usage); any other error on stderr with its name, exit 1.
 run().catch((err: Error) => {
+  if (err instanceof HelpRequested) {
+    console.log(err.help);
+    return;
+  }
   console.error(`alexnet: ${err instanceof UsageError ? '' : `${err.name}: `}${err.message}`);
   process.exit(err instanceof UsageError ? 2 : 1);
 });

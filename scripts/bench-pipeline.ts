@@ -10,10 +10,10 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 
 import * as activities from '../activities';
-import { importFashionMnist } from '../activities/fashion-mnist';
+import { importFashionMnist } from './importers/fashion-mnist';
 import { startTemporal } from '../infra/services';
-import type { EpochResult, TrainEpochInput } from '../workflows/shared';
-import type { TrainResult } from '../workflows/train-alexnet';
+import type { EpochResult, TrainEpochInput } from '../common/contract';
+import type { TrainResult } from '../common/contract';
 import { startInProcessWorker } from './in-process-worker';
 
 export interface PipelineBenchResult {

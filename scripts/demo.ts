@@ -14,10 +14,10 @@ import * as path from 'path';
 
 import { requestWorkerStop } from '../activities/activity-context';
 import { sizeDecodeThreadpool } from '../activities/decode-image';
-import { importFashionMnist } from '../activities/fashion-mnist';
+import { importFashionMnist } from './importers/fashion-mnist';
 import { openStore } from '../activities/store';
 import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
-import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../workflows/shared';
+import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
 import { followEvaluation, followPrepare, followTraining } from './follow';
 import { InProcessWorker, startInProcessWorker } from './in-process-worker';
 

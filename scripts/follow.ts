@@ -6,10 +6,8 @@ import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Presets, SingleBar } from 'cli-progress';
 
-import type { EvaluateProgress } from '../workflows/evaluate-alexnet';
-import type { PrepareProgress } from '../workflows/prepare-dataset';
-import type { EvaluateAlexNetResult, PrepareDatasetResult, TrainProgress } from '../workflows/shared';
-import type { TrainResult } from '../workflows/train-alexnet';
+import type { EvaluateProgress, PrepareProgress, TrainResult } from '../common/contract';
+import type { EvaluateAlexNetResult, PrepareDatasetResult, TrainProgress } from '../common/contract';
 
 interface Tick { value: number; total: number; fields: Record<string, string | number> }
 

@@ -8,18 +8,15 @@
 import * as fs from 'fs';
 
 import { decodeToRgb } from '../activities/decode-image';
-import type { ResizeKernel } from '../workflows/shared';
+import type { ResizeKernel } from '../common/contract';
+import { inLanes } from '../common/lanes';
 
 async function run(): Promise<void> {
   const [size, repeat, kernel, inFlight, ...files] = process.argv.slice(2) as [string, string, ResizeKernel, string, ...string[]];
   const blobs = files.map((f) => fs.readFileSync(f));
-  const pass = async () => {
-    let next = 0;
-    const lane = async () => {
-      for (let i = next++; i < blobs.length; i = next++) await decodeToRgb(blobs[i], Number(size), undefined, kernel);
-    };
-    await Promise.all(Array.from({ length: Number(inFlight) }, lane));
-  };
+  const pass = () => inLanes(blobs.length, Number(inFlight), async (i) => {
+    await decodeToRgb(blobs[i], Number(size), undefined, kernel);
+  });
   await decodeToRgb(blobs[0], Number(size), undefined, kernel);  // warm-up: libvips start, code paths
   let best = { seconds: Infinity, cpu_seconds: Infinity };
   for (let r = 0; r < Number(repeat); r++) {

@@ -14,11 +14,11 @@ import * as proto from '@temporalio/proto';
 import { patchProtobufRoot } from '@temporalio/proto/lib/patch-protobuf-root';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 
-import { importFashionMnist } from '../activities/fashion-mnist';
+import { importFashionMnist } from './importers/fashion-mnist';
 import { openStore } from '../activities/store';
-import { runKeys } from '../activities/store-layout';
+import { runKeys } from '../common/store-layout';
 import { startTemporal } from '../infra/services';
-import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../workflows/shared';
+import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
 import { startInProcessWorker } from './in-process-worker';
 
 const ROOT = path.resolve(__dirname, '..', '..');

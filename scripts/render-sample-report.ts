@@ -5,7 +5,8 @@ import { mkdir, writeFile } from 'fs/promises';
 import { join } from 'path';
 
 import { renderReport } from '../activities/report-render';
-import type { EpochMetrics, EvaluationReport } from '../workflows/shared';
+import type { EpochMetrics, EvaluationReport } from '../common/contract';
+import { runKeys } from '../common/store-layout';
 
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
@@ -26,7 +27,7 @@ export function sampleReport(): EvaluationReport {
   const top1Correct = confusion.reduce((a, row, t) => a + row[t], 0);
   const top5Errors = 31;
   return {
-    runId: 'fashion-mnist-sample', checkpointKey: 'runs/fashion-mnist-sample/checkpoints/e0011_b000468_a0.safetensors',
+    runId: 'fashion-mnist-sample', checkpointKey: runKeys('fashion-mnist-sample').checkpoint(11, 468, 1),
     epoch: 11, batch: 468, model: 'alexnet-32', dataset: 'fashion-mnist', split: 'test', crops: 10,
     images, shards: 4, loss: 0.2487,
     top1Error: 1 - top1Correct / images, top5Error: top5Errors / images,
@@ -49,10 +50,10 @@ export function sampleMetrics(): EpochMetrics[] {
       kind: 'epoch', epoch, lr,
       train: {
         epoch, batches: 469, batchesThisAttempt: 469, resumedAt: 0, meanLoss: trainLoss, recentLoss: trainLoss * 0.95,
-        checkpointKey: `runs/fashion-mnist-sample/checkpoints/e${String(epoch).padStart(4, '0')}_b000469_a0.safetensors`,
+        checkpointKey: runKeys('fashion-mnist-sample').checkpoint(epoch, 469, 1),
         imagesPerSecond: 1450 + 10 * epoch, nativeSeconds: 38, seconds: 41, stalled: false, warnings: [],
       },
-      validation: { epoch, split: 'test', images: 10000, loss: trainLoss + 0.05 + 0.004 * epoch, top1Error: valTop1, top5Error: valTop1 / 25, seconds: 6 },
+      validation: { epoch, split: 'val', images: 5000, loss: trainLoss + 0.05 + 0.004 * epoch, top1Error: valTop1, top5Error: valTop1 / 25, seconds: 6 },
     };
   });
 }

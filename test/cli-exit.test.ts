@@ -7,26 +7,24 @@
 // `alexnet worker` process, starts 4 s after the command.
 import test, { ExecutionContext } from 'ava';
 import { spawn } from 'child_process';
-import * as path from 'path';
 
-import { importFashionMnist } from '../activities/fashion-mnist';
-import { startTemporal, TemporalService } from '../infra/services';
-import { CLI, tmpDir } from './helpers';
+import type { TemporalService } from '../infra/services';
+import { CLI } from './helpers';
+import { ServicesFixture, startServices } from './temporal-helpers';
 
+// The server and the images only: no worker (each command starts before its own).
+let services: ServicesFixture;
 let temporal: TemporalService;
 let images: string;
 let store: string;
 
 test.before(async () => {
-  const dir = tmpDir('alexnet-cli-exit-');
-  temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
-  images = path.join(dir, 'fashion');
-  await importFashionMnist(images, { limit: 48 });  // 48 train + 48 test JPEGs
-  store = path.join(dir, 'store');
+  services = await startServices('alexnet-cli-exit-', { images: 48 });  // 48 train + 48 test JPEGs
+  ({ temporal, dataset: images, store } = services);
 });
 
 test.after.always(async () => {
-  await temporal?.stop();
+  await services?.stop();
 });
 
 interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; seconds: number }

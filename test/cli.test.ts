@@ -57,3 +57,25 @@ Module._resolveFilename = function (request, ...rest) {
     t.notRegex(r.stderr, /devDependency loaded/);
   }
 });
+
+// The top level decides the exit: help on stdout and 0; a usage error on stderr with the
+// command's usage and 2; --wait and --detach on prepare at once is a usage error.
+test('cli: --help exits 0 with the usage on stdout; a usage error exits 2 with it on stderr', (t) => {
+  for (const args of [['--help'], [], ['prepare', '--help'], ['train', '--help'], ['eval', '--help'], ['status', '--help'], ['models', '--help'], ['import', '--help'], ['lr', '--help']]) {
+    const r = alexnet(...args);
+    t.is(r.status, 0, `alexnet ${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stdout, /^usage: alexnet/, args.join(' '));
+    t.is(r.stderr, '', args.join(' '));
+  }
+  for (const c of ['prepare', 'train', 'eval']) t.regex(alexnet(c, '--help').stdout, /--detach[^]*--create-bucket/, c);
+  let r = alexnet('prepare', '--bogus');
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^alexnet: Unknown option '--bogus'[^]*usage: alexnet prepare/);
+  t.is(r.stdout, '');
+  r = alexnet('prepare', '--dataset', 'd', '--store', 's', '--wait', '--detach');
+  t.is(r.status, 2);
+  t.regex(r.stderr, /--wait and --detach contradict/);
+  r = alexnet('status');
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^alexnet: usage: alexnet status <workflowId>/);
+});

@@ -6,9 +6,9 @@ import sharp from 'sharp';
 
 import { BatchFormatError, decodeBatch, encodeBatch } from '../activities/batch-format';
 import { decodeToRgb, ImageSkip, jpegHeader } from '../activities/decode-image';
-import { addImage, addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums, symmetricEigen3 } from '../activities/image-stats';
+import { addImage, addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums, symmetricEigen3 } from '../native/image-stats';
 import { validatePrepareInput } from '../workflows/prepare-dataset';
-import { planShards, SourceImage } from '../workflows/shard-plan';
+import { planShards, SourceImage } from '../common/shard-plan';
 
 const images: SourceImage[] = Array.from({ length: 2503 }, (_, i) => ({ key: `train/c${i % 7}/${i}.jpg`, label: i % 7 }));
 

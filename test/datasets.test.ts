@@ -7,22 +7,12 @@ import * as path from 'path';
 import sharp from 'sharp';
 import * as zlib from 'zlib';
 
-import { carveValidation, listDataset, summarize, writeListing, type DatasetListing } from '../activities/datasets';
-import { FASHION_MNIST_CLASSES, fashionKey, importFashionMnist, readIdxSplit } from '../activities/fashion-mnist';
+import { carveValidation, listDataset, summarizeListing, writeListing, type DatasetListing } from '../activities/datasets';
+import { FASHION_MNIST_CLASSES, fashionKey, importFashionMnist, readIdxSplit } from '../scripts/importers/fashion-mnist';
 import { openStore } from '../activities/store';
-import { alexnet, tmpDir as newTmpDir } from './helpers';
+import { alexnet, tmpDir } from './helpers';
 
 const LIMIT = 200;
-
-// Temp folders of this file, removed when it is done.
-const dirs: string[] = [];
-function tmpDir(prefix?: string): string {
-  dirs.push(newTmpDir(prefix));
-  return dirs[dirs.length - 1];
-}
-test.after.always(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
 
 // A tiny real JPEG per call (colour varies so files differ).
 let shade = 0;
@@ -85,7 +75,7 @@ test('fashion-mnist: JPEGs match the IDX pixels and labels, classes.txt, listing
   t.deepEqual(l.classes, [...FASHION_MNIST_CLASSES]);
   const train = await readIdxSplit('train');
   for (const [key, label] of pairs(l, 'train')) t.is(label, train.labels[Number(path.basename(key, '.jpg'))]);
-  t.deepEqual(summarize(l), { layout: 'split-folders', classes: 10, splits: { train: LIMIT, test: LIMIT }, ignored: 0 });
+  t.deepEqual(summarizeListing(l), { layout: 'split-folders', classes: 10, splits: { train: LIMIT, test: LIMIT }, ignored: 0 });
 
   // Re-running resumes: nothing is rewritten.
   const someFile = path.join(dir, ...fashionKey('test', 3, (await readIdxSplit('test')).labels[3]).split('/'));

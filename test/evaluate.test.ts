@@ -2,7 +2,6 @@
 // (10-crop and centre crop, every image counted once across workers and retries, the
 // report files), the scoring helpers, bad inputs, and scheduled evaluation.
 import test from 'ava';
-import * as path from 'path';
 import { promisify } from 'util';
 import { execFile } from 'child_process';
 import { activityInfo } from '@temporalio/activity';
@@ -10,33 +9,26 @@ import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 
 import * as activities from '../activities';
-import { averagedSoftmax, classesAbove } from '../activities/evaluate';
-import { importFashionMnist } from '../activities/fashion-mnist';
+import { averagedSoftmax, classesAbove } from '../activities/scoring';
 import { getJson, openStore } from '../activities/store';
-import { runKeys } from '../activities/store-layout';
-import { binaryPath, startTemporal, TemporalService } from '../infra/services';
-import type { EvaluateAlexNetResult, EvaluationReport } from '../workflows/shared';
+import { runKeys } from '../common/store-layout';
+import { binaryPath, TemporalService } from '../infra/services';
+import type { EvaluateAlexNetResult, EvaluationReport } from '../common/contract';
 import { startInProcessWorker } from '../scripts/in-process-worker';
-import { CLI, tmpDir } from './helpers';
-import { startTestWorker, TestWorker } from './temporal-helpers';
+import { CLI } from './helpers';
+import { startTrainingFixture, TrainingFixture } from './temporal-helpers';
 
 const QUEUE = 'evaluate-test';
 const TEST_IMAGES = 250;  // 5 shards of 50 with shardSize 60: the last one short
+let fixture: TrainingFixture;
 let temporal: TemporalService;
-let testWorker: TestWorker;
 let client: Client;
 let store: string;
 let trained: { latestCheckpoint: string; lastValidation: { top1Error: number; top5Error: number; loss: number; images: number } };
 
 test.before(async () => {
-  const dir = tmpDir('alexnet-evaluate-');
-  temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
-  testWorker = await startTestWorker(temporal.address, QUEUE);
-  client = testWorker.client;
-  const images = path.join(dir, 'fashion');
-  await importFashionMnist(images, { limit: TEST_IMAGES });
-  store = path.join(dir, 'store');
-  await client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: 'eval-prepare', args: [{ dataset: images, store, name: 'fashion', imageSize: 36, shardSize: 60 }] });
+  fixture = await startTrainingFixture('alexnet-evaluate-', QUEUE, { images: TEST_IMAGES, shardSize: 60 });
+  ({ temporal, client, store } = fixture);
   trained = await client.workflow.execute('TrainAlexNet', {
     taskQueue: QUEUE, workflowId: 'eval-run',
     args: [{ store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 25, checkpointEvery: 5, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 3 }],
@@ -44,8 +36,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  await testWorker?.stop();
-  await temporal?.stop();
+  await fixture?.stop();
 });
 
 test('averagedSoftmax: averages each group of rows\' softmax', (t) => {

@@ -3,12 +3,31 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import type { ExecutionContext } from 'ava';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'scripts', 'alexnet.js');
 
-export function tmpDir(prefix = 'alexnet-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+// Every temporary folder of the tests: removed when the test process ends, or when the
+// test `t` ends if one is given (teardowns run last-registered first, so a service
+// started on the folder after it is stopped before the folder goes).
+// ALEXNET_KEEP_TEST_DIRS=1 keeps them, to look at after a failure.
+const pending = new Set<string>();
+const remove = (dir: string) => {
+  if (process.env.ALEXNET_KEEP_TEST_DIRS === '1') return;
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    // A service killed at exit may still be writing into it: leave it to the OS.
+  }
+};
+process.on('exit', () => pending.forEach(remove));
+
+export function tmpDir(prefix = 'alexnet-test-', t?: ExecutionContext): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (t) t.teardown(() => remove(dir));
+  else pending.add(dir);
+  return dir;
 }
 
 export function runNode(script: string, args: string[]): { status: number; stdout: string; stderr: string } {

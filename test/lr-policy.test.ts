@@ -3,7 +3,7 @@
 // and JSON round trips of the state (it is carried across continueAsNew).
 import test from 'ava';
 
-import { decideLr, initialLrState, LrDecision, LrPolicy, LrState, overrideLr, validateLrPolicy } from '../workflows/lr-policy';
+import { decideLr, initialLrState, LrDecision, LrPolicy, LrState, overrideLr, validateLrPolicy } from '../common/lr-policy';
 
 // Runs a policy over a curve of validation errors; returns every decision in order.
 function run(policy: LrPolicy, errors: number[], state = initialLrState(policy)): LrDecision[] {

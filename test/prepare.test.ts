@@ -6,42 +6,30 @@ import test from 'ava';
 import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Client, WorkflowFailedError } from '@temporalio/client';
 
 import { decodeBatch } from '../activities/batch-format';
-import { addImage, DatasetStats, emptySums, finalizeStats } from '../activities/image-stats';
-import { importFashionMnist } from '../activities/fashion-mnist';
+import { addImage, DatasetStats, emptySums, finalizeStats } from '../native/image-stats';
 import { openStore } from '../activities/store';
-import { datasetKeys } from '../activities/store-layout';
-import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
-import type { Shard } from '../workflows/shard-plan';
-import { PrepareDatasetInput, PrepareDatasetResult } from '../workflows/shared';
+import { datasetKeys } from '../common/store-layout';
+import type { TemporalService } from '../infra/services';
+import type { Shard } from '../common/shard-plan';
+import { PrepareDatasetInput, PrepareDatasetResult } from '../common/contract';
 import { CLI, tmpDir } from './helpers';
-import { startTestWorker, TestWorker } from './temporal-helpers';
+import { startTrainingFixture, WorkerFixture } from './temporal-helpers';
 import { execFile } from 'child_process';
 
 const QUEUE = 'prepare-test';
+let fixture: WorkerFixture;
 let temporal: TemporalService;
-let minio: MinioService;
-let testWorker: TestWorker;
 let client: Client;
 let dataset: string;
 
 test.before(async () => {
-  const dir = tmpDir('alexnet-prepare-');
-  [temporal, minio] = await Promise.all([startTemporal({ dir: path.join(dir, 'temporal') }), startMinio({ dir: path.join(dir, 'minio') })]);
-  // The S3 store reads the standard AWS environment, as a real deployment would.
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey,
-    AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1',
-  });
-  const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
-  await s3.send(new CreateBucketCommand({ Bucket: 'alexnet' }));
-  s3.destroy();
-
-  dataset = path.join(dir, 'fashion');
-  await importFashionMnist(dataset, { limit: 120 });
+  // MinIO with bucket 'alexnet'; the S3 store reads the standard AWS environment, as a
+  // real deployment would. Each test prepares the data set itself.
+  fixture = await startTrainingFixture('alexnet-prepare-', QUEUE, { images: 120, minio: 'alexnet', prepare: false });
+  ({ temporal, client, dataset } = fixture);
   // The bad corpus, inside a real class folder of the train split.
   const bad = path.join(dataset, 'train', 'bag');
   const red = sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 220, g: 20, b: 20 } } });
@@ -51,14 +39,10 @@ test.before(async () => {
   fs.writeFileSync(path.join(bad, 'bad-truncated.jpg'), jpeg.subarray(0, 200));
   fs.writeFileSync(path.join(bad, 'odd-png.JPEG'), await red.clone().png().toBuffer());
   fs.writeFileSync(path.join(bad, 'odd-cmyk.jpg'), await red.clone().toColourspace('cmyk').jpeg().toBuffer());
-
-  testWorker = await startTestWorker(temporal.address, QUEUE);
-  client = testWorker.client;
 });
 
 test.after.always(async () => {
-  await testWorker?.stop();
-  await Promise.all([temporal?.stop(), minio?.stop()]);
+  await fixture?.stop();
 });
 
 async function prepare(input: PrepareDatasetInput, id: string): Promise<PrepareDatasetResult> {

@@ -5,7 +5,7 @@
 import test from 'ava';
 
 import { renderReport, reportHistory } from '../activities/report-render';
-import type { EpochMetrics, EvaluationReport } from '../workflows/shared';
+import type { EpochMetrics, EvaluationReport } from '../common/contract';
 import { sampleMetrics, sampleReport } from '../scripts/render-sample-report';
 
 function makeReport(classNames: string[], over: Partial<EvaluationReport> = {}): EvaluationReport {
@@ -41,9 +41,9 @@ const svgCount = (html: string) => html.match(/<svg\b/g)?.length ?? 0;
 
 test('report: the markdown\'s Table-1 row carries the report\'s error rates as percentages with one decimal', async (t) => {
   const { markdown } = await renderReport(makeReport(TEN), makeMetrics(3));
-  t.true(markdown.includes('| Model | Top-1 (val) | Top-5 (val) |\n|---|---:|---:|\n| alexnet-32 (10-crop) | 12.3% | 4.6% |'));
+  t.true(markdown.includes('| Model | Top-1 error (val) | Top-5 error (val) |\n|---|---:|---:|\n| alexnet-32 (10-crop) | 12.3% | 4.6% |'));
   const centre = await renderReport(makeReport(TEN, { crops: 1, split: 'test', top1Error: 0.0851, top5Error: 0.0049 }), []);
-  t.true(centre.markdown.includes('| Model | Top-1 (test) | Top-5 (test) |'));
+  t.true(centre.markdown.includes('| Model | Top-1 error (test) | Top-5 error (test) |'));
   t.true(centre.markdown.includes('| alexnet-32 (centre crop) | 8.5% | 0.5% |'));
   t.true(centre.markdown.includes('centre crop'));
 });

@@ -5,7 +5,7 @@
 import test from 'ava';
 
 import { checkpointsToKeep } from '../activities/retention';
-import { DEFAULT_RETENTION } from '../workflows/shared';
+import { DEFAULT_RETENTION } from '../common/contract';
 
 const key = (epoch: number, batch: number, attempt = 1) =>
   `runs/r/checkpoints/${String(epoch).padStart(5, '0')}-${String(batch).padStart(7, '0')}-${String(attempt).padStart(3, '0')}.safetensors`;

@@ -5,21 +5,14 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import test, { ExecutionContext } from 'ava';
+import test from 'ava';
 import { Client, Connection } from '@temporalio/client';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
-import { freePorts, isServiceProcess, MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import { freePorts, isServiceProcess, MinioService, readMinioCredentials, startMinio, startTemporal, TemporalService } from '../infra/services';
 import { alexnet, ROOT, tmpDir } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// A temp dir removed when the test ends (teardowns run last-registered first, so after the stops).
-function scratch(t: ExecutionContext, prefix: string): string {
-  const dir = tmpDir(prefix);
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function gone(pid: number, name: 'temporal' | 'minio', ms = 15_000): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (!isServiceProcess(pid, name)) return true;
@@ -27,7 +20,7 @@ async function gone(pid: number, name: 'temporal' | 'minio', ms = 15_000): Promi
 }
 
 test.serial('temporal: a client connects, and state survives a restart on the same dir', async (t) => {
-  const dir = scratch(t, 'alexnet-temporal-');
+  const dir = tmpDir('alexnet-temporal-', t);
   let temporal: TemporalService = await startTemporal({ dir });
   t.teardown(() => temporal.stop());
   let connection = await Connection.connect({ address: temporal.address });
@@ -54,7 +47,7 @@ test.serial('temporal: a client connects, and state survives a restart on the sa
 });
 
 test.serial('minio: bucket, put and get with the AWS SDK; the secret stays out of the log', async (t) => {
-  const dir = scratch(t, 'alexnet-minio-');
+  const dir = tmpDir('alexnet-minio-', t);
   let minio: MinioService = await startMinio({ dir });
   t.teardown(() => minio.stop());
   const s3 = () => new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true,
@@ -72,7 +65,7 @@ test.serial('minio: bucket, put and get with the AWS SDK; the secret stays out o
 });
 
 test.serial('a service dies with the process that started it, even one killed by SIGKILL', async (t) => {
-  const dir = scratch(t, 'alexnet-orphan-');
+  const dir = tmpDir('alexnet-orphan-', t);
   const script = `require(${JSON.stringify(path.join(ROOT, 'dist', 'infra', 'services.js'))})
     .startMinio({ dir: ${JSON.stringify(dir)} }).then((m) => { console.log(m.pid); process.kill(process.pid, 'SIGKILL'); });`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
@@ -82,7 +75,7 @@ test.serial('a service dies with the process that started it, even one killed by
 });
 
 test.serial('alexnet up starts both once, down stops them, and up again keeps the state', async (t) => {
-  const dir = scratch(t, 'alexnet-up-');
+  const dir = tmpDir('alexnet-up-', t);
   const ports = ['--temporal-port', '--ui-port', '--minio-port', '--console-port'];
   const free = await freePorts(ports.length);
   const args = ['--dir', dir, ...ports.flatMap((p, i) => [p, `${free[i]}`])];
@@ -93,10 +86,16 @@ test.serial('alexnet up starts both once, down stops them, and up again keeps th
   t.true(isServiceProcess(state.temporal.pid, 'temporal') && isServiceProcess(state.minio.pid, 'minio'));
   t.regex(first.stdout, /export TEMPORAL_ADDRESS=127\.0\.0\.1:\d+ AWS_ENDPOINT_URL=http:\/\/127\.0\.0\.1:\d+/);
   t.false(first.stdout.includes(fs.readFileSync(path.join(dir, 'minio.env'), 'utf8').split('\n')[1].split('=')[1]));
+  // The bucket for the store it prints, made on its MinIO with the keys it points to.
+  t.regex(first.stdout, /bucket +alexnet on minio \(created\)/);
+  t.regex(first.stdout, /--store s3:\/\/alexnet\/\S+/);
+  const s3 = new S3Client({ endpoint: state.minio.endpoint, region: state.minio.region, forcePathStyle: true, credentials: readMinioCredentials(state.minio.credentialsFile) });
+  t.teardown(() => s3.destroy());
+  await t.notThrowsAsync(s3.send(new HeadBucketCommand({ Bucket: 'alexnet' })));
 
   const second = alexnet('up', ...args);
   t.is(second.status, 0, second.stderr);
-  t.regex(second.stdout, /temporal already running[^]*minio already running/);
+  t.regex(second.stdout, /temporal already running[^]*minio already running[^]*bucket +alexnet on minio \(already there\)/);
 
   const stopped = alexnet('down', '--dir', dir);
   t.is(stopped.status, 0, stopped.stderr);

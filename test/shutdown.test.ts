@@ -3,35 +3,26 @@
 // worker resumes at exactly that batch, ending bitwise identical to an uninterrupted run.
 import test from 'ava';
 import { ChildProcess, spawn } from 'child_process';
-import * as path from 'path';
 import type { Client } from '@temporalio/client';
 
-import { importFashionMnist } from '../activities/fashion-mnist';
 import { openStore } from '../activities/store';
-import { runKeys } from '../activities/store-layout';
-import { startTemporal, TemporalService } from '../infra/services';
-import { CLI, tmpDir } from './helpers';
-import { startTestWorker, tensorBytes, TestWorker } from './temporal-helpers';
+import { runKeys } from '../common/store-layout';
+import type { TemporalService } from '../infra/services';
+import { CLI } from './helpers';
+import { startTrainingFixture, tensorBytes, TrainingFixture } from './temporal-helpers';
 
+let fixture: TrainingFixture;
 let temporal: TemporalService;
-let testWorker: TestWorker;
 let client: Client;
 let store: string;
 
 test.before(async () => {
-  const dir = tmpDir('alexnet-shutdown-');
-  temporal = await startTemporal({ dir: path.join(dir, 'temporal') });
-  testWorker = await startTestWorker(temporal.address, 'shutdown-ref');
-  client = testWorker.client;
-  const images = path.join(dir, 'fashion');
-  await importFashionMnist(images, { limit: 640 });
-  store = path.join(dir, 'store');
-  await client.workflow.execute('PrepareDataset', { taskQueue: 'shutdown-ref', workflowId: 'shutdown-prepare', args: [{ dataset: images, store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+  fixture = await startTrainingFixture('alexnet-shutdown-', 'shutdown-ref');
+  ({ temporal, client, store } = fixture);
 });
 
 test.after.always(async () => {
-  await testWorker?.stop();
-  await temporal?.stop();
+  await fixture?.stop();
 });
 
 function exited(p: ChildProcess): Promise<number | null> {

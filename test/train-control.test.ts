@@ -9,9 +9,9 @@ import { promisify } from 'util';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 
 import { openStore } from '../activities/store';
-import { runKeys } from '../activities/store-layout';
+import { runKeys } from '../common/store-layout';
 import { binaryPath, TemporalService } from '../infra/services';
-import type { TrainProgress } from '../workflows/shared';
+import type { TrainProgress } from '../common/contract';
 import { CLI } from './helpers';
 import { startTrainingFixture, TrainingFixture } from './temporal-helpers';
 

@@ -2,22 +2,20 @@
 // retried ends bitwise identical to an uninterrupted epoch), and TrainAlexNet end to end
 // on real Fashion-MNIST through the dev server (epochs, validation, LR policy, metrics).
 import test from 'ava';
-import * as path from 'path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Client } from '@temporalio/client';
 
 import * as activities from '../activities';
 import { openStore } from '../activities/store';
-import { datasetKeys, runKeys } from '../activities/store-layout';
-import { binaryPath, startMinio, startTemporal, TemporalService } from '../infra/services';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { datasetKeys, runKeys } from '../common/store-layout';
+import { binaryPath, startTemporal, TemporalService } from '../infra/services';
 import { decodeState } from '../native/state';
 import { modelConfig } from '../native/index';
 import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
-import type { EpochResult, TrainEpochInput } from '../workflows/shared';
+import type { EpochResult, TrainEpochInput } from '../common/contract';
 import { CLI, tmpDir } from './helpers';
-import { startTestWorker, startTrainingFixture, tensorBytes, TrainingFixture } from './temporal-helpers';
+import { startS3, startTestWorker, startTrainingFixture, tensorBytes, TrainingFixture } from './temporal-helpers';
 
 const QUEUE = 'train-test';
 let fixture: TrainingFixture;
@@ -354,16 +352,10 @@ test.serial('TrainAlexNet: a Temporal server restart mid-run does not stop the r
 });
 
 test.serial('TrainAlexNet on MinIO: the store restarted mid-run, no corrupt checkpoint is ever referenced', async (t) => {
-  const dir = tmpDir('alexnet-minio-restart-');
-  let minio = await startMinio({ dir });
-  const port = Number(minio.endpoint.split(':')[2]);
-  Object.assign(process.env, { AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey, AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1' });
-  const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
-  await s3.send(new CreateBucketCommand({ Bucket: 'runs' }));
-  s3.destroy();
-  const s3store = 's3://runs/x';
+  const s3 = await startS3('runs', tmpDir('alexnet-minio-restart-'));
+  const s3store = `${s3.uri}/x`;
   try {
-    await client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: 'minio-restart-prepare', args: [{ dataset: path.join(path.dirname(store), 'fashion'), store: s3store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
+    await client.workflow.execute('PrepareDataset', { taskQueue: QUEUE, workflowId: 'minio-restart-prepare', args: [{ dataset: fixture.dataset, store: s3store, name: 'fashion', imageSize: 36, shardSize: 200 }] });
     const handle = await client.workflow.start('TrainAlexNet', {
       taskQueue: QUEUE, workflowId: 'minio-restart',
       args: [{ store: s3store, datasetName: 'fashion', model: 'alexnet-32', epochs: 2, batchSize: 16, checkpointEvery: 2, lrPolicy: { type: 'fixed', lr: 0.01 }, seed: 2, heartbeatTimeoutSeconds: 10 }],
@@ -374,9 +366,7 @@ test.serial('TrainAlexNet on MinIO: the store restarted mid-run, no corrupt chec
     while (!done && restarts < 3) {
       await new Promise((r) => setTimeout(r, 1200 + Math.random() * 800));
       if (done) break;
-      await minio.stop();
-      await new Promise((r) => setTimeout(r, 500));
-      minio = await startMinio({ dir, port });
+      await s3.restart(500);
       restarts++;
     }
     const r = await result as { epochs: number; latestCheckpoint: string };
@@ -397,7 +387,7 @@ test.serial('TrainAlexNet on MinIO: the store restarted mid-run, no corrupt chec
     t.true(verified >= 4, `${verified} checkpoints kept, every one whole`);
     t.true(verified + deleted >= 10, `${verified} kept and ${deleted} deleted`);
   } finally {
-    await minio.stop();
+    await s3.stop();
   }
 });
 

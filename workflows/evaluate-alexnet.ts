@@ -3,17 +3,19 @@
 // one evaluation activity per shard of the split (a sliding window of at most
 // maxParallel, over as many workers as poll the queue), then merge the partials into the
 // report (JSON, Markdown, HTML with plots) in the store. Deterministic workflow code only.
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
-import { surfaceCause } from './failures';
-import { GPU_TASK_QUEUE } from './shared';
-import type { EvaluateAlexNetInput, EvaluateAlexNetResult } from './shared';
-import { ArgumentError, integerIn, oneOf } from './validate';
+import { surfaceCause, validInput } from './failures';
+import { GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES } from '../common/contract';
+import type { EvaluateAlexNetInput, EvaluateAlexNetResult, EvaluateProgress } from '../common/contract';
+import { ArgumentError, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
+import { inLanes } from '../common/lanes';
+import { runKeys } from '../common/store-layout';
 
 const cpu = proxyActivities<typeof activities>({
   startToCloseTimeout: '30 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['StateError', 'InvalidStoreUriError', 'InvalidKeyError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
 });
 
 function evaluationActivities(device: 'cpu' | 'cuda') {
@@ -21,27 +23,16 @@ function evaluationActivities(device: 'cpu' | 'cuda') {
     ...(device === 'cuda' ? { taskQueue: GPU_TASK_QUEUE } : {}),
     startToCloseTimeout: '2 hours',
     heartbeatTimeout: '2 minutes',
-    retry: { maximumAttempts: 10, initialInterval: '1 second', nonRetryableErrorTypes: ['StateError', 'InvalidStoreUriError', 'InvalidKeyError'] },
+    retry: { maximumAttempts: 10, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
   });
 }
 
-export interface EvaluateProgress {
-  phase: 'planning' | 'evaluating' | 'reporting' | 'done';
-  checkpointKey?: string;
-  shardsDone: number;
-  shardsTotal: number;
-  imagesDone: number;
-}
 export const evaluateProgressQuery = defineQuery<EvaluateProgress>('progress');
 
 export type ValidEvaluateInput = Required<Omit<EvaluateAlexNetInput, 'split' | 'threads'>> & Pick<EvaluateAlexNetInput, 'split' | 'threads'>;
 
 export function validateEvaluateInput(raw: EvaluateAlexNetInput): ValidEvaluateInput {
-  if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {store, checkpoint, datasetName, ...} for input');
-  const str = (field: string, v: unknown) => {
-    if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a non-empty string for ${field} but received ${JSON.stringify(v)}`);
-    return v;
-  };
+  inputObject(raw, 'store, checkpoint, datasetName, ...');
   const c = raw.checkpoint as unknown;
   let checkpoint: string | { run: string };
   if (typeof c === 'string' && c.trim() !== '') checkpoint = c;
@@ -50,10 +41,10 @@ export function validateEvaluateInput(raw: EvaluateAlexNetInput): ValidEvaluateI
   const crops = raw.crops ?? 10;
   if (crops !== 1 && crops !== 10) throw new ArgumentError('crops', `Expected 1 (centre crop) or 10 (the paper's ten patches) for crops but received ${JSON.stringify(crops)}`);
   return {
-    store: str('store', raw.store),
+    store: nonEmptyString('store', raw.store),
     checkpoint,
-    datasetName: str('datasetName', raw.datasetName),
-    split: raw.split === undefined ? undefined : str('split', raw.split),
+    datasetName: nonEmptyString('datasetName', raw.datasetName),
+    split: raw.split === undefined ? undefined : nonEmptyString('split', raw.split),
     crops,
     batchSize: integerIn('batchSize', raw.batchSize ?? 128, 1, 4096),
     maxParallel: integerIn('maxParallel', raw.maxParallel ?? 4, 1, 256),
@@ -62,19 +53,9 @@ export function validateEvaluateInput(raw: EvaluateAlexNetInput): ValidEvaluateI
   };
 }
 
-// Where this evaluation's report goes: runs/<runId>/reports/<start time>-<split>-<crops>crop-<id>.
-export function reportPrefix(runId: string, startTime: Date, split: string, crops: number, workflowRunId: string): string {
-  const stamp = startTime.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return `runs/${runId}/reports/${stamp}-${split}-${crops}crop-${workflowRunId.slice(0, 8)}`;
-}
 
 export async function EvaluateAlexNet(raw: EvaluateAlexNetInput): Promise<EvaluateAlexNetResult> {
-  let input: ValidEvaluateInput;
-  try {
-    input = validateEvaluateInput(raw);
-  } catch (e) {
-    throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidInput');
-  }
+  const input = validInput(() => validateEvaluateInput(raw));
   return evaluate(input).catch(surfaceCause);
 }
 
@@ -86,22 +67,17 @@ async function evaluate(input: ValidEvaluateInput): Promise<EvaluateAlexNetResul
   progress.checkpointKey = plan.checkpointKey;
   progress.shardsTotal = plan.shards;
   progress.phase = 'evaluating';
-  const prefix = reportPrefix(plan.runId, info.startTime, plan.split, input.crops, info.runId);
+  const prefix = runKeys(plan.runId).report(info.startTime, plan.split, input.crops, info.runId);
   const { evaluateShard } = evaluationActivities(input.device);
   const started = Date.now();  // workflow time: deterministic on replay
-  let next = 0;
-  const lane = async () => {
-    while (next < plan.shards) {
-      const shard = next++;
-      const r = await evaluateShard({
-        store: input.store, datasetName: input.datasetName, split: plan.split, shard, checkpointKey: plan.checkpointKey,
-        crops: input.crops, batchSize: input.batchSize, reportPrefix: prefix, threads: input.threads,
-      });
-      progress.shardsDone++;
-      progress.imagesDone += r.images;
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(input.maxParallel, Math.max(1, plan.shards)) }, lane));
+  await inLanes(plan.shards, input.maxParallel, async (shard) => {
+    const r = await evaluateShard({
+      store: input.store, datasetName: input.datasetName, split: plan.split, shard, checkpointKey: plan.checkpointKey,
+      crops: input.crops, batchSize: input.batchSize, reportPrefix: prefix, threads: input.threads,
+    });
+    progress.shardsDone++;
+    progress.imagesDone += r.images;
+  });
   progress.phase = 'reporting';
   const result = await cpu.writeEvaluationReport({
     store: input.store, datasetName: input.datasetName, plan, crops: input.crops, reportPrefix: prefix, createdAt: info.startTime.toISOString(),

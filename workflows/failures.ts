@@ -8,3 +8,13 @@ export function surfaceCause(e: unknown): never {
   }
   throw e;
 }
+
+// A workflow's validated input: a bad field fails the workflow at once, non-retryably
+// (InvalidInput), with the validator's message naming the field.
+export function validInput<T>(validate: () => T): T {
+  try {
+    return validate();
+  } catch (e) {
+    throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidInput');
+  }
+}

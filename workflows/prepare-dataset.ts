@@ -5,29 +5,23 @@
 import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
-import { surfaceCause } from './failures';
-import { DEFAULT_VALIDATION_FRACTION, RESIZE_KERNELS } from './shared';
-import type { PrepareDatasetInput, PrepareDatasetResult, ShardSummary, SplitSummary } from './shared';
-import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
+import { surfaceCause, validInput } from './failures';
+import { DEFAULT_VALIDATION_FRACTION, NON_RETRYABLE_ERROR_TYPES, RESIZE_KERNELS } from '../common/contract';
+import type { PrepareDatasetInput, PrepareDatasetResult, PrepareProgress, ShardSummary, SplitSummary } from '../common/contract';
+import { ArgumentError, inputObject, integerIn, numberIn, oneOf } from '../common/validate';
+import { inLanes } from '../common/lanes';
 
 const { writeListing, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '5 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidStoreUriError', 'InvalidKeyError', 'DatasetLayoutError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
 });
 const { preprocessShard } = proxyActivities<typeof activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 5 },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
 });
 
-export interface PrepareProgress {
-  phase: 'listing' | 'planning' | 'preprocessing' | 'merging' | 'done';
-  shardsDone: number;
-  shardsTotal: number;
-  imagesDone: number;
-  skipped: number;
-}
 export const prepareProgressQuery = defineQuery<PrepareProgress>('progress');
 
 export type ValidPrepareInput = Required<Omit<PrepareDatasetInput, 'maxPixels'>> & { maxPixels?: number };
@@ -39,7 +33,7 @@ export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInpu
     if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a URI (s3://bucket/prefix, file:///dir or a path) for ${field} but received ${JSON.stringify(v)}`);
     return v;
   };
-  if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {dataset, store, ...} for input');
+  inputObject(raw, 'dataset, store, ...');
   const dataset = uri('dataset', raw.dataset);
   const store = uri('store', raw.store);
   const name = raw.name ?? dataset.replace(/\/+$/, '').split('/').pop() ?? '';
@@ -72,12 +66,7 @@ export async function PrepareDataset(raw: PrepareDatasetInput): Promise<PrepareD
 
 async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetResult> {
   const started = Date.now();
-  let input: ValidPrepareInput;
-  try {
-    input = validatePrepareInput(raw);
-  } catch (e) {
-    throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidInput');
-  }
+  const input = validInput(() => validatePrepareInput(raw));
   const progress: PrepareProgress = { phase: 'listing', shardsDone: 0, shardsTotal: 0, imagesDone: 0, skipped: 0 };
   setHandler(prepareProgressQuery, () => progress);
 
@@ -96,20 +85,16 @@ async function prepareDataset(raw: PrepareDatasetInput): Promise<PrepareDatasetR
   const work = splits.flatMap((s) => Array.from({ length: s.shards }, (_, shard) => ({ split: s.split, shard })));
   progress.shardsTotal = work.length;
   const skippedSample: ShardSummary['skippedSample'] = [];
-  let next = 0;
   let shardsReused = 0;
-  const lane = async () => {
-    while (next < work.length) {
-      const { split, shard } = work[next++];
-      const r = await preprocessShard({ dataset: input.dataset, store: input.store, name: input.name, split, shard, imageSize: input.imageSize, maxPixels: input.maxPixels, resizeKernel: input.resizeKernel });
-      progress.shardsDone++;
-      progress.imagesDone += r.images;
-      progress.skipped += r.skippedCount;
-      if (r.reused) shardsReused++;
-      if (skippedSample.length < 50) skippedSample.push(...(r.skippedSample ?? []).slice(0, 50 - skippedSample.length));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(input.maxParallel, Math.max(1, work.length)) }, lane));
+  await inLanes(work.length, input.maxParallel, async (i) => {
+    const { split, shard } = work[i];
+    const r = await preprocessShard({ dataset: input.dataset, store: input.store, name: input.name, split, shard, imageSize: input.imageSize, maxPixels: input.maxPixels, resizeKernel: input.resizeKernel });
+    progress.shardsDone++;
+    progress.imagesDone += r.images;
+    progress.skipped += r.skippedCount;
+    if (r.reused) shardsReused++;
+    if (skippedSample.length < 50) skippedSample.push(...(r.skippedSample ?? []).slice(0, 50 - skippedSample.length));
+  });
 
   progress.phase = 'merging';
   const manifest = await finalizeDataset({

@@ -15,20 +15,20 @@ import {
 } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
-import { surfaceCause } from './failures';
-import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from './lr-policy';
+import { surfaceCause, validInput } from './failures';
+import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from '../common/lr-policy';
 import {
-  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, DEFAULT_RETENTION, GEMM_PRECISIONS, GPU_TASK_QUEUE, RetentionPolicy, TRAINING_STATE_SIGNAL,
+  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, DEFAULT_RETENTION, GEMM_PRECISIONS, GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES, RetentionPolicy, TRAINING_STATE_SIGNAL,
   TrainAlexNetInput, TrainingState, TrainProgress,
-} from './shared';
-import type { EpochResult, ValidationResult } from './shared';
-import { ArgumentError, integerIn, numberIn, oneOf } from './validate';
+} from '../common/contract';
+import type { ControlResult, EpochResult, SetLearningRateResult, TrainResult, ValidationResult } from '../common/contract';
+import { ArgumentError, inputObject, integerIn, nonEmptyString, numberIn, oneOf } from '../common/validate';
 import { PrepareDataset } from './prepare-dataset';
 
 const cpu = proxyActivities<typeof activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['StateError', 'InvalidStoreUriError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
 });
 
 function trainingActivities(device: 'cpu' | 'cuda', heartbeatTimeoutSeconds: number) {
@@ -41,7 +41,7 @@ function trainingActivities(device: 'cpu' | 'cuda', heartbeatTimeoutSeconds: num
     // Every second, without limit: an attempt that makes no progress ends the run itself
     // (NoProgress). A superseded attempt is retried too: the next one, with a higher
     // attempt number, starts from the newest checkpoint and a zombie ahead of it stops.
-    retry: { initialInterval: '1 second', backoffCoefficient: 1, nonRetryableErrorTypes: ['StateError'] },
+    retry: { initialInterval: '1 second', backoffCoefficient: 1, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
   });
 }
 
@@ -56,8 +56,6 @@ export const trainingStateSignal = defineSignal<[TrainingState]>(TRAINING_STATE_
 // signal and update handlers apart), but the caller gets an answer: a rejected value is
 // refused by the validator with the reason (nothing enters the history), an accepted one
 // returns the run's state after it. See README (TrainAlexNet: signals and updates).
-export interface SetLearningRateResult { lr: number; policy: LrState & { type: LrPolicy['type'] } }
-export interface ControlResult { phase: TrainProgress['phase'] }
 export const setLearningRateUpdate = defineUpdate<SetLearningRateResult, [number]>('setLearningRate');
 export const pauseUpdate = defineUpdate<ControlResult>('pause');
 export const resumeUpdate = defineUpdate<ControlResult>('resume');
@@ -81,20 +79,16 @@ function validateRetention(raw: unknown): RetentionPolicy {
 }
 
 export function validateTrainInput(raw: TrainAlexNetInput, runId: string): ValidTrainInput {
-  if (typeof raw !== 'object' || raw === null) throw new ArgumentError('input', 'Expected an object {store, datasetName, ...} for input');
+  inputObject(raw, 'store, datasetName, ...');
   const device = oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const);
   const precision = raw.precision === undefined ? undefined : oneOf('precision', raw.precision, GEMM_PRECISIONS);
   if (precision !== undefined && precision !== 'fp32' && device !== 'cuda') {
     throw new ArgumentError('precision', `precision '${precision}' needs device 'cuda' (the CPU backend multiplies in fp32)`);
   }
-  const str = (field: string, v: unknown) => {
-    if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a non-empty string for ${field} but received ${JSON.stringify(v)}`);
-    return v;
-  };
   return {
-    store: str('store', raw.store),
-    datasetName: str('datasetName', raw.datasetName),
-    dataset: raw.dataset === undefined ? undefined : str('dataset', raw.dataset),
+    store: nonEmptyString('store', raw.store),
+    datasetName: nonEmptyString('datasetName', raw.datasetName),
+    dataset: raw.dataset === undefined ? undefined : nonEmptyString('dataset', raw.dataset),
     model: oneOf('model', raw.model ?? 'alexnet', ['alexnet', 'alexnet-64', 'alexnet-32', 'tiny']),
     classes: raw.classes === undefined ? undefined : integerIn('classes', raw.classes, 2, 100_000),
     epochs: integerIn('epochs', raw.epochs ?? 90, 1, 10_000),
@@ -108,8 +102,8 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     stallBatches: integerIn('stallBatches', raw.stallBatches ?? 1000, 1, 100_000_000),
     device,
     precision,
-    validationSplit: raw.validationSplit === undefined ? '' : validationSplitName(str('validationSplit', raw.validationSplit)),
-    runId: raw.runId === undefined ? runId : str('runId', raw.runId),
+    validationSplit: raw.validationSplit === undefined ? '' : validationSplitName(nonEmptyString('validationSplit', raw.validationSplit)),
+    runId: raw.runId === undefined ? runId : nonEmptyString('runId', raw.runId),
     heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
     maxFailuresPerCheckpoint: integerIn('maxFailuresPerCheckpoint', raw.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT, 1, 1000),
     retention: raw.retention === undefined ? undefined : validateRetention(raw.retention),
@@ -134,22 +128,8 @@ export interface TrainCarry {
   paused?: boolean;  // paused when the previous run continued as new
 }
 
-export interface TrainResult {
-  runId: string;
-  epochs: number;
-  stoppedBy: 'epochs' | 'lr-policy' | 'signal';
-  lastValidation?: ValidationResult;
-  latestCheckpoint?: string;
-  lrHistory: TrainProgress['lrHistory'];
-}
-
 export async function TrainAlexNet(raw: TrainAlexNetInput, carry?: TrainCarry): Promise<TrainResult> {
-  let input: ValidTrainInput;
-  try {
-    input = validateTrainInput(raw, workflowInfo().workflowId);
-  } catch (e) {
-    throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidInput');
-  }
+  const input = validInput(() => validateTrainInput(raw, workflowInfo().workflowId));
   return train(raw, input, carry).catch(surfaceCause);
 }
 

@@ -11,7 +11,7 @@ import type { Readable } from 'stream';
 import { fileURLToPath, pathToFileURL } from 'url';
 
 import { compareKeys, validateKey, validatePrefix } from './keys';
-import { InvalidKeyError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from './types';
+import { InvalidKeyError, ObjectNotFoundError, type ObjectInfo, type ObjectStore, type PutBody } from './types';
 
 // Temporary files of unfinished writes start with this; list() skips them and keys may
 // not use it, so a temporary file can never be mistaken for (or clobber) an object.
@@ -118,9 +118,11 @@ export class LocalStore implements ObjectStore {
     await syncDir(dir);
   }
 
-  async put(key: string, body: Buffer | Uint8Array | string): Promise<void> {
-    const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-    await this.writeAtomic(key, (fh) => writeAll(fh, buf));
+  async put(key: string, body: PutBody): Promise<void> {
+    const bufs = typeof body === 'string' ? [Buffer.from(body, 'utf8')] : body instanceof Uint8Array ? [body] : body;
+    await this.writeAtomic(key, async (fh) => {
+      for (const buf of bufs) await writeAll(fh, buf);
+    });
   }
 
   async putStream(key: string, body: Readable, size?: number): Promise<void> {
@@ -148,6 +150,7 @@ export class LocalStore implements ObjectStore {
     }
   }
 
+  // A local file has no transfer to verify (getStream's options change nothing here).
   async getStream(key: string): Promise<Readable> {
     const p = await this.existing(key);
     if (p === undefined) throw new ObjectNotFoundError(this.uri, key);
@@ -164,7 +167,7 @@ export class LocalStore implements ObjectStore {
       await fh.close();
       throw new ObjectNotFoundError(this.uri, key);
     }
-    return fh.createReadStream();
+    return fh.createReadStream({ highWaterMark: 1 << 20 });  // 1 MiB reads: 64 KiB ones cost more per byte
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

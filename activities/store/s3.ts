@@ -2,17 +2,22 @@
 // Credentials come only from the SDK's default chain (environment, profiles, SSO, web
 // identity, instance metadata) and never reach uri, logs or error messages. Uploads
 // carry CRC32 checksums that the server verifies (whole-object ones for multipart
-// uploads too), and the SDK checks them again on download.
+// uploads too), and the SDK checks them again on download (unless a caller that checks
+// the bytes itself asks getStream not to).
 // put is one PutObject and putStream one (multipart) Upload: S3 makes either visible
 // only when complete, so both are atomic; a failed multipart upload is aborted.
 import {
-  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'stream';
+import { setTimeout as sleep } from 'timers/promises';
+import * as zlib from 'zlib';
 
 import { MAX_KEY_BYTES, validateKey, validatePrefix } from './keys';
-import { InvalidKeyError, InvalidStoreUriError, ObjectNotFoundError, type ObjectInfo, type ObjectStore } from './types';
+import {
+  InvalidKeyError, InvalidStoreUriError, ObjectNotFoundError, type GetStreamOptions, type ObjectInfo, type ObjectStore, type PutBody,
+} from './types';
 
 export interface S3StoreOptions {
   endpoint?: string;        // default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS itself
@@ -48,7 +53,28 @@ function envFlag(value: string | undefined): boolean | undefined {
   return ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
 }
 
-interface SdkError { name?: string; message?: string; $metadata?: { httpStatusCode?: number } }
+interface SdkError { name?: string; message?: string; code?: string; $retryable?: unknown; $metadata?: { httpStatusCode?: number } }
+
+// zlib.crc32 (Node 20.15+): the CRC32 that S3 checks, computed over several buffers.
+const crc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
+
+function crc32Base64(bufs: readonly Uint8Array[]): string {
+  let c = 0;
+  for (const b of bufs) c = crc32!(b, c);
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(c >>> 0);
+  return out.toString('base64');
+}
+
+// Errors that another attempt may not meet: throttling, server errors, timeouts and
+// dropped connections (what the SDK's own standard retry strategy retries).
+function transient(err: unknown): boolean {
+  const e = (err ?? {}) as SdkError;
+  const status = e.$metadata?.httpStatusCode ?? 0;
+  return !!e.$retryable || status >= 500 || status === 429 ||
+    ['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'SlowDown', 'Throttling', 'ThrottlingException', 'InternalError', 'ServiceUnavailable'].includes(e.name ?? '') ||
+    ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN'].includes(e.code ?? '');
+}
 
 export class S3Store implements ObjectStore {
   readonly uri: string;
@@ -59,6 +85,9 @@ export class S3Store implements ObjectStore {
   private readonly where: string;     // for messages: ' at http://host:port' or ''
   private readonly listPageSize?: number;
   private readonly partSize: number;
+  private readonly maxAttempts: number;
+  private readonly clientConfig: S3ClientConfig;
+  private unverifiedClient?: S3Client;  // for getStream(key, {verify: false})
 
   constructor(uri: string, options: S3StoreOptions = {}) {
     const { bucket, prefix } = parseS3Uri(uri);
@@ -75,7 +104,8 @@ export class S3Store implements ObjectStore {
     const forcePathStyle = options.forcePathStyle ?? envFlag(env.ALEXNET_S3_FORCE_PATH_STYLE) ?? endpoint !== undefined;
     const maxAttempts = options.maxAttempts ?? (Number(env.AWS_MAX_ATTEMPTS) || 5);
     this.where = endpoint === undefined ? '' : ` at ${endpoint.replace(/\/\/[^/]*@/, '//***@')}`;
-    this.client = new S3Client({
+    this.maxAttempts = maxAttempts;
+    this.clientConfig = {
       region: options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1'),
       endpoint,
       forcePathStyle,
@@ -83,7 +113,8 @@ export class S3Store implements ObjectStore {
       retryMode: options.retryMode ?? (env.AWS_RETRY_MODE === 'adaptive' ? 'adaptive' : 'standard'),
       requestChecksumCalculation: 'WHEN_SUPPORTED',
       responseChecksumValidation: 'WHEN_SUPPORTED',
-    });
+    };
+    this.client = new S3Client(this.clientConfig);
   }
 
   // S3's 1024-byte limit applies to the whole key, store prefix included.
@@ -123,14 +154,37 @@ export class S3Store implements ObjectStore {
     return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || (e?.$metadata?.httpStatusCode === 404 && e?.name !== 'NoSuchBucket');
   }
 
-  async put(key: string, body: Buffer | Uint8Array | string): Promise<void> {
+  async put(key: string, body: PutBody): Promise<void> {
     const Key = this.fullKey(key);
+    if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
+      if (crc32 === undefined) body = Buffer.concat(body);  // no zlib.crc32: let the SDK checksum one buffer
+      else return this.putBuffers(key, Key, body);
+    }
     // An explicit length: the SDK sends none for an empty body, which S3 needs (and warns about).
     const ContentLength = typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength;
     try {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength, ChecksumAlgorithm: 'CRC32' }));
     } catch (err) {
       throw this.fail('put', key, err);
+    }
+  }
+
+  // Several buffers as one PutObject whose body streams them in turn: no copy into one
+  // buffer. The CRC32 goes with the request (the server checks it). A streamed body is
+  // sent unsigned (the SDK signs a buffer's sha256, which the server then recomputes:
+  // two more passes over the data that the CRC32 makes redundant). The SDK never
+  // retries a streamed body, so this does, with a fresh stream over the same buffers.
+  private async putBuffers(key: string, Key: string, bufs: readonly Uint8Array[]): Promise<void> {
+    const ContentLength = bufs.reduce((n, b) => n + b.byteLength, 0);
+    const ChecksumCRC32 = crc32Base64(bufs);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: Readable.from(bufs), ContentLength, ChecksumCRC32 }));
+        return;
+      } catch (err) {
+        if (attempt >= this.maxAttempts || !transient(err)) throw this.fail('put', key, err);
+        await sleep(Math.random() * Math.min(20_000, 100 * 2 ** attempt));  // full jitter, as the SDK's standard mode
+      }
     }
   }
 
@@ -168,27 +222,46 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async getStream(key: string): Promise<Readable> {
+  private async open(key: string, verify: boolean): Promise<{ body: Readable; length?: number }> {
     const Key = this.fullKey(key);
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, ChecksumMode: 'ENABLED' }));
+      // With verify false, no ChecksumMode and a client that adds none (the default one
+      // sets it on every GetObject): the server sends no CRC32 and the SDK checks none.
+      const client = verify ? this.client : (this.unverifiedClient ??= new S3Client({ ...this.clientConfig, responseChecksumValidation: 'WHEN_REQUIRED' }));
+      const out = await client.send(new GetObjectCommand({ Bucket: this.bucket, Key, ...(verify ? { ChecksumMode: 'ENABLED' } : {}) }));
       if (!(out.Body instanceof Readable)) throw new Error('the response body is not a Node.js stream');
-      return out.Body;
+      return { body: out.Body, length: out.ContentLength };
     } catch (err) {
       if (this.isNotFound(err)) throw new ObjectNotFoundError(this.uri, key);
       throw this.fail('get', key, err);
     }
   }
 
+  async getStream(key: string, options: GetStreamOptions = {}): Promise<Readable> {
+    return (await this.open(key, options.verify ?? true)).body;
+  }
+
+  // Into one buffer of the object's length as the bytes arrive (no list of chunks to
+  // concatenate); a body shorter or longer than that length fails naming the key.
   async get(key: string): Promise<Buffer> {
-    const stream = await this.getStream(key);
+    const { body, length } = await this.open(key, true);
     const chunks: Buffer[] = [];
+    const out = length === undefined ? undefined : Buffer.allocUnsafe(length);
+    let n = 0;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (!out) chunks.push(chunk);
+        else if (n + chunk.length <= out.length) out.set(chunk, n);
+        n += chunk.length;
+      }
     } catch (err) {
       throw this.fail('get', key, err); // e.g. a checksum mismatch or a dropped connection
     }
-    return Buffer.concat(chunks);
+    if (!out) return Buffer.concat(chunks);
+    if (n !== out.length) {
+      throw new Error(`get '${key}' in ${this.uri}${this.where}: the object has ${out.length} bytes but the transfer gave ${n}${n < out.length ? ' (cut short)' : ''}`);
+    }
+    return out;
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

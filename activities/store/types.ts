@@ -12,12 +12,14 @@ export interface ObjectStore {
   // The canonical root URI ("s3://bucket/prefix" or "file:///abs/dir"); never contains secrets.
   readonly uri: string;
   // Atomic: a reader sees the old object, or none, or the whole new one; never a part.
-  put(key: string, body: Buffer | Uint8Array | string): Promise<void>;
+  // A list of buffers is stored as their concatenation, without copying them into one
+  // (so they must not change until put settles).
+  put(key: string, body: PutBody): Promise<void>;
   // Atomic like put; for large objects (multipart on S3). size is optional.
   putStream(key: string, body: Readable, size?: number): Promise<void>;
   // Throws ObjectNotFoundError (with the key and the store URI) when absent.
   get(key: string): Promise<Buffer>;
-  getStream(key: string): Promise<Readable>;
+  getStream(key: string, options?: GetStreamOptions): Promise<Readable>;
   // undefined when absent.
   head(key: string): Promise<ObjectInfo | undefined>;
   // Every object whose key starts with prefix ('' for all), in ascending key order,
@@ -25,6 +27,14 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   // No error when absent.
   delete(key: string): Promise<void>;
+}
+
+export type PutBody = Buffer | Uint8Array | string | readonly Uint8Array[];
+
+export interface GetStreamOptions {
+  // false: skip the store's own check of the transfer (S3's CRC32 of the object), for a
+  // caller that verifies the bytes itself end to end (a checkpoint's sha256). Default true.
+  verify?: boolean;
 }
 
 export class ObjectNotFoundError extends Error {

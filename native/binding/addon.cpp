@@ -5,6 +5,8 @@
 #include "config.h"
 #include "convert.h"
 #include "cuda_loader.h"
+#include "errors.h"
+#include "image_stats_wrap.h"
 #include "layers.h"
 #include "network_wrap.h"
 
@@ -12,12 +14,9 @@ namespace alexnet {
 namespace {
 
 Napi::Value PresetConfig(const Napi::CallbackInfo& info) {
-  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "model must be a string");
-  try {
-    return config_to_js(info.Env(), preset_config(info[0].As<Napi::String>()));
-  } catch (const std::invalid_argument& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
+  if (!info[0].IsString()) throw type_error(info.Env(), "model must be a string");
+  const NetConfig cfg = with_js_errors(info.Env(), [&] { return preset_config(info[0].As<Napi::String>()); });
+  return config_to_js(info.Env(), cfg);
 }
 
 Napi::Value PresetNames(const Napi::CallbackInfo& info) {
@@ -29,12 +28,13 @@ Napi::Value PresetNames(const Napi::CallbackInfo& info) {
 
 // Checks a config without allocating a network: returns the layer output shapes.
 Napi::Value InferShapes(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "config must be an object");
+  if (!info[0].IsObject()) throw type_error(info.Env(), "config must be an object");
+  const NetConfig cfg = config_from_js(info[0].As<Napi::Object>());
   std::vector<Shape> shapes;
   try {
-    shapes = infer_shapes(config_from_js(info[0].As<Napi::Object>()));
-  } catch (const std::invalid_argument& e) {
-    throw Napi::Error::New(info.Env(), std::string("invalid network config: ") + e.what());
+    shapes = infer_shapes(cfg);
+  } catch (const std::exception& e) {
+    throw js_error(info.Env(), e, "invalid network config: ");
   }
   Napi::Array a = Napi::Array::New(info.Env(), shapes.size());
   for (size_t i = 0; i < shapes.size(); i++) {

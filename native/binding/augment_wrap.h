@@ -1,5 +1,5 @@
 // The JS functions augmentTrain, augmentCenter and augmentTenCrop over augment.h: each
-// runs as an AsyncWorker (off the event loop) and resolves with a Float32Array over the
+// runs as a PromiseWorker (off the event loop) and resolves with a Float32Array over the
 // native output buffer (allocated off the loop, never copied).
 #pragma once
 #include <napi.h>
@@ -13,9 +13,5 @@ Napi::Value AugmentTrain(const Napi::CallbackInfo& info);
 Napi::Value AugmentCenter(const Napi::CallbackInfo& info);
 // augmentTenCrop(pixels, n, size, crop, {mean?, threads?}) -> Promise<Float32Array (n*10,3,crop,crop)>
 Napi::Value AugmentTenCrop(const Napi::CallbackInfo& info);
-// accumulateImageStats(pixels: Uint8Array (n,H,W,3), n, height, width, pixelSum: Float64Array
-//   (H,W,3), rgbSum: Float64Array (3), rgbOuterSum: Float64Array (9)) -> Promise: adds into
-//   the three arrays on a native thread (do not touch them until it settles)
-Napi::Value AccumulateImageStats(const Napi::CallbackInfo& info);
 
 }  // namespace alexnet

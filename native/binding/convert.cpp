@@ -2,16 +2,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
+
+#include "args.h"
+#include "errors.h"
 
 namespace alexnet {
 namespace {
-
-double number_field(const Napi::Object& o, const char* key, double fallback, const std::string& where) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), where + "." + key + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
 
 // The shortest decimal that reads back as the same float, so 1e-4f shows as 0.0001.
 double short_decimal(float f) {
@@ -79,25 +76,25 @@ NetConfig config_from_js(const Napi::Object& o) {
   Napi::Env env = o.Env();
   NetConfig cfg;
   if (o.Has("name") && o.Get("name").IsString()) cfg.name = o.Get("name").As<Napi::String>();
-  if (!o.Get("input").IsObject()) throw Napi::TypeError::New(env, "config.input must be an object");
+  if (!o.Get("input").IsObject()) throw type_error(env, "config.input must be an object");
   Napi::Object input = o.Get("input").As<Napi::Object>();
   cfg.channels = (int)number_field(input, "channels", 3, "config.input");
   cfg.height = (int)number_field(input, "height", 0, "config.input");
   cfg.width = (int)number_field(input, "width", 0, "config.input");
   cfg.classes = (int)number_field(o, "classes", 0, "config");
   cfg.weight_std = (float)number_field(o, "weightStd", 0.01, "config");
-  if (!o.Get("layers").IsArray()) throw Napi::TypeError::New(env, "config.layers must be an array");
+  if (!o.Get("layers").IsArray()) throw type_error(env, "config.layers must be an array");
   Napi::Array layers = o.Get("layers").As<Napi::Array>();
   for (uint32_t i = 0; i < layers.Length(); i++) {
     const std::string where = "config.layers[" + std::to_string(i) + "]";
-    if (!layers.Get(i).IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+    if (!layers.Get(i).IsObject()) throw type_error(env, where + " must be an object");
     Napi::Object j = layers.Get(i).As<Napi::Object>();
-    if (!j.Get("type").IsString()) throw Napi::TypeError::New(env, where + ".type must be a string");
+    if (!j.Get("type").IsString()) throw type_error(env, where + ".type must be a string");
     LayerSpec l;
     try {
       l.type = parse_layer_type(j.Get("type").As<Napi::String>());
     } catch (const std::invalid_argument& e) {
-      throw Napi::TypeError::New(env, where + ": " + e.what());
+      throw type_error(env, where + ": " + e.what());
     }
     if (j.Has("name") && j.Get("name").IsString()) l.name = j.Get("name").As<Napi::String>();
     l.out = (int)number_field(j, "out", l.out, where);

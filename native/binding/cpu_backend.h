@@ -1,5 +1,5 @@
 // The CPU reference network (alexnet::Network) behind the backend interface the binding
-// drives (cuda/backend.h). Its host parameter arrays are the network's own memory.
+// drives (backend.h). Its host parameter arrays are the network's own memory.
 #pragma once
 #include "backend.h"
 #include "network.h"

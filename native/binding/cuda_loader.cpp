@@ -5,7 +5,9 @@
 
 #include <cstdlib>
 #include <mutex>
-#include <stdexcept>
+
+#include "api.h"
+#include "error.h"
 
 #ifndef ALEXNET_CUDA_BUILT
 #define ALEXNET_CUDA_BUILT 0
@@ -71,12 +73,12 @@ std::string cuda_library_path() {
 std::unique_ptr<NetworkBackend> create_cuda_network(const NetConfig& cfg, uint64_t seed,
                                                     const DeviceOptions& options) {
   Library& lib = library();
-  if (!lib.error.empty()) throw std::runtime_error(lib.error);
+  if (!lib.error.empty()) throw Error(ErrorCode::CudaUnavailable, lib.error);
   char err[1024] = {0};
   NetworkBackend* net = nullptr;
   const int rc = lib.create(&cfg, seed, &options, &net, err, sizeof err);
-  if (rc == 1) throw std::invalid_argument(err);
-  if (rc != 0 || !net) throw std::runtime_error(err);
+  if (rc != 0) throw Error(error_code_from_int(rc), err);
+  if (!net) throw Error(ErrorCode::Internal, "the CUDA backend reported success but returned no network");
   return std::unique_ptr<NetworkBackend>(net);
 }
 

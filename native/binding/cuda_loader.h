@@ -14,9 +14,9 @@ bool cuda_built();
 // The library's path (ALEXNET_CUDA_LIBRARY overrides it).
 std::string cuda_library_path();
 
-// Creates a network on CUDA. Throws std::invalid_argument for bad options or config, and
-// std::runtime_error when the backend is not built, cannot load, or finds no device
-// (the message says what to do).
+// Creates a network on CUDA. Throws alexnet::Error with the backend's code: BAD_ARGUMENT
+// for bad options or config, CUDA_UNAVAILABLE when the backend is not built, cannot load,
+// or finds no device (the message says what to do), CUDA_ERROR, OUT_OF_MEMORY, ...
 std::unique_ptr<NetworkBackend> create_cuda_network(const NetConfig& cfg, uint64_t seed,
                                                     const DeviceOptions& options);
 

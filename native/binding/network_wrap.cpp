@@ -1,74 +1,44 @@
-// Network methods. Each async method packs its inputs into a plain struct, runs the
-// compute in NetworkWorker::Execute (no JS values touched there) and settles a promise.
+// Network methods. Each async method captures its inputs, runs the compute in
+// NetworkWorker::Run (no JS values touched there) and settles a promise.
 #include "network_wrap.h"
 
 #include <cstring>
 #include <functional>
-#include <stdexcept>
 
+#include "args.h"
 #include "convert.h"
 #include "cpu_backend.h"
 #include "cuda_loader.h"
+#include "errors.h"
+#include "promise_worker.h"
 
 namespace alexnet {
 namespace {
 
-// Runs `work` off the event loop; keeps every buffer it reads referenced until it is done.
-class NetworkWorker : public Napi::AsyncWorker {
+// Runs `work` off the event loop and resolves with `result` (undefined when null); clears
+// the network's busy flag once done, and keeps the network alive until then.
+class NetworkWorker : public PromiseWorker {
  public:
   using Work = std::function<void()>;
-  using Result = std::function<Napi::Value(Napi::Env)>;
-  NetworkWorker(Napi::Env env, NetworkWrap* owner, Work work, Result result)
-      : Napi::AsyncWorker(env, "alexnet:network"), deferred_(Napi::Promise::Deferred::New(env)),
-        owner_(owner), work_(std::move(work)), result_(std::move(result)) {
-    owner_ref_ = Napi::Persistent(owner->Value());
-  }
-  void Keep(Napi::Value v) {
-    if (v.IsObject()) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  using MakeResult = std::function<Napi::Value(Napi::Env)>;
+  NetworkWorker(Napi::Env env, NetworkWrap* owner, Work work, MakeResult result)
+      : PromiseWorker(env, "alexnet:network"), owner_(owner), owner_ref_(Napi::Persistent(owner->Value())),
+        work_(std::move(work)), result_(std::move(result)) {}
 
  protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    owner_->busy = false;
-    deferred_.Resolve(result_ ? result_(Env()) : Env().Undefined());
-  }
-  void OnError(const Napi::Error& e) override {
-    owner_->busy = false;
-    deferred_.Reject(e.Value());
-  }
+  void Run() override { work_(); }
+  Napi::Value Result(Napi::Env env) override { return result_ ? result_(env) : env.Undefined(); }
+  void Settled() override { owner_->busy = false; }
 
  private:
-  Napi::Promise::Deferred deferred_;
   NetworkWrap* owner_;
   Napi::ObjectReference owner_ref_;
-  std::vector<Napi::ObjectReference> refs_;
   Work work_;
-  Result result_;
+  MakeResult result_;
 };
 
-template <typename T>
-Napi::TypedArrayOf<T> typed_arg(const Napi::CallbackInfo& info, size_t i, const char* name,
-                                napi_typedarray_type type, const char* type_name) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != type)
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a " + type_name);
-  return info[i].As<Napi::TypedArrayOf<T>>();
-}
-
-int int_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
-  return info[i].As<Napi::Number>().Int32Value();
-}
-
 SgdConfig sgd_arg(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsObject()) throw Napi::TypeError::New(info.Env(), "sgd must be an object {lr, momentum, weightDecay}");
+  if (!info[i].IsObject()) throw type_error(info.Env(), "sgd must be an object {lr, momentum, weightDecay}");
   Napi::Object o = info[i].As<Napi::Object>();
   SgdConfig s;
   s.lr = o.Get("lr").As<Napi::Number>().FloatValue();
@@ -121,33 +91,31 @@ Napi::Function NetworkWrap::Define(Napi::Env env) {
 // new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, precision})
 NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetworkWrap>(info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "config must be an object");
-  if (!info[1].IsBigInt()) throw Napi::TypeError::New(env, "seed must be a bigint");
-  bool lossless = true;
-  const uint64_t seed = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!info[0].IsObject()) throw type_error(env, "config must be an object");
+  const uint64_t seed = uint64_value(info[1], "seed");
   const int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
   NetConfig cfg = config_from_js(info[0].As<Napi::Object>());
   const DeviceOptions device = device_arg(info, 3);
   if (device.device == "cuda") {
-    try {
-      net = create_cuda_network(cfg, seed, device);
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    net = with_js_errors(env, [&] { return create_cuda_network(cfg, seed, device); });
     on_device = true;
     return;
   }
-  if (device.device != "cpu")
-    throw Napi::TypeError::New(env, "device must be 'cpu' or 'cuda', not '" + device.device + "'");
+  if (device.device != "cpu") throw type_error(env, "device must be 'cpu' or 'cuda', not '" + device.device + "'");
   try {
     net = std::make_shared<CpuBackend>(cfg, seed, threads);
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("invalid network config: ") + e.what());
+    throw js_error(env, e, "invalid network config: ");
   }
 }
 
 void NetworkWrap::EnsureIdle(Napi::Env env) {
-  if (busy) throw Napi::Error::New(env, "the network is busy with another operation: await it first");
+  if (busy) throw js_error(env, ErrorCode::BadState, "the network is busy with another operation: await it first");
+}
+
+Napi::Promise NetworkWrap::Start(PromiseWorker* worker) {
+  busy = true;
+  return worker->Start();
 }
 
 Napi::Value NetworkWrap::Config(const Napi::CallbackInfo& info) {
@@ -176,23 +144,19 @@ Napi::Value NetworkWrap::Tensor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string name = info[0].As<Napi::String>(), kind = info[1].As<Napi::String>();
   Param* p = net->find_param(name);
-  if (!p) throw Napi::Error::New(env, "no parameter named '" + name + "'");
+  if (!p) throw js_error(env, ErrorCode::BadArgument, "no parameter named '" + name + "'");
   if (on_device) {
     // The view is a host copy: bring it up to date now, and upload whatever the caller
     // writes into it before the next operation.
     EnsureIdle(env);
-    try {
-      net->params_to_host();
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    with_js_errors(env, [&] { net->params_to_host(); });
     net->params_written();
   }
   std::vector<float>* v = kind == "value" ? &p->value
                           : kind == "grad" ? &p->grad
                           : kind == "momentum" ? &p->momentum
                                                : nullptr;
-  if (!v) throw Napi::TypeError::New(env, "kind must be 'value', 'grad' or 'momentum'");
+  if (!v) throw type_error(env, "kind must be 'value', 'grad' or 'momentum'");
   auto* keep = new std::shared_ptr<NetworkBackend>(net);
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(
       env, v->data(), v->size() * sizeof(float),
@@ -204,12 +168,9 @@ Napi::Value NetworkWrap::Tensor(const Napi::CallbackInfo& info) {
 Napi::Value NetworkWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureIdle(env);
-  auto images = typed_arg<float>(info, 0, "images", napi_float32_array, "Float32Array");
-  const float* labels_ptr = nullptr;
+  auto images = typed_array<float>(info[0], "images");
   const int32_t* labels = nullptr;
-  (void)labels_ptr;
-  if (!info[1].IsNull() && !info[1].IsUndefined())
-    labels = typed_arg<int32_t>(info, 1, "labels", napi_int32_array, "Int32Array").Data();
+  if (!info[1].IsNull() && !info[1].IsUndefined()) labels = typed_array<int32_t>(info[1], "labels").Data();
   const int n = int_arg(info, 2, "n");
   const bool train = info[3].ToBoolean();
   auto shared = net;
@@ -225,18 +186,13 @@ Napi::Value NetworkWrap::Forward(const Napi::CallbackInfo& info) {
       });
   w->Keep(images);
   w->Keep(info[1]);
-  busy = true;
-  w->Queue();
-  return w->Promise();
+  return Start(w);
 }
 
 Napi::Value NetworkWrap::Backward(const Napi::CallbackInfo& info) {
   EnsureIdle(info.Env());
   auto shared = net;
-  auto* w = new NetworkWorker(info.Env(), this, [=] { shared->backward(); }, nullptr);
-  busy = true;
-  w->Queue();
-  return w->Promise();
+  return Start(new NetworkWorker(info.Env(), this, [=] { shared->backward(); }, nullptr));
 }
 
 // update({lr, momentum, weightDecay})
@@ -244,18 +200,15 @@ Napi::Value NetworkWrap::Update(const Napi::CallbackInfo& info) {
   EnsureIdle(info.Env());
   auto shared = net;
   const SgdConfig sgd = sgd_arg(info, 0);
-  auto* w = new NetworkWorker(info.Env(), this, [=] { shared->update(sgd); }, nullptr);
-  busy = true;
-  w->Queue();
-  return w->Promise();
+  return Start(new NetworkWorker(info.Env(), this, [=] { shared->update(sgd); }, nullptr));
 }
 
 // step(images, labels, n, {lr, momentum, weightDecay}, dropout) -> {loss}
 Napi::Value NetworkWrap::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureIdle(env);
-  auto images = typed_arg<float>(info, 0, "images", napi_float32_array, "Float32Array");
-  auto labels = typed_arg<int32_t>(info, 1, "labels", napi_int32_array, "Int32Array");
+  auto images = typed_array<float>(info[0], "images");
+  auto labels = typed_array<int32_t>(info[1], "labels");
   const int n = int_arg(info, 2, "n");
   const SgdConfig sgd = sgd_arg(info, 3);
   const bool dropout = info[4].ToBoolean();
@@ -272,21 +225,14 @@ Napi::Value NetworkWrap::Step(const Napi::CallbackInfo& info) {
       });
   w->Keep(images);
   w->Keep(labels);
-  busy = true;
-  w->Queue();
-  return w->Promise();
+  return Start(w);
 }
 
 // [{name: "mask.fc6", rows, cols, data: Float32Array}] of the last training forward.
 Napi::Value NetworkWrap::DropoutMasks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureIdle(env);
-  std::vector<DropoutMask> masks;
-  try {
-    masks = net->dropout_masks();
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
+  const std::vector<DropoutMask> masks = with_js_errors(env, [&] { return net->dropout_masks(); });
   Napi::Array out = Napi::Array::New(env, masks.size());
   for (size_t i = 0; i < masks.size(); i++) {
     Napi::Object m = Napi::Object::New(env);
@@ -309,11 +255,7 @@ Napi::Value NetworkWrap::GetRngState(const Napi::CallbackInfo& info) {
 
 Napi::Value NetworkWrap::SetRngState(const Napi::CallbackInfo& info) {
   EnsureIdle(info.Env());
-  if (!info[0].IsBigInt() || !info[1].IsBigInt())
-    throw Napi::TypeError::New(info.Env(), "seed and counter must be bigints");
-  bool lossless = true;
-  net->set_rng_state(info[0].As<Napi::BigInt>().Uint64Value(&lossless),
-                     info[1].As<Napi::BigInt>().Uint64Value(&lossless));
+  net->set_rng_state(uint64_value(info[0], "seed"), uint64_value(info[1], "counter"));
   return info.Env().Undefined();
 }
 

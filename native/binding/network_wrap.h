@@ -1,6 +1,6 @@
 // The JS class `Network`: a thin wrapper over a NetworkBackend (the CPU alexnet::Network,
-// or the CUDA backend loaded on demand). Long operations run as AsyncWorkers on the libuv
-// pool and return promises; parameter tensors are exposed as zero-copy Float32Arrays over
+// or the CUDA backend loaded on demand). Long operations run as PromiseWorkers on the
+// libuv pool and return promises; parameter tensors are exposed as zero-copy Float32Arrays over
 // native (host) memory.
 #pragma once
 #include <napi.h>
@@ -12,6 +12,8 @@
 #include "network.h"
 
 namespace alexnet {
+
+class PromiseWorker;
 
 class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
  public:
@@ -39,6 +41,8 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
   Napi::Value SetThreads(const Napi::CallbackInfo& info);
   Napi::Value Device(const Napi::CallbackInfo& info);
   void EnsureIdle(Napi::Env env);
+  // Marks the network busy and queues the worker (which clears the flag when it settles).
+  Napi::Promise Start(PromiseWorker* worker);
 };
 
 }  // namespace alexnet

@@ -13,9 +13,9 @@ namespace alexnet {
 namespace cuda {
 namespace {
 
-std::runtime_error no_device(const std::string& detail) {
-  return std::runtime_error("CUDA requested but no CUDA device is available: " + detail +
-                            "; run on a GPU machine or unset ALEXNET_DEVICE");
+Error no_device(const std::string& detail) {
+  return Error(ErrorCode::CudaUnavailable, "CUDA requested but no CUDA device is available: " + detail +
+                                               "; run on a GPU machine or unset ALEXNET_DEVICE");
 }
 
 Layout full_layout(int C, int64_t HW) {
@@ -56,52 +56,22 @@ CudaNetwork::CudaNetwork(const NetConfig& cfg, uint64_t seed, const DeviceOption
     bias_of_.push_back(has ? next + 1 : -1);
     if (has) next += 2;
   }
-  try {
-    setup_devices(options);
-  } catch (...) {
-    destroy_devices();  // what was created before the failure (streams, events, handles)
-    throw;
-  }
+  // A failure here unwinds the members: the streams, events, cuBLAS handles and device
+  // arrays created so far release themselves. (The pinned buffers come later, with the
+  // first batch.)
+  setup_devices(options);
 }
 
-CudaNetwork::~CudaNetwork() { destroy_devices(); }
-
-// Releases every stream, event, handle and pinned buffer created so far (null ones are
-// skipped), so a construction that fails halfway leaks nothing. Never throws.
-void CudaNetwork::destroy_devices() noexcept {
+// Waits for queued work and frees the pinned buffers; then the members release the
+// streams, events, handles and device arrays (timing events first, each column's events
+// and handle before its streams), each on its own device. Never throws.
+CudaNetwork::~CudaNetwork() {
   try {
     synchronize();
   } catch (...) {
   }
-  if (!reps_.empty() && !reps_[0].cols.empty()) {
-    cudaSetDevice(reps_[0].cols[0].device);
-    for (cudaEvent_t e : timing_events_)
-      if (e) cudaEventDestroy(e);
-  }
-  timing_events_.clear();
-  for (Replica& rep : reps_)
-    for (Column& col : rep.cols) {
-      cudaSetDevice(col.device);
-      for (ColumnLayer& L : col.layers)
-        for (cudaEvent_t e : {L.ev_out, L.ev_sent, L.ev_dx, L.ev_bsent, L.ev_grad})
-          if (e) cudaEventDestroy(e);
-      for (cudaEvent_t e : {col.ev_logits, col.ev_logits_sent, col.ev_reduced, col.ev_idle})
-        if (e) cudaEventDestroy(e);
-      if (col.gemm.blas) cublasDestroy(col.gemm.blas);
-      col.gemm.blas = nullptr;
-      if (col.owns_streams) {
-        if (col.copy && col.copy != col.compute) cudaStreamDestroy(col.copy);
-        if (col.compute) cudaStreamDestroy(col.compute);
-      }
-      col.compute = col.copy = nullptr;
-    }
   for (void* p : {(void*)staging_, (void*)staging_labels_, (void*)logits_, (void*)losses_})
     if (p) cudaFreeHost(p);
-  staging_ = nullptr;
-  staging_labels_ = nullptr;
-  logits_ = nullptr;
-  losses_ = nullptr;
-  reps_.clear();  // the device arrays free themselves on their devices
 }
 
 std::string CudaNetwork::device_name() const {
@@ -247,21 +217,26 @@ void CudaNetwork::setup_devices(const DeviceOptions& options) {
       col.device = layout[r][c];
       CUDA_CHECK(cudaSetDevice(col.device));
       if (sequential_ && c > 0) {
-        col.owns_streams = false;
         col.compute = col.copy = reps_[r].cols[0].compute;
       } else {
-        CUDA_CHECK(cudaStreamCreateWithFlags(&col.compute, cudaStreamNonBlocking));
-        if (sequential_) col.copy = col.compute;
-        else CUDA_CHECK(cudaStreamCreateWithFlags(&col.copy, cudaStreamNonBlocking));
+        col.own_compute = create_stream(cudaStreamNonBlocking);
+        col.compute = col.own_compute;
+        if (sequential_) {
+          col.copy = col.compute;
+        } else {
+          col.own_copy = create_stream(cudaStreamNonBlocking);
+          col.copy = col.own_copy;
+        }
       }
-      CUBLAS_CHECK(cublasCreate(&col.gemm.blas));
+      col.gemm.blas = create_blas();
       col.gemm.precision = precision_;
       col.gemm.conv_forward = conv_forward_;
-      auto event = [](cudaEvent_t* e) { CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming)); };
       col.layers.resize(cfg_.layers.size());
       for (ColumnLayer& L : col.layers)
-        for (cudaEvent_t* e : {&L.ev_out, &L.ev_sent, &L.ev_dx, &L.ev_bsent, &L.ev_grad}) event(e);
-      for (cudaEvent_t* e : {&col.ev_logits, &col.ev_logits_sent, &col.ev_reduced, &col.ev_idle}) event(e);
+        for (Event* e : {&L.ev_out, &L.ev_sent, &L.ev_dx, &L.ev_bsent, &L.ev_grad})
+          *e = create_event(cudaEventDisableTiming);
+      for (Event* e : {&col.ev_logits, &col.ev_logits_sent, &col.ev_reduced, &col.ev_idle})
+        *e = create_event(cudaEventDisableTiming);
       // This column's slice of every parameter: the rows of its outputs.
       col.params.resize(params_.size());
       for (size_t i = 0; i < cfg_.layers.size(); i++) {
@@ -441,7 +416,7 @@ float CudaNetwork::step(const float* images, const int32_t* labels, int N, const
 float CudaNetwork::step_loaded(const SgdConfig& sgd, bool dropout) {
   const float loss = forward_loaded(dropout);
   if (!std::isfinite(loss))
-    throw std::runtime_error(non_finite_loss_message(loss, counter_));
+    throw non_finite_loss_error(loss, counter_);
   backward();
   update(sgd);
   return loss;
@@ -477,8 +452,9 @@ void CudaNetwork::set_layer_timing(bool on) {
   timing_ = on;
   if (!on || !timing_events_.empty()) return;
   CUDA_CHECK(cudaSetDevice(reps_[0].cols[0].device));
-  timing_events_.assign(4 * cfg_.layers.size(), nullptr);
-  for (cudaEvent_t& e : timing_events_) CUDA_CHECK(cudaEventCreate(&e));
+  std::vector<Event> events;  // all or none: a failure halfway leaves timing_events_ empty
+  for (size_t k = 0; k < 4 * cfg_.layers.size(); k++) events.push_back(create_event(cudaEventDefault));
+  timing_events_ = std::move(events);
 }
 
 void CudaNetwork::mark_layer(size_t slot) {

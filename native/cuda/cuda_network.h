@@ -27,6 +27,7 @@
 #include "backend.h"
 #include "cuda_check.h"
 #include "device_array.h"
+#include "handles.h"
 #include "layers_cuda.h"
 
 namespace alexnet {
@@ -56,14 +57,16 @@ struct ColumnLayer {
   DeviceArray<float> out, aux, in_full, recv;
   ConvCache col_cache;  // conv layers in training: the forward's im2col, for the backward
   DeviceArray<int32_t> argmax;
-  cudaEvent_t ev_out = nullptr, ev_sent = nullptr, ev_dx = nullptr, ev_bsent = nullptr,
-              ev_grad = nullptr;
+  Event ev_out, ev_sent, ev_dx, ev_bsent, ev_grad;
 };
 
 struct Column {
   int device = 0;
-  bool owns_streams = true;
-  cudaStream_t compute = nullptr, copy = nullptr;
+  // The streams this column created (first: destroyed after everything that uses them);
+  // none when it runs on column 0's (sequential), and no copy stream of its own when
+  // copies share the compute stream.
+  Stream own_compute, own_copy;
+  cudaStream_t compute = nullptr, copy = nullptr;  // the streams it runs on
   GemmContext gemm;  // the cuBLAS handle, the precision, the conv/linear scratch
   std::vector<ColumnParam> params;  // per network Param (count 0: not this layer's)
   std::vector<ColumnLayer> layers;
@@ -75,7 +78,7 @@ struct Column {
   // ev_idle: recorded on the compute stream after the update; the other column's copy
   // stream waits on it before a forward gather writes into this column's buffers, which
   // the last step's backward may still be reading (there is no host sync after a step).
-  cudaEvent_t ev_logits = nullptr, ev_logits_sent = nullptr, ev_reduced = nullptr, ev_idle = nullptr;
+  Event ev_logits, ev_logits_sent, ev_reduced, ev_idle;
 };
 
 // Per-layer time of the last forward and backward (layer_times()).
@@ -91,8 +94,9 @@ struct Replica {
 
 class CudaNetwork : public NetworkBackend {
  public:
-  // Throws std::runtime_error when no CUDA device is usable (the message says what to do)
-  // and std::invalid_argument for a bad config or options.
+  // Throws alexnet::Error CUDA_UNAVAILABLE when no CUDA device is usable (the message says
+  // what to do) and std::invalid_argument for a bad config or options. What it created
+  // before a failure releases itself (handles.h, device_array.h).
   CudaNetwork(const NetConfig& cfg, uint64_t seed, const DeviceOptions& options);
   ~CudaNetwork() override;
   CudaNetwork(const CudaNetwork&) = delete;
@@ -139,7 +143,6 @@ class CudaNetwork : public NetworkBackend {
 
  private:
   void setup_devices(const DeviceOptions& options);
-  void destroy_devices() noexcept;
   void upload_batch(const float* images, const int32_t* labels);
   void make_plan();
   void resize_batch(int N);
@@ -175,7 +178,7 @@ class CudaNetwork : public NetworkBackend {
   double* losses_ = nullptr;
   // Layer timing (set_layer_timing): per layer, forward start/end and backward start/end.
   bool timing_ = false;
-  std::vector<cudaEvent_t> timing_events_;
+  std::vector<Event> timing_events_;
 };
 
 // The devices CUDA sees; throws the "no CUDA device" error when there are none.

@@ -40,11 +40,7 @@ void peer_copy(float* dst, int dst_dev, const float* src, int src_dev, size_t n,
 
 void CudaNetwork::load_batch(const float* images, const int32_t* labels, int N) {
   if (N < 1) throw std::invalid_argument("batch size must be at least 1");
-  if (labels)
-    for (int n = 0; n < N; n++)
-      if (labels[n] < 0 || labels[n] >= cfg_.classes)
-        throw std::invalid_argument("labels[" + std::to_string(n) + "] = " + std::to_string(labels[n]) +
-                                    " is outside [0, " + std::to_string(cfg_.classes) + ")");
+  if (labels) check_labels(labels, N, cfg_.classes);
   resize_batch(N);
   upload_batch(images, labels);
   have_labels_ = labels != nullptr;
@@ -108,7 +104,7 @@ float CudaNetwork::forward(const float* images, const int32_t* labels, int N, bo
 }
 
 float CudaNetwork::forward_loaded(bool train) {
-  if (!batch_) throw std::logic_error("forward_loaded needs load_batch first");
+  if (!batch_) throw Error(ErrorCode::BadState, "forward_loaded needs load_batch first");
   upload_params();
   last_train_ = train;
   for (size_t i = 0; i < cfg_.layers.size(); i++) {
@@ -253,7 +249,7 @@ void CudaNetwork::forward_layer(size_t i, bool train) {
 }
 
 void CudaNetwork::backward() {
-  if (!batch_ || !have_labels_) throw std::logic_error("backward needs a forward with labels first");
+  if (!batch_ || !have_labels_) throw Error(ErrorCode::BadState, "backward needs a forward with labels first");
   upload_params();
   const int K = cfg_.classes;
   const Layout& last = plan_.back().out;
@@ -322,14 +318,14 @@ void CudaNetwork::backward_layer(size_t i) {
                            p.in.lo[c], p.in.held(c), p.out.lo[c], p.out.held(c)};
           ColumnParam& w = col.params[weight_of_[i]];
           conv_backward(dx, w.grad.data(), col.params[bias_of_[i]].grad.data(), dout, x, w.value.data(), d,
-                        col.gemm, col.compute, partial ? L.ev_dx : nullptr, &L.col_cache);
+                        col.gemm, col.compute, partial ? L.ev_dx.get() : nullptr, &L.col_cache);
           break;
         }
         case LayerType::Linear: {
           ColumnParam& w = col.params[weight_of_[i]];
           linear_backward(dx, w.grad.data(), col.params[bias_of_[i]].grad.data(), dout, x, w.value.data(),
                           rep.nb, (int)(p.in.C * p.in.HW), p.out.held(c), col.gemm, col.compute,
-                          partial ? L.ev_dx : nullptr);
+                          partial ? L.ev_dx.get() : nullptr);
           break;
         }
         case LayerType::Relu:

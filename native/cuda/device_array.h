@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "cuda_check.h"
+#include "handles.h"
 
 namespace alexnet {
 namespace cuda {
@@ -29,7 +30,7 @@ class DeviceArray {
     if (n > cap_) {
       if (p_) CUDA_CHECK(cudaDeviceSynchronize());  // queued work may still read the old buffer
       release();
-      CUDA_CHECK(cudaGetDevice(&device_));
+      device_ = current_device();
       CUDA_CHECK(cudaMalloc(&p_, (n ? n : 1) * sizeof(T)));
       cap_ = n;
     }
@@ -43,14 +44,7 @@ class DeviceArray {
 
   void release() {
     if (!p_) return;
-    int current = 0;
-    if (cudaGetDevice(&current) == cudaSuccess && current != device_) {
-      cudaSetDevice(device_);
-      cudaFree(p_);  // no throw from a destructor path; a failed free leaks
-      cudaSetDevice(current);
-    } else {
-      cudaFree(p_);
-    }
+    release_on_device(device_, [p = p_] { cudaFree(p); });
     p_ = nullptr;
     n_ = cap_ = 0;
   }

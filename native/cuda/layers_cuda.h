@@ -45,7 +45,7 @@ const char* precision_name(Precision p);
 enum class ConvForward { AUTO, BATCHED, GEMM };
 
 struct GemmContext {
-  cublasHandle_t blas = nullptr;
+  BlasHandle blas;
   Precision precision = Precision::FP32;
   ConvForward conv_forward = ConvForward::AUTO;
   int sm_count = 0;  // multiprocessors of the device (0: not read yet), for split-K

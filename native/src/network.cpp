@@ -112,11 +112,7 @@ float Network::forward(const float* images, const int32_t* labels, int N, bool t
   have_labels_ = labels != nullptr;
   last_train_ = train;
   if (labels) {
-    for (int n = 0; n < N; n++)
-      if (labels[n] < 0 || labels[n] >= cfg_.classes)
-        throw std::invalid_argument("labels[" + std::to_string(n) + "] = " +
-                                    std::to_string(labels[n]) + " is outside [0, " +
-                                    std::to_string(cfg_.classes) + ")");
+    check_labels(labels, N, cfg_.classes);
     std::copy(labels, labels + N, labels_.begin());
   }
   const float* x = input_.data();
@@ -160,7 +156,7 @@ float Network::forward(const float* images, const int32_t* labels, int N, bool t
 
 void Network::backward() {
   if (!batch_ || !have_labels_)
-    throw std::logic_error("backward needs a forward with labels first");
+    throw Error(ErrorCode::BadState, "backward needs a forward with labels first");
   set_compute_threads(threads_);
   const int N = batch_;
   float* dout = grad_a_.data();
@@ -217,16 +213,24 @@ void Network::update(const SgdConfig& sgd) {
   counter_++;
 }
 
-std::string non_finite_loss_message(float loss, uint64_t step) {
-  return "loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") + " at step " + std::to_string(step) +
-         ": the update was not applied (lower the learning rate or check the input)";
+void check_labels(const int32_t* labels, int N, int classes) {
+  for (int n = 0; n < N; n++)
+    if (labels[n] < 0 || labels[n] >= classes)
+      throw std::invalid_argument("labels[" + std::to_string(n) + "] = " + std::to_string(labels[n]) +
+                                  " is outside [0, " + std::to_string(classes) + ")");
+}
+
+Error non_finite_loss_error(float loss, uint64_t step) {
+  return Error(ErrorCode::NonFiniteLoss,
+               "loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") + " at step " + std::to_string(step) +
+                   ": the update was not applied (lower the learning rate or check the input)");
 }
 
 float Network::step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd,
                     bool dropout) {
   const float loss = forward(images, labels, N, dropout);
   if (!std::isfinite(loss))
-    throw std::runtime_error(non_finite_loss_message(loss, counter_));
+    throw non_finite_loss_error(loss, counter_);
   backward();
   update(sgd);
   return loss;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config.h"
+#include "error.h"
 #include "layers.h"
 
 namespace alexnet {
@@ -29,8 +30,13 @@ struct SgdConfig {
   float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0005f;  // the paper's
 };
 
-// The error for a NaN/Inf loss at `step`: the update is refused, the state stays the last good one.
-std::string non_finite_loss_message(float loss, uint64_t step);
+// The error for a NaN/Inf loss at `step` (NON_FINITE_LOSS): the update is refused, the
+// state stays the last good one.
+Error non_finite_loss_error(float loss, uint64_t step);
+
+// Every label of a batch of N in [0, classes), else std::invalid_argument naming the first
+// that is not (both backends check a batch before they touch it).
+void check_labels(const int32_t* labels, int N, int classes);
 
 class Network {
  public:
@@ -53,7 +59,7 @@ class Network {
   void backward();
   // The paper's SGD step on every parameter; advances the step counter (the dropout draw).
   void update(const SgdConfig& sgd);
-  // forward(train) + backward + update; throws std::runtime_error on a NaN/Inf loss
+  // forward(train) + backward + update; throws Error NON_FINITE_LOSS on a NaN/Inf loss
   // before touching any weight, so the state stays the last good one.
   float step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd, bool dropout);
 

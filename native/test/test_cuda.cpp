@@ -35,6 +35,7 @@
 #include <random>
 #include <string>
 
+#include "api.h"
 #include "check.h"
 #include "cuda_network.h"
 #include "layers.h"
@@ -173,16 +174,11 @@ static void run_test(const TestCase& t) {
 
 // The layer tests' stream and GEMM context (created on first use, inside a test).
 struct Gpu {
-  cudaStream_t stream = nullptr;
+  cu::Stream stream = cu::create_stream(cudaStreamDefault);
   cu::GemmContext gemm;
   Gpu() {
-    CUDA_CHECK(cudaStreamCreate(&stream));
-    CUBLAS_CHECK(cublasCreate(&gemm.blas));
+    gemm.blas = cu::create_blas();
     gemm.precision = cu::Precision::FP32;
-  }
-  ~Gpu() {
-    if (gemm.blas) cublasDestroy(gemm.blas);
-    if (stream) cudaStreamDestroy(stream);
   }
   cu::GemmContext& in(cu::Precision p) {
     gemm.precision = p;
@@ -717,13 +713,16 @@ static void test_nan_refused(const DeviceOptions& opt) {
   net.params_written();
   const Vec before = net.params()[2].value;
   bool threw = false;
+  ErrorCode code = ErrorCode::Internal;
   try {
     net.step(images.data(), labels.data(), 2, SgdConfig{}, false);
   } catch (const std::runtime_error& e) {
     threw = std::string(e.what()).find("NaN") != std::string::npos;
+    code = error_code_of(e);
     std::printf("  refused: %s\n", e.what());
   }
   CHECK(threw, "a NaN loss throws an error that says NaN");
+  CHECK(code == ErrorCode::NonFiniteLoss, "a NaN loss throws code NON_FINITE_LOSS, not %s", error_code_name(code));
   net.params_to_host();
   CHECK(net.params()[2].value == before && net.step_counter() == 0,
         "a NaN loss leaves the weights and the step counter untouched");
@@ -762,6 +761,15 @@ static void test_bad_options(const DeviceOptions& model) {
   bad_groups.layers[4].groups = 3;
   m = message(bad_groups, model);
   CHECK(m.find("conv2") != std::string::npos, "a bad config names the layer: '%s'", m.c_str());
+  // Through the C entry point the addon dlopens: the code comes back with the message.
+  bad = model;
+  bad.precision = "fp16";
+  NetworkBackend* net = nullptr;
+  char err[512] = {0};
+  const int rc = alexnet_cuda_create(&tiny, 1, &bad, &net, err, sizeof err);
+  CHECK(rc == (int)ErrorCode::BadArgument && !net && std::string(err).find("fp16") != std::string::npos,
+        "alexnet_cuda_create returns BAD_ARGUMENT (%d) and the message: %d '%s'", (int)ErrorCode::BadArgument, rc, err);
+  delete net;
   std::printf("  all refused with messages\n");
 }
 

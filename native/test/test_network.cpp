@@ -96,12 +96,15 @@ static void test_nan_loss_is_refused() {
   net.params()[0].value[0] = NAN;  // passes relu and maxpool, as in PyTorch
   const std::vector<float> before = net.params()[2].value;
   bool threw = false;
+  ErrorCode code = ErrorCode::Internal;
   try {
     net.step(b.images.data(), b.labels.data(), 2, SgdConfig{}, false);
   } catch (const std::runtime_error& e) {
     threw = std::string(e.what()).find("NaN") != std::string::npos;
+    code = error_code_of(e);
   }
   CHECK(threw, "a NaN loss throws an error that says NaN");
+  CHECK(code == ErrorCode::NonFiniteLoss, "a NaN loss throws code NON_FINITE_LOSS, not %s", error_code_name(code));
   CHECK(net.params()[2].value == before && net.step_counter() == 0,
         "a NaN loss leaves the weights and the step counter untouched");
 }
@@ -142,11 +145,41 @@ static void test_config_errors() {
   CHECK(count == 60965224, "the paper's AlexNet has 60,965,224 parameters (got %zu)", count);
 }
 
+// What each kind of failure's code is: error.h's list, as the binding reports it.
+static void test_error_codes() {
+  auto code_of = [](auto fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      return error_code_of(e);
+    }
+    return ErrorCode::Internal;
+  };
+  const NetConfig cfg = preset_config("tiny");
+  Network net(cfg, 3);
+  CHECK(code_of([&] { net.backward(); }) == ErrorCode::BadState, "backward before a forward: BAD_STATE");
+  CHECK(code_of([&] { preset_config("resnet"); }) == ErrorCode::BadArgument, "an unknown model: BAD_ARGUMENT");
+  Batch b = make_batch(cfg, 2, 4);
+  b.labels[1] = cfg.classes;
+  CHECK(code_of([&] { net.forward(b.images.data(), b.labels.data(), 2, false); }) == ErrorCode::BadArgument,
+        "a label out of range: BAD_ARGUMENT");
+  CHECK(code_of([] { throw std::bad_alloc(); }) == ErrorCode::OutOfMemory, "std::bad_alloc: OUT_OF_MEMORY");
+  CHECK(code_of([] { throw std::out_of_range("x"); }) == ErrorCode::Internal, "another exception: INTERNAL");
+  CHECK(std::string(error_code_name(ErrorCode::NonFiniteLoss)) == "NON_FINITE_LOSS" &&
+            std::string(error_code_name(ErrorCode::CudaUnavailable)) == "CUDA_UNAVAILABLE",
+        "codes are named as JS sees them");
+  // The values cross the CUDA backend's C boundary.
+  CHECK(error_code_from_int((int)ErrorCode::OutOfMemory) == ErrorCode::OutOfMemory &&
+            error_code_from_int(0) == ErrorCode::Internal && error_code_from_int(99) == ErrorCode::Internal,
+        "a code survives the C boundary; a value that is none reads as INTERNAL");
+}
+
 int main() {
   set_compute_threads(0);
   test_network_gradients();
   test_determinism_and_resume();
   test_nan_loss_is_refused();
   test_config_errors();
+  test_error_codes();
   return check_summary();
 }

@@ -6,7 +6,27 @@ import { parseArgs, ParseArgsConfig } from 'util';
 import { modelConfig, NetConfig } from '../../native/index';
 import { decodeSafetensors, Safetensors } from '../../native/safetensors';
 
-export class UsageError extends Error {}
+// Thrown, never exited on: scripts/alexnet.ts decides what is printed and the exit code
+// (a UsageError: the message on stderr, exit 2; HelpRequested: the help on stdout, exit 0).
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export class HelpRequested extends Error {
+  constructor(readonly help: string) {
+    super('help requested');
+    this.name = 'HelpRequested';
+  }
+}
+
+// --help or -h as a command's first argument (for the commands that take positionals
+// before their flags).
+export function helpFirst(argv: string[], help: string): void {
+  if (argv[0] === '--help' || argv[0] === '-h') throw new HelpRequested(help);
+}
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -17,10 +37,7 @@ export function parse<O extends Options>(argv: string[], options: O, help: strin
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${help}`);
   }
-  if ((parsed.values as Record<string, unknown>).help) {
-    console.log(help);
-    process.exit(0);
-  }
+  if ((parsed.values as Record<string, unknown>).help) throw new HelpRequested(help);
   return parsed.values as { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string };
 }
 

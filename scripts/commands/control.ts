@@ -5,9 +5,9 @@
 //   temporal workflow update execute --workflow-id ID --name setLearningRate --input 0.001
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 
-import type { ControlResult, SetLearningRateResult } from '../../workflows/train-alexnet';
+import type { ControlResult, SetLearningRateResult } from '../../common/contract';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
-import { parse, UsageError } from './args';
+import { helpFirst, parse, UsageError } from './args';
 
 const HELP = `usage: alexnet lr <workflowId> <lr> [connection flags]
        alexnet pause|resume|stop <workflowId> [connection flags]
@@ -31,10 +31,7 @@ type Command = 'lr' | 'pause' | 'resume' | 'stop';
 
 async function control(command: Command, argv: string[]): Promise<void> {
   const positionals = command === 'lr' ? 2 : 1;
-  if (argv[0] === '--help' || argv[0] === '-h') {
-    console.log(HELP);
-    return;
-  }
+  helpFirst(argv, HELP);
   const given = argv.slice(0, positionals);
   // The LR may be negative (-1): positionals are taken by place, before the flags.
   if (given.length < positionals || given[0].startsWith('-')) throw new UsageError(`alexnet ${command} needs ${command === 'lr' ? '<workflowId> <lr>' : '<workflowId>'}\n\n${HELP}`);

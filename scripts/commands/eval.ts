@@ -2,20 +2,23 @@
 // progress bar and prints the summary (top-1/top-5, the report's keys) as one JSON line.
 // The same workflow runs from the official CLI:
 //   temporal workflow start --type EvaluateAlexNet --task-queue alexnet --input '{...}'
-import { EvaluateAlexNetInput, TASK_QUEUE } from '../../workflows/shared';
-import { followEvaluation } from '../follow';
-import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
+import type { EvaluateAlexNetInput } from '../../common/contract';
+import { START_FLAGS, START_HELP, START_USAGE, startAndFollow } from '../start-and-follow';
+import { CONNECTION_HELP } from '../temporal-connection';
 import { intOption, parse, required, UsageError } from './args';
 
 const HELP = `usage: alexnet eval --store URI --dataset-name NAME (--run RUN_ID | --checkpoint KEY)
                     [--split test|val] [--crops 10] [--batch-size 128] [--parallel 4] [--device cpu|cuda]
-                    [--id WORKFLOW_ID] [--task-queue alexnet] [--detach] [connection flags]
+                    ${START_USAGE}
 
 Starts EvaluateAlexNet (a worker must run: alexnet worker): --run evaluates the run's
 newest checkpoint (runs/RUN_ID/latest.json), --checkpoint a given key. --crops 10 is the
 paper's test (four corners, centre and their reflections, softmax averaged); 1 the centre.
 --split defaults to test when the dataset's val split was carved out of train, else val.
 The report (report.json, report.md, report.html) goes to runs/RUN_ID/reports/ in the store.
+Follows the evaluation to the end and prints its summary as one JSON line.
+
+${START_HELP}
 
 ${CONNECTION_HELP}`;
 
@@ -43,20 +46,6 @@ export function evaluateInput(o: Partial<Record<keyof typeof EVAL_FLAGS, string>
 }
 
 export async function evaluate(argv: string[]): Promise<void> {
-  const o = parse(argv, { ...CONNECTION_FLAGS, ...EVAL_FLAGS, id: { type: 'string' }, detach: { type: 'boolean' } }, HELP);
-  const input = evaluateInput(o, HELP);
-  const { client, connection, settings } = await connectClient(o);
-  try {
-    const workflowId = o.id ?? `eval-${o.run ?? 'checkpoint'}-${Date.now()}`;
-    const handle = await client.workflow.start('EvaluateAlexNet', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
-    console.error(`started EvaluateAlexNet ${workflowId} on ${settings.describe}`);
-    if (o.detach) {
-      console.log(JSON.stringify({ workflowId }));
-      return;
-    }
-    const result = await followEvaluation(handle);
-    console.log(JSON.stringify({ workflowId, ...result }));
-  } finally {
-    await connection.close();
-  }
+  const o = parse(argv, { ...START_FLAGS, ...EVAL_FLAGS }, HELP);
+  await startAndFollow(o, 'EvaluateAlexNet', evaluateInput(o, HELP), { workflowId: `eval-${o.run ?? 'checkpoint'}-${Date.now()}` });
 }

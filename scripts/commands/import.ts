@@ -2,12 +2,13 @@
 // Fashion-MNIST is converted into JPEG class folders; ImageNet (or any class-folder
 // layout) is used in place, so importing it means checking its layout and, optionally,
 // writing its listing into the pipeline's store.
-import { FASHION_MNIST_DIR, importFashionMnist } from '../../activities/fashion-mnist';
-import { listDataset, summarize, writeListing, type ListingSummary } from '../../activities/datasets';
-import { intOption, parse, required, UsageError } from './args';
+import { FASHION_MNIST_DIR, importFashionMnist } from '../importers/fashion-mnist';
+import { listDataset, summarizeListing, writeListing, type ListingSummary } from '../../activities/datasets';
+import { checkStoreBucket, CREATE_BUCKET_FLAG, CREATE_BUCKET_HELP } from '../store-bucket';
+import { helpFirst, intOption, parse, required, UsageError } from './args';
 
-const HELP = `usage: alexnet import fashion-mnist --out <store URI> [--limit N] [--concurrency 16] [--source DIR]
-       alexnet import imagenet --source <URI> [--store <URI> --name NAME]
+const HELP = `usage: alexnet import fashion-mnist --out <store URI> [--limit N] [--concurrency 16] [--source DIR] [--create-bucket]
+       alexnet import imagenet --source <URI> [--store <URI> --name NAME [--create-bucket]]
 
 fashion-mnist: writes the Fashion-MNIST IDX files (apt-get install dataset-fashion-mnist;
   --source defaults to ${FASHION_MNIST_DIR}) as 28x28 greyscale JPEGs:
@@ -18,7 +19,8 @@ imagenet: lists a dataset in place (s3://bucket/prefix, file:///dir or a path): 
   train/<wnid>/ with val/<wnid>/ or a flat val/ plus LOC_val_solution.csv or val.txt, or
   any <split>/<class>/ or <class>/ folders; prints classes and images per split. With
   --store and --name, writes datasets/<NAME>/listing/<split>.jsonl, classes.json and
-  names.json into that store.`;
+  names.json into that store.
+${CREATE_BUCKET_HELP}`;
 
 function printSummary(s: ListingSummary): void {
   const splits = Object.entries(s.splits).map(([k, n]) => `${k} ${n}`).join(', ');
@@ -26,9 +28,10 @@ function printSummary(s: ListingSummary): void {
 }
 
 async function fashionMnist(argv: string[]): Promise<void> {
-  const o = parse(argv, { out: { type: 'string' }, limit: { type: 'string' }, concurrency: { type: 'string' }, source: { type: 'string' } }, HELP);
+  const o = parse(argv, { out: { type: 'string' }, limit: { type: 'string' }, concurrency: { type: 'string' }, source: { type: 'string' }, ...CREATE_BUCKET_FLAG }, HELP);
   const out = required(o.out, 'out', HELP);
   const limit = o.limit === undefined ? undefined : intOption(o.limit, 'limit', 0);
+  await checkStoreBucket(out, !!o['create-bucket']);
   let last = 0;
   const r = await importFashionMnist(out, {
     limit,
@@ -47,31 +50,30 @@ async function fashionMnist(argv: string[]): Promise<void> {
 }
 
 async function imagenet(argv: string[]): Promise<void> {
-  const o = parse(argv, { source: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' } }, HELP);
+  const o = parse(argv, { source: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' }, ...CREATE_BUCKET_FLAG }, HELP);
   const source = required(o.source, 'source', HELP);
   if (o.store !== undefined) {
     const name = required(o.name, 'name', HELP);
+    await checkStoreBucket(o.store, !!o['create-bucket']);
     const s = await writeListing(source, o.store, name);
     printSummary(s);
     console.log(`listing written to ${o.store} under datasets/${name}/`);
     return;
   }
   if (o.name !== undefined) throw new UsageError(`--name needs --store\n\n${HELP}`);
+  if (o['create-bucket']) throw new UsageError(`--create-bucket needs --store\n\n${HELP}`);
   const listing = await listDataset(source);
-  printSummary(summarize(listing));
+  printSummary(summarizeListing(listing));
   const shown = listing.names.slice(0, 5).map((n, i) => `${listing.classes[i]}${n !== listing.classes[i] ? ` (${n})` : ''}`);
   console.log(`classes: ${shown.join(', ')}${listing.classes.length > 5 ? ', ...' : ''}`);
   for (const note of listing.ignored.notes) console.log(`ignored: ${note}`);
 }
 
 export async function importCommand(argv: string[]): Promise<void> {
+  helpFirst(argv, HELP);
   const [kind, ...rest] = argv;
   if (kind === 'fashion-mnist') return fashionMnist(rest);
   if (kind === 'imagenet') return imagenet(rest);
-  if (kind === '--help' || kind === '-h') {
-    console.log(HELP);
-    return;
-  }
   if (kind === undefined) throw new UsageError(`missing the dataset: fashion-mnist or imagenet\n\n${HELP}`);
   throw new UsageError(`unknown dataset '${kind}': fashion-mnist or imagenet\n\n${HELP}`);
 }

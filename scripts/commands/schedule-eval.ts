@@ -6,7 +6,7 @@
 // catch-up window (after an outage, only recent missed runs are taken).
 import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 
-import { TASK_QUEUE } from '../../workflows/shared';
+import { TASK_QUEUE } from '../../common/contract';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
 import { EVAL_FLAGS, evaluateInput } from './eval';
 import { parse, UsageError } from './args';

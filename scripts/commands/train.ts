@@ -2,29 +2,31 @@
 // progress bar (epoch, batch, loss, images/s); alexnet status <workflowId> prints its
 // progress query. The same workflow runs from the official CLI:
 //   temporal workflow start --type TrainAlexNet --task-queue alexnet --input '{...}'
-import { TASK_QUEUE, TrainAlexNetInput, TrainProgress } from '../../workflows/shared';
-import { currentBatch, followTraining, settleAll } from '../follow';
-import { CONNECTION_FLAGS, CONNECTION_HELP, connectClient } from '../temporal-connection';
+import type { TrainAlexNetInput } from '../../common/contract';
+import { START_FLAGS, START_HELP, START_USAGE, startAndFollow } from '../start-and-follow';
+import { CONNECTION_HELP } from '../temporal-connection';
 import { intOption, numberOption, parse, required, UsageError } from './args';
 
 const HELP = `usage: alexnet train --store URI --dataset-name NAME [--dataset URI] [--model alexnet] [--epochs 90]
                      [--batch-size 128] [--lr-policy JSON] [--lr 0.01] [--seed 0] [--image-size 256]
-                     [--checkpoint-every 100] [--device cpu|cuda] [--id WORKFLOW_ID] [--task-queue alexnet]
-                     [--detach] [connection flags]
+                     [--checkpoint-every 100] [--device cpu|cuda]
+                     ${START_USAGE}
 
-Starts TrainAlexNet (a worker must run: alexnet worker) and follows it until it ends
-(--detach: print the workflow id and return). --dataset prepares the images first when
+Starts TrainAlexNet (a worker must run: alexnet worker) and follows it until it ends,
+then prints the result as one JSON line. --dataset prepares the images first when
 datasets/NAME is not in the store yet. --lr-policy: {"type":"plateau"} (the paper's rule,
 default), {"type":"step","everyEpochs":30}, {"type":"fixed","lr":0.01}.
+
+${START_HELP}
 
 ${CONNECTION_HELP}`;
 
 export async function train(argv: string[]): Promise<void> {
   const o = parse(argv, {
-    ...CONNECTION_FLAGS, store: { type: 'string' }, 'dataset-name': { type: 'string' }, dataset: { type: 'string' },
+    ...START_FLAGS, store: { type: 'string' }, 'dataset-name': { type: 'string' }, dataset: { type: 'string' },
     model: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'lr-policy': { type: 'string' },
     lr: { type: 'string' }, seed: { type: 'string' }, 'image-size': { type: 'string' }, 'checkpoint-every': { type: 'string' },
-    device: { type: 'string' }, id: { type: 'string' }, 'task-queue': { type: 'string' }, detach: { type: 'boolean' },
+    device: { type: 'string' },
   }, HELP);
   let lrPolicy: unknown;
   if (o['lr-policy']) {
@@ -41,33 +43,8 @@ export async function train(argv: string[]): Promise<void> {
     checkpointEvery: o['checkpoint-every'] ? intOption(o['checkpoint-every'], 'checkpoint-every', 100) : undefined,
     device: o.device as TrainAlexNetInput['device'],
   };
-  const { client, connection, settings } = await connectClient(o);
-  try {
-    const workflowId = o.id ?? `train-${input.datasetName}-${Date.now()}`;
-    const handle = await client.workflow.start('TrainAlexNet', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
-    console.error(`started TrainAlexNet ${workflowId} on ${settings.describe}; follow it with: alexnet status ${workflowId}`);
-    if (o.detach) {
-      console.log(JSON.stringify({ workflowId }));
-      return;
-    }
-    const result = await followTraining(handle);
-    console.log(JSON.stringify({ workflowId, ...result }));
-  } finally {
-    await connection.close();
-  }
-}
-
-export async function status(argv: string[]): Promise<void> {
-  const [workflowId, ...rest] = argv;
-  if (!workflowId || workflowId.startsWith('-')) throw new UsageError(`usage: alexnet status <workflowId> [connection flags]\n\n${CONNECTION_HELP}`);
-  const o = parse(rest, { ...CONNECTION_FLAGS }, CONNECTION_HELP);
-  const { client, connection } = await connectClient(o);
-  try {
-    const handle = client.workflow.getHandle(workflowId);
-    // Both settled before the connection closes (Promise.all would leave one running).
-    const [progress, current] = await settleAll<[TrainProgress, Awaited<ReturnType<typeof currentBatch>>]>([handle.query<TrainProgress>('progress'), currentBatch(handle)]);
-    console.log(JSON.stringify({ ...progress, currentBatch: current }, null, 2));
-  } finally {
-    await connection.close();
-  }
+  await startAndFollow(o, 'TrainAlexNet', input, {
+    workflowId: `train-${input.datasetName}-${Date.now()}`,
+    startedNote: (id) => `; follow it with: alexnet status ${id}`,
+  });
 }

@@ -1,13 +1,12 @@
 // alexnet worker: a Temporal worker on task queue `alexnet` running the workflows and the
 // CPU activities. Stops gracefully on SIGINT/SIGTERM (running activities get a grace time).
-import * as path from 'path';
-
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 
 import * as activities from '../../activities';
 import { requestWorkerStop } from '../../activities/activity-context';
 import { sizeDecodeThreadpool } from '../../activities/decode-image';
-import { GPU_TASK_QUEUE, TASK_QUEUE } from '../../workflows/shared';
+import { GPU_TASK_QUEUE, TASK_QUEUE } from '../../common/contract';
+import { WORKFLOWS_PATH } from '../paths';
 import { WORKER_TUNING } from '../worker-options';
 import { CONNECTION_FLAGS, CONNECTION_HELP, connectionSettings } from '../temporal-connection';
 import { parse } from './args';
@@ -33,7 +32,7 @@ export async function worker(argv: string[]): Promise<void> {
       taskQueue,
       ...(o.gpu
         ? { maxConcurrentActivityTaskExecutions: 1 }
-        : { workflowsPath: path.resolve(__dirname, '..', '..', 'workflows', 'index.js') }),
+        : { workflowsPath: WORKFLOWS_PATH }),
       activities,
       ...WORKER_TUNING,
     });

@@ -3,6 +3,8 @@
 // It runs inside an activity (ImageNet's listing is far too large for a workflow
 // payload) but lives here with the other pure decision logic, unit-tested without servers.
 
+import { seededRandom, shuffleInPlace } from './shuffle';
+
 export interface SourceImage {
   key: string;    // relative to the dataset root
   label: number;  // class index
@@ -13,19 +15,6 @@ export interface Shard {
   images: SourceImage[];
 }
 
-// mulberry32: a small, well-mixed 32-bit generator; enough for a shuffle and portable
-// across platforms (plain 32-bit integer arithmetic).
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function planShards(images: readonly SourceImage[], options: { seed: number; shardSize: number }): Shard[] {
   const { seed, shardSize } = options;
   if (!Number.isInteger(shardSize) || shardSize < 1) throw new RangeError(`shardSize must be a positive integer, got ${shardSize}`);
@@ -34,11 +23,7 @@ export function planShards(images: readonly SourceImage[], options: { seed: numb
   for (let i = 1; i < order.length; i++) {
     if (order[i].key === order[i - 1].key) throw new Error(`duplicate image key '${order[i].key}' in the listing`);
   }
-  const rand = seededRandom(seed);
-  for (let i = order.length - 1; i > 0; i--) {  // Fisher-Yates
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  shuffleInPlace(order, seededRandom(seed));
   const shards: Shard[] = [];
   for (let start = 0, index = 0; start < order.length; start += shardSize, index++) {
     shards.push({ index, images: order.slice(start, start + shardSize) });

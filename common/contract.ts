@@ -1,6 +1,8 @@
 // Names and types shared by workflows, activities, workers and clients. Pure TypeScript
 // (no Node APIs), so workflow code can import it.
 
+import type { LrPolicy, LrState } from './lr-policy';
+
 export const TASK_QUEUE = 'alexnet';          // workflows and CPU activities
 export const GPU_TASK_QUEUE = 'alexnet-gpu';  // training and evaluation on GPU workers
 
@@ -84,6 +86,14 @@ export interface DatasetManifest {
   createdAt: string;
   resizeKernel?: ResizeKernel;  // absent in manifests written before it existed: lanczos3
   carvedValidation?: CarvedValidation; // 'val' was held out of 'train' (see carveValidation)
+}
+
+export interface PrepareProgress {
+  phase: 'listing' | 'planning' | 'preprocessing' | 'merging' | 'done';
+  shardsDone: number;
+  shardsTotal: number;
+  imagesDone: number;
+  skipped: number;
 }
 
 export interface PrepareDatasetResult {
@@ -191,6 +201,19 @@ export interface TrainAlexNetInput {
   retention?: RetentionPolicy; // checkpoint retention; default DEFAULT_RETENTION (see RetentionPolicy)
 }
 
+export interface TrainResult {
+  runId: string;
+  epochs: number;
+  stoppedBy: 'epochs' | 'lr-policy' | 'signal';
+  lastValidation?: ValidationResult;
+  latestCheckpoint?: string;
+  lrHistory: TrainProgress['lrHistory'];
+}
+
+// What TrainAlexNet's updates answer (setLearningRate; pause, resume, stop).
+export interface SetLearningRateResult { lr: number; policy: LrState & { type: LrPolicy['type'] } }
+export interface ControlResult { phase: TrainProgress['phase'] }
+
 export interface TrainProgress {
   runId: string;
   phase: 'preparing' | 'training' | 'validating' | 'paused' | 'stopping' | 'done';
@@ -218,6 +241,14 @@ export interface EvaluateAlexNetInput {
   maxParallel?: number;     // evaluation activities in flight at once (default 4)
   device?: 'cpu' | 'cuda';  // which workers evaluate (default cpu)
   threads?: number;
+}
+
+export interface EvaluateProgress {
+  phase: 'planning' | 'evaluating' | 'reporting' | 'done';
+  checkpointKey?: string;
+  shardsDone: number;
+  shardsTotal: number;
+  imagesDone: number;
 }
 
 // One shard's evaluation, summed into the report. Per-class arrays are indexed by class.
@@ -278,3 +309,10 @@ export interface EvaluateAlexNetResult {
   top5Accuracy: number;
   seconds: number;
 }
+
+// --- Failures -------------------------------------------------------------------------
+
+// The error types (Error.name, or ApplicationFailure.type) that retrying cannot help: a
+// malformed store URI or key, a corrupt or mismatched network state, a dataset layout we
+// cannot read. Every activity proxy lists them as non-retryable.
+export const NON_RETRYABLE_ERROR_TYPES = ['InvalidStoreUriError', 'InvalidKeyError', 'StateError', 'DatasetLayoutError'];

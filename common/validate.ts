@@ -46,3 +46,14 @@ export function oneOf<T extends string>(name: string, value: unknown, choices: r
   }
   return value as T;
 }
+
+export function nonEmptyString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.trim() === '') throw invalid(name, 'a non-empty string', value);
+  return value;
+}
+
+// A workflow or command input must be a plain object; `fields` lists what it expects.
+export function inputObject<T>(raw: T, fields: string): T {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('input', `Expected an object {${fields}} for input`);
+  return raw;
+}

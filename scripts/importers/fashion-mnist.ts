@@ -8,9 +8,10 @@ import sharp from 'sharp';
 import { promisify } from 'util';
 import * as zlib from 'zlib';
 
-import { heartbeat, throwIfCancelled } from './activity-context';
-import { openStore } from './store';
-import type { ObjectStore } from './store/types';
+import { heartbeat, throwIfCancelled } from '../../activities/activity-context';
+import { openStore } from '../../activities/store';
+import type { ObjectStore } from '../../activities/store/types';
+import { inLanes } from '../../common/lanes';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
@@ -93,25 +94,6 @@ export function encodeJpeg(pixels: Uint8Array, quality = 95): Promise<Buffer> {
     .toBuffer();
 }
 
-// Runs fn(0..n-1) with at most `concurrency` calls in flight; stops taking new work after
-// the first failure and rethrows it.
-async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < n) {
-      const i = next++;
-      try {
-        await fn(i);
-      } catch (e) {
-        failed = true;
-        throw e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, n)) }, worker));
-}
-
 export interface FashionImportOptions {
   // The first `limit` images of each split, in file order: not balanced per class, but
   // the files are shuffled, so the first 200 hold every class (16 to 27 of each).
@@ -158,7 +140,7 @@ export async function importFashionMnist(outUri: string, opts: FashionImportOpti
   }
 
   let written = 0, skipped = 0;
-  await pool(jobs.length, concurrency, async (j) => {
+  await inLanes(jobs.length, concurrency, async (j) => {
     throwIfCancelled(); // no-ops outside an activity
     if (j % 1000 === 0) heartbeat({ done: written + skipped });
     const { split, index } = jobs[j];

@@ -3,8 +3,8 @@
 // and eigenvalues of the 3x3 covariance, for "add [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T").
 // Shards accumulate sums; sums merge exactly (in any order, up to float64 rounding); the
 // merge finalizes. Units are raw pixel values, 0..255, like the network's input.
-import { native } from '../native/index';
-import { decodeSafetensors, encodeSafetensors, tensor } from '../native/safetensors';
+import { native } from './binding';
+import { decodeSafetensors, encodeSafetensors, tensor } from './safetensors';
 
 export interface StatSums {
   height: number;
@@ -19,10 +19,6 @@ export function emptySums(height: number, width: number): StatSums {
   return { height, width, count: 0, pixelSum: new Float64Array(height * width * 3), rgbSum: new Float64Array(3), rgbOuterSum: new Float64Array(9) };
 }
 
-interface StatsBinding {
-  accumulateImageStats(pixels: Uint8Array, n: number, height: number, width: number, pixelSum: Float64Array, rgbSum: Float64Array, rgbOuterSum: Float64Array): Promise<unknown>;
-}
-
 // pixels: count images, (count, H, W, 3) uint8, packed. The sums run in the native library
 // on a libuv thread (native/src/image_stats.cpp), off the event loop that the decodes of a
 // shard share: in JavaScript they cost about 0.55 ms per 256x256 image, on the one thread.
@@ -34,7 +30,7 @@ export async function addImages(s: StatSums, pixels: Uint8Array, count: number):
     throw new RangeError(`images hold ${pixels.length} bytes, expected count ${count} x ${s.height}x${s.width}x3 = ${count * bytes}`);
   }
   if (count === 0) return;
-  await (native() as unknown as StatsBinding).accumulateImageStats(pixels, count, s.height, s.width, s.pixelSum, s.rgbSum, s.rgbOuterSum);
+  await native().accumulateImageStats(pixels, count, s.height, s.width, s.pixelSum, s.rgbSum, s.rgbOuterSum);
   s.count += count;
 }
 

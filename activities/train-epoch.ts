@@ -1,23 +1,21 @@
-// The training activities: create a run (the initial checkpoint), train one epoch from
-// the newest valid checkpoint (resuming mid-epoch at the exact batch), validate a
-// checkpoint (centre crop, top-1/top-5), and append metrics. Everything a retry needs is
-// in the store: latest.json and the checkpoints; heartbeats only report progress.
+// trainEpoch: one epoch from the newest valid checkpoint (resuming mid-epoch at the exact
+// batch), checkpointing every checkpointEvery batches and at the end, pruning what the
+// retention policy lets go. Everything a retry needs is in the store (latest.json and the
+// checkpoints); heartbeats only report progress.
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 
+import { DEFAULT_MAX_FAILURES_PER_CHECKPOINT, TRAINING_STATE_SIGNAL } from '../common/contract';
+import type { DatasetManifest, EpochResult, TrainEpochInput } from '../common/contract';
+import { datasetKeys, runKeys } from '../common/store-layout';
 import { augmentTrain, paperPcaValues } from '../native/augment';
-import { modelConfig, NetConfig, Network, NonFiniteLossError } from '../native/index';
-import { DEFAULT_MAX_FAILURES_PER_CHECKPOINT, TRAINING_STATE_SIGNAL } from '../workflows/shared';
-import type { DatasetManifest, EpochResult, TrainEpochInput, ValidationResult } from '../workflows/shared';
+import { NonFiniteLossError } from '../native/index';
+import type { DatasetStats } from '../native/image-stats';
 import { activityAttempt, cancellationSignal, heartbeat, pausedByOperator, signalOwnWorkflow, workerStopping } from './activity-context';
-import { readBatches } from './batch-reader';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
+import { readManifest, readMeanImage } from './dataset-files';
 import { epochPlan, miniBatches } from './epoch-data';
 import { pruneCheckpoints } from './retention';
-import type { DatasetStats } from './image-stats';
-import { readManifest, readMeanImage } from './dataset-files';
-import { classesAbove, loadEvaluationNetwork, scoreBatch } from './evaluate';
 import { getJson, openStore, ObjectStore } from './store';
-import { datasetKeys, runKeys } from './store-layout';
 
 interface DataStats {
   manifest: DatasetManifest;
@@ -31,19 +29,6 @@ async function readDataStats(store: ObjectStore, dataset: string): Promise<DataS
   const stats = await getJson<DatasetStats>(store, datasetKeys(dataset).stats);
   const mean = await readMeanImage(store, dataset);
   return { manifest, mean, pcaVectors: Float32Array.from(stats.pcaEigenvectors), pcaValues: paperPcaValues(stats.pcaEigenvalues) };
-}
-
-// Creates the run's initial state (the paper's initialization from the seed) as the
-// checkpoint at epoch 0, batch 0, unless the run already has one (a retry, or a resume).
-export async function initRun(input: { runId: string; store: string; model: string | NetConfig; classes: number; seed: number; threads?: number }): Promise<{ checkpointKey: string; resumed: boolean; parameters: number }> {
-  const store = openStore(input.store);
-  const latest = await readLatest(store, input.runId);
-  if (latest) return { checkpointKey: latest.key, resumed: true, parameters: 0 };
-  const config = typeof input.model === 'string' ? modelConfig(input.model, { classes: input.classes }) : input.model;
-  const net = new Network(config, { seed: input.seed, threads: input.threads });
-  const pointer = await saveCheckpoint(store, input.runId, net, { epoch: 0, batch: 0 }, { attempt: 0, lr: 0 });
-  const parameters = net.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
-  return { checkpointKey: pointer.key, resumed: false, parameters };
 }
 
 // What an epoch's last attempt left for the next one (runs/<run>/attempts/<epoch>.json).
@@ -197,65 +182,4 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
     warnings,
     checkpointsDeleted: deleted,
   };
-}
-
-// Top-1/top-5 error and mean loss of a checkpoint on a split (every image once, centre crop).
-export async function validate(input: { store: string; dataset: string; split: string; checkpointKey: string; epoch: number; batchSize: number; threads?: number }): Promise<ValidationResult> {
-  const t0 = Date.now();
-  const store = openStore(input.store);
-  const split = (await readManifest(store, input.dataset)).splits[input.split];
-  if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.split}'`, 'InvalidInput');
-  const [net, mean] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.dataset)]);
-  const classes = net.config.classes;
-  let images = 0, lossSum = 0, top1 = 0, top5 = 0;
-  const keys = datasetKeys(input.dataset);
-  const batchKeys = Array.from({ length: split.shards }, (_, i) => keys.batch(input.split, i));
-  for await (const b of readBatches(store, batchKeys)) {
-    await scoreBatch(net, b, b.key, mean, 1, input.batchSize, (probs, labels) => {
-      labels.forEach((label, i) => {
-        const higher = classesAbove(probs, i * classes, classes, label);
-        lossSum += -Math.log(Math.max(probs[i * classes + label], 1e-30));
-        if (higher >= 1) top1++;
-        if (higher >= 5) top5++;
-      });
-      images += labels.length;
-      heartbeat({ split: input.split, images });
-    });
-  }
-  return { epoch: input.epoch, split: input.split, images, loss: lossSum / images, top1Error: top1 / images, top5Error: top5 / images, seconds: (Date.now() - t0) / 1000 };
-}
-
-// metrics.jsonl is rewritten whole (object stores have no append); one line per record,
-// idempotent by (kind, epoch): a retried append does not duplicate a line.
-export async function appendMetrics(input: { store: string; runId: string; record: Record<string, unknown> & { kind: string; epoch: number } }): Promise<void> {
-  const store = openStore(input.store);
-  const key = runKeys(input.runId).metrics;
-  const lines = (await store.head(key)) ? (await store.get(key)).toString('utf8').split('\n').filter((l) => l.trim()) : [];
-  const same = (l: string) => {
-    const r = JSON.parse(l) as { kind: string; epoch: number };
-    return r.kind === input.record.kind && r.epoch === input.record.epoch;
-  };
-  const kept = lines.filter((l) => !same(l));
-  kept.push(JSON.stringify(input.record));
-  await store.put(key, kept.join('\n') + '\n');
-}
-
-// Whether datasets/<name>/ is prepared in the store, and what the workflow needs of it.
-export async function datasetStatus(input: { store: string; name: string }): Promise<{ prepared: boolean; classes: number; imageSize: number; splits: string[] }> {
-  const store = openStore(input.store);
-  const key = datasetKeys(input.name).manifest;
-  if (!(await store.head(key))) return { prepared: false, classes: 0, imageSize: 0, splits: [] };
-  const m = await getJson<DatasetManifest>(store, key);
-  return { prepared: true, classes: m.classes, imageSize: m.imageSize, splits: Object.keys(m.splits) };
-}
-
-// A built-in model's input size and class count (workflow code cannot load the addon).
-export async function describeModel(input: { model: string; classes: number }): Promise<{ classes: number; inputSize: number }> {
-  const cfg = modelConfig(input.model, { classes: input.classes });
-  return { classes: cfg.classes, inputSize: cfg.input.height };
-}
-
-export async function latestCheckpoint(input: { store: string; runId: string }): Promise<{ key: string; epoch: number; batch: number } | undefined> {
-  const latest = await readLatest(openStore(input.store), input.runId);
-  return latest && { key: latest.key, epoch: latest.epoch, batch: latest.batch };
 }

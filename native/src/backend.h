@@ -1,7 +1,8 @@
 // The network interface the addon drives, whichever backend computes: the CPU reference
 // (alexnet::Network, wrapped in native/binding) or the CUDA backend (CudaNetwork, in
-// libalexnet_cuda.so, which the addon dlopens only when device 'cuda' is asked for).
-// Plain C++, no CUDA headers: the addon includes it without the CUDA toolkit.
+// libalexnet_cuda.so, which the addon dlopens only when device 'cuda' is asked for: see
+// cuda/api.h). Plain C++, no CUDA headers: the addon includes it without the CUDA toolkit.
+// A method that fails throws; alexnet::Error (error.h) carries the code of what failed.
 //
 // Parameters live in host Param arrays (name, shape, value, grad, momentum) for both
 // backends, so the state save/load of native/state.ts works unchanged. A device backend
@@ -55,17 +56,3 @@ class NetworkBackend {
 };
 
 }  // namespace alexnet
-
-// The entry points of libalexnet_cuda.so, looked up with dlsym. Both catch every
-// exception: on failure they return non-zero (create) or -1 (device_count) and write a
-// message into err.
-extern "C" {
-// Creates a CudaNetwork; *out is released with `delete`.
-typedef int (*alexnet_cuda_create_fn)(const alexnet::NetConfig* cfg, uint64_t seed,
-                                      const alexnet::DeviceOptions* options,
-                                      alexnet::NetworkBackend** out, char* err, size_t err_len);
-// The number of CUDA devices; names them in info ("0: NVIDIA H100 80GB HBM3 (sm_90); ...").
-typedef int (*alexnet_cuda_device_count_fn)(char* info, size_t info_len);
-}
-#define ALEXNET_CUDA_CREATE_SYMBOL "alexnet_cuda_create"
-#define ALEXNET_CUDA_DEVICE_COUNT_SYMBOL "alexnet_cuda_device_count"

@@ -27,6 +27,9 @@ export function runKeys(runId: string) {
     // The last training attempt of an epoch: where it started and how it ended (trainEpoch).
     attempts: (epoch: number) => `${root}/attempts/${pad(epoch)}.json`,
     reports: `${root}/reports/`,
+    // One evaluation's report folder: <start time>-<split>-<crops>crop-<first 8 of the workflow run id>.
+    report: (startTime: Date, split: string, crops: number, workflowRunId: string) =>
+      `${root}/reports/${startTime.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${split}-${crops}crop-${workflowRunId.slice(0, 8)}`,
     // What each retention pass deleted, named after the checkpoint that triggered it.
     deletions: `${root}/deletions/`,
     deletionLog: (after: string) => `${root}/deletions/${after.replace(/^.*\//, '').replace(/\.safetensors$/, '')}.json`,
@@ -42,3 +45,35 @@ export function runKeys(runId: string) {
 
 // Zero-padded so that listing order is numeric order.
 const pad = (i: number, width = 5) => String(i).padStart(width, '0');
+
+// The files of one evaluation report under its folder (runKeys().report).
+export function reportKeys(prefix: string) {
+  return {
+    json: `${prefix}/report.json`,
+    markdown: `${prefix}/report.md`,
+    html: `${prefix}/report.html`,
+    // A shard's partial result, summed into the report.
+    partial: (split: string, shard: number) => `${prefix}/shards/${split}-${pad(shard)}.json`,
+  };
+}
+
+export interface CheckpointKey {
+  runId: string;
+  epoch: number;
+  batch: number;
+  attempt: number;
+}
+
+// The run and cursor a checkpoint key names (runKeys().checkpoint), or undefined when the
+// key is not one.
+export function parseCheckpointKey(key: string): CheckpointKey | undefined {
+  const m = /^runs\/([^/]+)\/checkpoints\/(\d+)-(\d+)-(\d+)\.safetensors$/.exec(key);
+  return m ? { runId: m[1], epoch: Number(m[2]), batch: Number(m[3]), attempt: Number(m[4]) } : undefined;
+}
+
+export const CHECKPOINT_KEY_FORM = 'runs/<runId>/checkpoints/<epoch>-<batch>-<attempt>.safetensors';
+
+// The dataset's manifest as a URI a user can open (for summaries printed by the CLI).
+export function manifestUri(storeUri: string, datasetName: string): string {
+  return `${storeUri.replace(/\/+$/, '')}/${datasetKeys(datasetName).manifest}`;
+}

@@ -1,0 +1,76 @@
+// The one place that loads the native addon (native/build/alexnet.node, or
+// ALEXNET_NATIVE_ADDON), and the complete type of what it exports. Every method throws,
+// and every promise rejects with, a NativeError carrying a code set in C++.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { Device, DropoutMask, NetConfig, ParamInfo, Precision, SgdOptions } from './index';
+import type { CropOptions } from './augment';
+
+export interface NativeDeviceOptions { device: Device; devices: number[]; parallel: 'model' | 'data'; precision: Precision }
+export interface CudaDevices { built: boolean; loaded: boolean; count: number; info: string }
+
+export interface NativeTrainOptions {
+  mean?: Float32Array;
+  out?: Float32Array;
+  pcaVectors?: Float32Array;
+  pcaValues?: Float32Array;
+  pcaSigma: number;
+  seed: bigint;
+  counter: bigint;
+  firstIndex: number;
+  threads?: number;
+}
+
+export interface NativeNetwork {
+  config(): NetConfig;
+  params(): ParamInfo[];
+  tensor(name: string, kind: 'value' | 'grad' | 'momentum'): Float32Array;
+  forward(images: Float32Array, labels: Int32Array | null, n: number, train: boolean): Promise<{ loss: number; logits: Float32Array }>;
+  backward(): Promise<void>;
+  update(sgd: Required<SgdOptions>): Promise<void>;
+  step(images: Float32Array, labels: Int32Array, n: number, sgd: Required<SgdOptions>, dropout: boolean): Promise<{ loss: number }>;
+  dropoutMasks(): DropoutMask[];
+  getRngState(): [bigint, bigint];
+  setRngState(seed: bigint, counter: bigint): void;
+  getThreads(): number;
+  setThreads(n: number): void;
+  device(): string;
+}
+
+// The code the native library sets on every error it throws or rejects with
+// (native/src/error.h): match failures by it, not by their message.
+export type NativeErrorCode = 'BAD_ARGUMENT' | 'BAD_STATE' | 'NON_FINITE_LOSS' | 'CUDA_UNAVAILABLE' | 'CUDA_ERROR' | 'OUT_OF_MEMORY' | 'INTERNAL';
+export interface NativeError extends Error { code?: NativeErrorCode }
+
+// Every method throws, and every promise rejects with, a NativeError.
+export interface Binding {
+  Network: new (config: NetConfig, seed: bigint, threads: number, device?: NativeDeviceOptions, init?: boolean) => NativeNetwork;
+  presetConfig(name: string): NetConfig;
+  presetNames(): string[];
+  inferShapes(config: NetConfig): [number, number, number][];
+  cudaDevices(): CudaDevices;
+  build: { cuda: boolean; cudaLibrary: string | null; blas: string; defaultThreads: number };
+  augmentTrain(pixels: Uint8Array, n: number, size: number, crop: number, opts: NativeTrainOptions): Promise<Float32Array>;
+  augmentCenter(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
+  augmentTenCrop(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
+  // The image-statistics sums of n (H, W, 3) uint8 images, added into the three arrays.
+  accumulateImageStats(pixels: Uint8Array, n: number, height: number, width: number, pixelSum: Float64Array, rgbSum: Float64Array, rgbOuterSum: Float64Array): Promise<void>;
+}
+
+const ADDON_PATH = process.env.ALEXNET_NATIVE_ADDON ?? path.resolve(__dirname, '..', '..', 'native', 'build', 'alexnet.node');
+let binding: Binding | undefined;
+
+export function native(): Binding {
+  if (binding) return binding;
+  if (!fs.existsSync(ADDON_PATH)) {
+    throw new Error(`The native AlexNet library is not built (no ${ADDON_PATH}). Run \`npm run build:native\` (needs cmake, g++ and libopenblas-openmp-dev; \`npm test\` installs them).`);
+  }
+  try {
+    binding = require(ADDON_PATH) as Binding;
+  } catch (e) {
+    throw new Error(`The native AlexNet library at ${ADDON_PATH} failed to load: ${(e as Error).message}. Rebuild it with \`npm run build:native\`.`);
+  }
+  return binding;
+}
+
