@@ -6,3 +6,4 @@ export { trainEpoch } from './train-epoch';
 export { validate } from './validation';
 export { datasetStatus, describeModel } from './dataset-info';
 export { planEvaluation, evaluateShard, writeEvaluationReport } from './evaluate';
+export { promoteCheckpoint } from './promotion';

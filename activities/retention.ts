@@ -8,6 +8,7 @@
 //   - the checkpoint latest.json names, and every checkpoint at or after its cursor (a newer
 //     one can only come from an attempt still running: never touched);
 //   - the best epoch's last checkpoint (lowest validation top-1 error in metrics.jsonl);
+//   - the promoted checkpoint (runs/<run>/serving.json), which inference serves;
 //   - every checkpoint a report names (runs/<run>/reports/**/report.json) or an evaluation
 //     in progress holds (runs/<run>/holds/<workflowId>.json, written when it resolves its
 //     checkpoint, removed with its report).
@@ -51,10 +52,15 @@ function cursorOfListed(key: string): Listed | undefined {
   return c && { key, ...c };
 }
 
-// Checkpoints named by the run's reports and evaluation holds, and the best epoch's.
+// Checkpoints named by the run's reports, evaluation holds and serving.json (the promoted
+// one inference serves), and the best epoch's.
 async function pinnedCheckpoints(store: ObjectStore, runId: string): Promise<Set<string>> {
   const keys = runKeys(runId);
   const pinned = new Set<string>();
+  if (await store.head(keys.serving)) {
+    const serving = await getJson<{ checkpoint?: string }>(store, keys.serving).catch(() => undefined);
+    if (typeof serving?.checkpoint === 'string') pinned.add(serving.checkpoint);
+  }
   for (const prefix of [keys.reports, keys.holds]) {
     for await (const o of store.list(prefix)) {
       if (!o.key.endsWith('.json') || (prefix === keys.reports && !o.key.endsWith('/report.json'))) continue;

@@ -2,14 +2,20 @@
 // (appendMetrics) and where it stands (latestCheckpoint).
 import type { NetConfig } from '../native/index';
 import { modelConfig, Network } from '../native/index';
+import type { RunRecord } from '../common/contract';
 import { runKeys } from '../common/store-layout';
 import { readLatest, saveCheckpoint } from './checkpoint';
 import { openStore } from './store';
 
 // Creates the run's initial state (the paper's initialization from the seed) as the
 // checkpoint at epoch 0, batch 0, unless the run already has one (a retry, or a resume).
-export async function initRun(input: { runId: string; store: string; model: string | NetConfig; classes: number; seed: number; threads?: number }): Promise<{ checkpointKey: string; resumed: boolean; parameters: number }> {
+export async function initRun(input: { runId: string; store: string; model: string | NetConfig; classes: number; seed: number; threads?: number; datasetName?: string }): Promise<{ checkpointKey: string; resumed: boolean; parameters: number }> {
   const store = openStore(input.store);
+  const recordKey = runKeys(input.runId).record;
+  if (input.datasetName && !(await store.head(recordKey))) {
+    const record: RunRecord = { runId: input.runId, datasetName: input.datasetName, model: typeof input.model === 'string' ? input.model : input.model.name ?? 'custom', classes: input.classes, seed: input.seed, createdAt: new Date().toISOString() };
+    await store.put(recordKey, JSON.stringify(record, null, 1));
+  }
   const latest = await readLatest(store, input.runId);
   if (latest) return { checkpointKey: latest.key, resumed: true, parameters: 0 };
   const config = typeof input.model === 'string' ? modelConfig(input.model, { classes: input.classes }) : input.model;

@@ -201,6 +201,31 @@ export interface TrainAlexNetInput {
   retention?: RetentionPolicy; // checkpoint retention; default DEFAULT_RETENTION (see RetentionPolicy)
 }
 
+// runs/<runId>/run.json: what a run trained on, so inference never asks the user again.
+export interface RunRecord {
+  runId: string;
+  datasetName: string;
+  model: string;
+  classes: number;
+  seed: number;
+  createdAt: string;
+}
+
+// runs/<runId>/serving.json: the checkpoint inference serves, moved by EvaluateAlexNet
+// with promote when an evaluation beats the one it names.
+export interface ServingPointer {
+  checkpoint: string;
+  top1Error: number;
+  top5Error: number;
+  split: string;
+  crops: 1 | 10;
+  images: number;
+  report: string;           // the evaluation's report.json key
+  evaluation: string;       // the EvaluateAlexNet workflow id
+  promotedAt: string;
+  previous?: string;        // the checkpoint it replaced
+}
+
 export interface TrainResult {
   runId: string;
   epochs: number;
@@ -241,10 +266,20 @@ export interface EvaluateAlexNetInput {
   maxParallel?: number;     // evaluation activities in flight at once (default 4)
   device?: 'cpu' | 'cuda';  // which workers evaluate (default cpu)
   threads?: number;
+  // Move runs/<run>/serving.json to this checkpoint when its top-1 error beats the one
+  // serving.json names on the same split and crops (or none is named). Default false.
+  promote?: boolean;
+}
+
+// What promotion did: the checkpoint inference serves after this evaluation, and why.
+export interface PromotionResult {
+  promoted: boolean;
+  serving: string;          // the checkpoint serving.json names now
+  reason: string;
 }
 
 export interface EvaluateProgress {
-  phase: 'planning' | 'evaluating' | 'reporting' | 'done';
+  phase: 'planning' | 'evaluating' | 'reporting' | 'promoting' | 'done';
   checkpointKey?: string;
   shardsDone: number;
   shardsTotal: number;
@@ -308,6 +343,7 @@ export interface EvaluateAlexNetResult {
   top1Accuracy: number;
   top5Accuracy: number;
   seconds: number;
+  promotion?: PromotionResult;  // with promote
 }
 
 // --- Failures -------------------------------------------------------------------------

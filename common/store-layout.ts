@@ -23,6 +23,12 @@ export function runKeys(runId: string) {
   return {
     root,
     latest: `${root}/latest.json`,
+    // What the run trained on (dataset, model), written by initRun: inference reads it.
+    record: `${root}/run.json`,
+    // The promoted checkpoint inference serves (EvaluateAlexNet with promote), written last.
+    serving: `${root}/serving.json`,
+    // One ClassifyImages job's output: part-<i>.jsonl and summary.json.
+    predictions: (job: string) => `${root}/predictions/${job.replace(/[^A-Za-z0-9._-]/g, '_')}/`,
     metrics: `${root}/metrics.jsonl`,
     // The last training attempt of an epoch: where it started and how it ended (trainEpoch).
     attempts: (epoch: number) => `${root}/attempts/${pad(epoch)}.json`,

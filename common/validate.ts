@@ -57,3 +57,8 @@ export function inputObject<T>(raw: T, fields: string): T {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('input', `Expected an object {${fields}} for input`);
   return raw;
 }
+
+export function booleanValue(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalid(name, 'true or false', value);
+  return value;
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `alexnet` command line: one subcommand per file under scripts/commands/.
 import { bench } from './commands/bench';
+import { classify } from './commands/classify';
 import { lr, pause, resume, stop } from './commands/control';
 import { importCommand } from './commands/import';
 import { down } from './commands/down';
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   prepare: { run: prepare, summary: 'start PrepareDataset: shard, preprocess into batch files, statistics' },
   eval: { run: evaluate, summary: 'start EvaluateAlexNet (1 or 10 crops) on a checkpoint; writes the report' },
   'schedule-eval': { run: scheduleEval, summary: 'a Temporal Schedule evaluating a run\'s newest checkpoint; list, trigger, pause, delete' },
+  classify: { run: classify, summary: 'classify images with a trained run\'s model, in this process (one JSON line per image)' },
   init: { run: init, summary: 'write a freshly initialized network state (safetensors)' },
   step: { run: step, summary: 'one SGD step from safetensors weights and input; writes logits, loss, gradients, new weights' },
   bench: { run: bench, summary: 'training and inference images/s of the paper AlexNet (optionally beside PyTorch)' },

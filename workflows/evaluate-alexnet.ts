@@ -9,7 +9,7 @@ import type * as activities from '../activities';
 import { surfaceCause, validInput } from './failures';
 import { GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES } from '../common/contract';
 import type { EvaluateAlexNetInput, EvaluateAlexNetResult, EvaluateProgress } from '../common/contract';
-import { ArgumentError, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
+import { ArgumentError, booleanValue, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
 import { runKeys } from '../common/store-layout';
 
@@ -50,6 +50,7 @@ export function validateEvaluateInput(raw: EvaluateAlexNetInput): ValidEvaluateI
     maxParallel: integerIn('maxParallel', raw.maxParallel ?? 4, 1, 256),
     device: oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const),
     threads: raw.threads === undefined ? undefined : integerIn('threads', raw.threads, 1, 1024),
+    promote: raw.promote === undefined ? false : booleanValue('promote', raw.promote),
   };
 }
 
@@ -83,6 +84,13 @@ async function evaluate(input: ValidEvaluateInput): Promise<EvaluateAlexNetResul
     store: input.store, datasetName: input.datasetName, plan, crops: input.crops, reportPrefix: prefix, createdAt: info.startTime.toISOString(),
     wallSeconds: (Date.now() - started) / 1000,
   });
+  if (input.promote) {
+    progress.phase = 'promoting';
+    result.promotion = await cpu.promoteCheckpoint({
+      store: input.store, runId: plan.runId, checkpointKey: plan.checkpointKey, split: plan.split, crops: input.crops,
+      images: result.images, top1Error: result.top1Error, top5Error: result.top5Error, report: result.reportKeys.json, evaluation: info.workflowId,
+    });
+  }
   progress.phase = 'done';
   return result;
 }

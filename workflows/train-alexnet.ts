@@ -240,7 +240,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
         `optionally --validation-fraction) and restart; training never validates on the test split`, 'DatasetNeedsValidationSplit');
     }
     prepared = { classes: model.classes, crop, trainSplit: 'train', validationSplit, imageSize: status.imageSize };
-    const init = await cpu.initRun({ runId: input.runId, store: input.store, model: input.model, classes: model.classes, seed: input.seed });
+    const init = await cpu.initRun({ runId: input.runId, store: input.store, model: input.model, classes: model.classes, seed: input.seed, datasetName: input.datasetName });
     progress.latestCheckpoint = init.checkpointKey;
   }
 

@@ -30,15 +30,22 @@ export function helpFirst(argv: string[], help: string): void {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function parse<O extends Options>(argv: string[], options: O, help: string) {
+type Values<O extends Options> = { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string };
+
+export function parse<O extends Options>(argv: string[], options: O, help: string): Values<O> {
+  return parseWithPositionals(argv, options, help, false).values;
+}
+
+// The same, for commands that take operands (alexnet classify FILE...).
+export function parseWithPositionals<O extends Options>(argv: string[], options: O, help: string, allowPositionals = true): { values: Values<O>; positionals: string[] } {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals });
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${help}`);
   }
   if ((parsed.values as Record<string, unknown>).help) throw new HelpRequested(help);
-  return parsed.values as { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string };
+  return { values: parsed.values as Values<O>, positionals: parsed.positionals };
 }
 
 export function required(value: string | undefined, flag: string, help: string): string {
