@@ -21,7 +21,7 @@ import { startTrainingFixture, TrainingFixture } from './temporal-helpers';
 
 const QUEUE = 'inference-test';
 let fixture: TrainingFixture;
-let trained: TrainResult;
+let trained: TrainResult & { latestCheckpoint: string };
 
 test.before(async () => {
   fixture = await startTrainingFixture('alexnet-inference-', QUEUE);
@@ -34,8 +34,6 @@ test.before(async () => {
 test.after.always(async () => {
   await fixture?.stop();
 });
-
-const top1 = (a: ImagePrediction) => ('top' in a ? a.top[0].class : a.error);
 
 test.serial('classify: the original JPEGs of the test split get the probabilities evaluation scores from the prepared batches', async (t) => {
   const store = openStore(fixture.store);
