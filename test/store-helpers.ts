@@ -1,9 +1,10 @@
 // The object-store tests' shared parts (store.test.ts, store-local.test.ts,
 // store-s3.test.ts): the backends, each with how to make a fresh store and how to
-// register a case for it, MinIO started once per test file for the S3 cases, and
-// deterministic bodies and streams.
+// register a case for it, MinIO started once per test file for the S3 cases, a proxy
+// in front of it that fails on purpose, and deterministic bodies and streams.
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'crypto';
+import * as http from 'http';
 import { Readable } from 'stream';
 
 import { compareKeys, LocalStore, openStore, type ObjectInfo, type ObjectStore, type OpenStoreOptions } from '../activities/store/index';
@@ -60,6 +61,34 @@ export async function pool<T>(items: T[], width: number, fn: (item: T) => Promis
 }
 
 export const sorted = (keys: string[]) => [...keys].sort(compareKeys);
+
+// A proxy in front of MinIO that answers the first `failures` requests with 503 SlowDown,
+// as S3 does under load. The Host header passes through unchanged, so signatures hold.
+export async function flakyProxy(target: string, failures: number): Promise<{ endpoint: string; requests: () => number; close: () => Promise<void> }> {
+  let seen = 0;
+  const upstream = new URL(target);
+  const server = http.createServer((req, res) => {
+    if (seen++ < failures) {
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      return;
+    }
+    const out = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    requests: () => seen,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
 
 // ---------------------------------------------------------------- backends
 

@@ -5,7 +5,6 @@
 // cases both backends share are in store.test.ts.
 import { spawnSync } from 'child_process';
 import { createHash, createHmac } from 'crypto';
-import * as http from 'http';
 import * as path from 'path';
 import { inspect } from 'util';
 import {
@@ -15,7 +14,7 @@ import {
 import { openStore, S3Store } from '../activities/store/index';
 import type { MinioService } from '../infra/services';
 import { ROOT } from './helpers';
-import { BUCKET, bytes, chunked, collect, MiB, pool, s3, s3Test, sorted } from './store-helpers';
+import { BUCKET, bytes, chunked, collect, flakyProxy, MiB, pool, s3, s3Test, sorted } from './store-helpers';
 
 s3Test('uploads carry full-object CRC32 checksums; large bodies go up as multipart', async (t) => {
   const store = s3.fresh(t) as S3Store;
@@ -163,34 +162,6 @@ s3Test('access denied gets a message naming the bucket', async (t, m) => {
   t.false(r.out.includes(creds.AWS_SECRET_ACCESS_KEY) || r.out.includes(m.secretAccessKey));
   t.is((await store.get('k')).toString(), 'v');
 });
-
-// A proxy in front of MinIO that answers the first `failures` requests with 503 SlowDown,
-// as S3 does under load. The Host header passes through unchanged, so signatures hold.
-async function flakyProxy(target: string, failures: number): Promise<{ endpoint: string; requests: () => number; close: () => Promise<void> }> {
-  let seen = 0;
-  const upstream = new URL(target);
-  const server = http.createServer((req, res) => {
-    if (seen++ < failures) {
-      req.resume();
-      res.writeHead(503, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
-      return;
-    }
-    const out = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    out.on('error', () => res.destroy());
-    req.pipe(out);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    requests: () => seen,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
 
 s3Test('transient 503s are retried; maxAttempts bounds the retries', async (t, m) => {
   const proxy = await flakyProxy(m.endpoint, 2);
