@@ -7,3 +7,4 @@ export { validate } from './validation';
 export { datasetStatus, describeModel } from './dataset-info';
 export { planEvaluation, evaluateShard, writeEvaluationReport } from './evaluate';
 export { promoteCheckpoint } from './promotion';
+export { planClassification, classifyShard, writeClassificationSummary } from './classify-shard';

@@ -352,3 +352,72 @@ export interface EvaluateAlexNetResult {
 // malformed store URI or key, a corrupt or mismatched network state, a dataset layout we
 // cannot read. Every activity proxy lists them as non-retryable.
 export const NON_RETRYABLE_ERROR_TYPES = ['InvalidStoreUriError', 'InvalidKeyError', 'StateError', 'DatasetLayoutError'];
+
+// --- Batch inference (ClassifyImages) ---------------------------------------------------
+
+export interface ClassifyImagesInput {
+  store: string;            // URI of the store the run lives in (and the output goes to)
+  // The model: a checkpoint key, or a run (its promoted checkpoint in serving.json, else its
+  // newest in latest.json), resolved once when the workflow starts: every shard uses it.
+  checkpoint: string | { run: string };
+  source: string;           // the images: a folder path, file:///dir or s3://bucket/prefix (any depth)
+  output?: string;          // a key prefix in the store; default runs/<run>/predictions/<workflowId>/
+  topK?: number;            // classes per image (default 5)
+  crops?: 1 | 10;           // 1: centre crop (default); 10: the paper's ten patches, softmax averaged
+  shardSize?: number;       // images per shard, part file and activity (default 1000)
+  maxParallel?: number;     // classification activities in flight at once (default 4)
+  device?: 'cpu' | 'cuda';  // which workers classify (default cpu)
+  threads?: number;
+}
+
+// The listing and the checkpoint, as planClassification leaves them in the store: the
+// listing itself is in <output>/shards/, never in a workflow payload.
+export interface ClassificationPlan {
+  checkpointKey: string;
+  runId: string;
+  output: string;           // the output prefix, ending in '/'
+  shards: number;
+  images: number;           // listed (files with an image extension under the source)
+}
+
+// One shard's classification: what its part file holds.
+export interface ShardClassification {
+  shard: number;
+  images: number;           // classified (lines with "top")
+  skipped: number;          // refused with a reason (lines with "error")
+  skippedByReason: Record<string, number>;
+  skippedSample: { key: string; reason: string }[];  // at most 50
+  seconds: number;
+  reused: boolean;          // the part was already complete for this checkpoint (a retry)
+}
+
+export interface ClassifyProgress {
+  phase: 'planning' | 'classifying' | 'summarizing' | 'done';
+  checkpointKey?: string;
+  output?: string;
+  shardsDone: number;
+  shardsTotal: number;
+  listed: number;
+  imagesDone: number;       // classified so far
+  skipped: number;          // refused so far
+}
+
+// <output>/summary.json, and the workflow's result.
+export interface ClassifyImagesResult {
+  images: number;           // classified
+  skipped: number;          // refused (empty, truncated, not an image, decompression bomb, gone)
+  listed: number;           // images + skipped: every listed file exactly once
+  skippedByReason: Record<string, number>;
+  skippedFiles: { key: string; reason: string }[];  // the first 1000, in key order
+  parts: number;            // <output>/part-00000.jsonl ... one per shard
+  output: string;
+  summaryKey: string;
+  checkpoint: string;
+  runId: string;
+  source: string;
+  topK: number;
+  crops: 1 | 10;
+  seconds: number;          // first shard started to last shard done, as the workflow saw it
+  imagesPerSecond: number;  // classified images per second of that
+  createdAt: string;        // when the workflow started
+}

@@ -83,3 +83,18 @@ export const CHECKPOINT_KEY_FORM = 'runs/<runId>/checkpoints/<epoch>-<batch>-<at
 export function manifestUri(storeUri: string, datasetName: string): string {
   return `${storeUri.replace(/\/+$/, '')}/${datasetKeys(datasetName).manifest}`;
 }
+
+// One ClassifyImages job's files under its output prefix (runKeys().predictions(job) by
+// default): the listing cut into shards, one part per shard (a JSON line per listed image,
+// in key order), the part's report (written after the part: the part is complete), and
+// the summary.
+export function predictionKeys(output: string) {
+  const root = output.replace(/\/+$/, '');
+  return {
+    root: `${root}/`,
+    shard: (i: number) => `${root}/shards/${pad(i)}.jsonl`,
+    part: (i: number) => `${root}/part-${pad(i)}.jsonl`,
+    partReport: (i: number) => `${root}/reports/${pad(i)}.json`,
+    summary: `${root}/summary.json`,
+  };
+}

@@ -2,7 +2,8 @@
 // little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, 
 // __metadata__: {string: string}}, then the raw little-endian tensor bytes. PyTorch's
 // `safetensors.torch.load_file` reads what we write, and we read what it writes.
-import { createHash, type Hash } from 'crypto';
+import { createHash } from 'crypto';
+import { Worker } from 'worker_threads';
 
 export type DType = 'F32' | 'F64' | 'I64' | 'I32' | 'U8';
 type TypedArrayOf<D extends DType> = D extends 'F32'
@@ -159,6 +160,110 @@ export function decodeSafetensors(buf: Buffer, source = 'input'): Safetensors {
   return { tensors, metadata, dataStart };
 }
 
+// An incremental sha256 for readSafetensors: update() with the bytes in order (a
+// promise when it has to wait for room), then digest() once, or close() to give up.
+interface Hasher {
+  update(bytes: Uint8Array): Promise<void> | undefined;
+  digest(): Promise<string>;  // hex
+  close(): void;
+}
+
+function inlineHasher(): Hasher {
+  const h = createHash('sha256');
+  return { update: (b) => void h.update(b), digest: () => Promise.resolve(h.digest('hex')), close: () => undefined };
+}
+
+// Words shared with the hashing thread: bytes written into the ring, bytes hashed, done
+// (no more writes), and a count bumped on every write and on done, which the thread
+// waits on (so no wake-up is missed).
+const WRITTEN = 0, HASHED = 1, DONE = 2, SEQ = 3;
+const RING_BYTES = 8 << 20;
+const HASH_SLICE = 1 << 20;  // the thread frees ring space at least this often
+// Atomics.waitAsync (V8, Node 16+) is not in the ES2023 library types this compiles with.
+type WaitAsync = (a: BigInt64Array, index: number, value: bigint, timeoutMs: number) => { async: boolean; value: Promise<string> | string };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
+const HASH_THREAD = `
+const { parentPort, workerData } = require('worker_threads');
+const h = require('crypto').createHash('sha256');
+const ring = new Uint8Array(workerData.ring), ctl = new BigInt64Array(workerData.ctl), size = BigInt(ring.length);
+let hashed = 0n;
+for (;;) {
+  const seq = Atomics.load(ctl, ${SEQ});
+  const written = Atomics.load(ctl, ${WRITTEN});
+  if (written === hashed) {
+    if (Atomics.load(ctl, ${DONE}) !== 0n) break;
+    Atomics.wait(ctl, ${SEQ}, seq);
+    continue;
+  }
+  const at = Number(hashed % size);
+  const n = Math.min(Number(written - hashed), ring.length - at, ${HASH_SLICE});
+  h.update(ring.subarray(at, at + n));
+  hashed += BigInt(n);
+  Atomics.store(ctl, ${HASHED}, hashed);
+  Atomics.notify(ctl, ${HASHED});
+}
+parentPort.postMessage(h.digest('hex'));
+`;
+
+// sha256 on a worker thread, for large data: update() copies the bytes into a ring
+// shared with the thread (a memcpy, a fraction of what hashing them costs) and returns,
+// so the hashing runs beside the event loop's receiving and copying instead of after
+// them. When the ring is full update() returns a promise (Atomics.waitAsync): the event
+// loop is never blocked, and a thread that died is noticed.
+function threadHasher(): Hasher {
+  const ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+  const ctl = new BigInt64Array(new SharedArrayBuffer(4 * 8));
+  let worker: Worker;
+  try {
+    worker = new Worker(HASH_THREAD, { eval: true, workerData: { ring: ring.buffer, ctl: ctl.buffer } });
+  } catch {
+    return inlineHasher();  // no thread to be had (resource limits): hash here
+  }
+  worker.unref();
+  let failed: Error | undefined;
+  const digest = new Promise<string>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', (e) => reject(failed = e));
+    worker.once('exit', (code) => reject(failed ??= new Error(`the sha256 thread exited (code ${code}) before its digest`)));
+  });
+  digest.catch(() => undefined);  // close() without digest(): nobody waits for it
+  let written = 0n;
+  const write = (bytes: Uint8Array, off: number): Promise<void> | undefined => {
+    while (off < bytes.length) {
+      if (failed) throw failed;
+      const hashed = Atomics.load(ctl, HASHED);
+      const free = RING_BYTES - Number(written - hashed);
+      if (free === 0) {
+        return Promise.resolve(waitAsync(ctl, HASHED, hashed, 1000).value).then(() => write(bytes, off));
+      }
+      const at = Number(written % BigInt(RING_BYTES));
+      const n = Math.min(bytes.length - off, free, RING_BYTES - at);
+      ring.set(bytes.subarray(off, off + n), at);
+      off += n;
+      written += BigInt(n);
+      Atomics.store(ctl, WRITTEN, written);
+      Atomics.add(ctl, SEQ, 1n);
+      Atomics.notify(ctl, SEQ);
+    }
+    return undefined;
+  };
+  return {
+    update: (bytes) => write(bytes, 0),
+    digest() {
+      Atomics.store(ctl, DONE, 1n);
+      Atomics.add(ctl, SEQ, 1n);
+      Atomics.notify(ctl, SEQ);
+      return digest;
+    },
+    close: () => void worker.terminate(),
+  };
+}
+
+// Data from this size on is hashed on a worker thread (threadHasher); less on the event
+// loop, where starting the thread would cost more than it saves.
+export const THREAD_HASH_BYTES = 32 << 20;
+
 export interface ReadPlan {
   // Where tensors' bytes go as they arrive: per name, a buffer of exactly the tensor's
   // byte length (a view of the memory that should hold it). The others are kept in
@@ -175,7 +280,8 @@ export interface StreamedSafetensors extends Safetensors {
 // Reads a safetensors file from a stream in one pass, without holding the whole file:
 // once the header has arrived, plan(header) says where each tensor's bytes go (and may
 // throw to stop reading: the stream is then destroyed), then the bytes are copied there
-// as they arrive, hashed on the way when asked. The same checks as decodeSafetensors,
+// as they arrive, hashed on the way when asked (large data on a worker thread, beside
+// the event loop's receiving and copying). The same checks as decodeSafetensors,
 // the byte ranges against the file's size once the stream ends (a truncated stream is
 // refused naming the first tensor it cuts). The tensors are views of the destinations.
 export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>, source: string, plan: (header: SafetensorsHeader) => ReadPlan = () => ({})): Promise<StreamedSafetensors> {
@@ -183,13 +289,13 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
   let headerBytes: Buffer | undefined;
   let filled = 0;  // bytes of lengthBytes, then of headerBytes, filled so far
   let header: SafetensorsHeader | undefined;
-  let hash: Hash | undefined;
+  let hash: Hasher | undefined;
   // The destinations, by where their bytes begin; next: the first one not yet complete.
   let targets: { name: string; begin: number; end: number; to: Uint8Array }[] = [];
   let next = 0;
   let size = 0;
   const data = (chunk: Uint8Array, at: number) => {  // chunk holds data-section bytes [at, at + length)
-    hash?.update(chunk);
+    const hashing = hash?.update(chunk);
     const stop = at + chunk.length;
     for (let i = next; i < targets.length && targets[i].begin < stop; i++) {
       const t = targets[i];
@@ -197,21 +303,19 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
       if (from < to) t.to.set(chunk.subarray(from - at, to - at), from - t.begin);
     }
     while (next < targets.length && targets[next].end <= stop) next++;
+    return hashing;
   };
-  const consume = (piece: Uint8Array | string) => {
+  const consume = (piece: Uint8Array | string): Promise<void> | undefined => {
     let chunk = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
     const at = size;
     size += chunk.length;
-    if (header) {
-      data(chunk, at - header.dataStart);
-      return;
-    }
+    if (header) return data(chunk, at - header.dataStart);
     if (!headerBytes) {
       const n = Math.min(8 - filled, chunk.length);
       lengthBytes.set(chunk.subarray(0, n), filled);
       filled += n;
       chunk = chunk.subarray(n);
-      if (filled < 8) return;
+      if (filled < 8) return undefined;
       const headerLen = lengthBytes.readBigUInt64LE(0);
       if (headerLen > BigInt(MAX_HEADER_BYTES)) {
         throw new SafetensorsError(source, `header length ${headerLen} is over the limit of ${MAX_HEADER_BYTES} bytes`);
@@ -223,9 +327,22 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
     headerBytes.set(chunk.subarray(0, n), filled);
     filled += n;
     chunk = chunk.subarray(n);
-    if (filled < headerBytes.length) return;
+    if (filled < headerBytes.length) return undefined;
     header = parseHeader(headerBytes, source, 8 + headerBytes.length);
-    const p = plan(header);
+    // Large data: the hashing thread starts now, so it is up by the time the plan is made
+    // (which may build a network); dropped if the plan wants no checksum.
+    let declared = 0;  // the data's size, unless the file is cut short
+    for (const e of header.entries.values()) declared = Math.max(declared, e.end);
+    const thread = declared >= THREAD_HASH_BYTES ? threadHasher() : undefined;
+    let p: ReadPlan;
+    try {
+      p = plan(header);
+    } catch (e) {
+      thread?.close();
+      throw e;
+    }
+    if (p.checksum) hash = thread ?? inlineHasher();
+    else thread?.close();
     for (const [name, e] of header.entries) {
       let to = p.into?.get(name);
       if (to && to.byteLength !== e.end - e.begin) {
@@ -235,24 +352,31 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
       targets.push({ name, begin: e.begin, end: e.end, to });
     }
     targets = targets.sort((a, b) => a.begin - b.begin);
-    if (p.checksum) hash = createHash('sha256');
-    if (chunk.length) data(chunk, 0);
+    return chunk.length ? data(chunk, 0) : undefined;
   };
-  for await (const piece of stream) consume(piece);
-  if (!header) {
-    if (!headerBytes) throw new SafetensorsError(source, `only ${size} bytes`);
-    throw new SafetensorsError(source, `header length ${headerBytes.length} exceeds the file size ${size} (truncated?)`);
-  }
-  const dataLen = size - header.dataStart;
-  const byName = new Map(targets.map((t) => [t.name, t.to]));
-  const tensors = new Map<string, Tensor>();
-  for (const [name, e] of header.entries) {
-    if (e.end > dataLen) {
-      throw new SafetensorsError(source, `${rangeText(name, e.shape, e.dtype, e.begin, e.end)} that does not fit its shape or the file: the data ends at ${dataLen} (truncated?)`);
+  try {
+    for await (const piece of stream) {
+      const waiting = consume(piece);
+      if (waiting) await waiting;
     }
-    tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, byName.get(name)!) });
+    if (!header) {
+      if (!headerBytes) throw new SafetensorsError(source, `only ${size} bytes`);
+      throw new SafetensorsError(source, `header length ${headerBytes.length} exceeds the file size ${size} (truncated?)`);
+    }
+    const dataLen = size - header.dataStart;
+    const byName = new Map(targets.map((t) => [t.name, t.to]));
+    const tensors = new Map<string, Tensor>();
+    for (const [name, e] of header.entries) {
+      if (e.end > dataLen) {
+        throw new SafetensorsError(source, `${rangeText(name, e.shape, e.dtype, e.begin, e.end)} that does not fit its shape or the file: the data ends at ${dataLen} (truncated?)`);
+      }
+      tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, byName.get(name)!) });
+    }
+    const checksum = hash && 'sha256:' + await hash.digest();
+    return { tensors, metadata: header.metadata, dataStart: header.dataStart, size, ...(checksum ? { checksum } : {}) };
+  } finally {
+    hash?.close();
   }
-  return { tensors, metadata: header.metadata, dataStart: header.dataStart, size, ...(hash ? { checksum: 'sha256:' + hash.digest('hex') } : {}) };
 }
 
 // sha256 over the tensor bytes in file order: what a state file's checksum covers. The

@@ -2,6 +2,7 @@
 // The `alexnet` command line: one subcommand per file under scripts/commands/.
 import { bench } from './commands/bench';
 import { classify } from './commands/classify';
+import { classifyBatch } from './commands/classify-batch';
 import { lr, pause, resume, stop } from './commands/control';
 import { importCommand } from './commands/import';
 import { down } from './commands/down';
@@ -29,6 +30,9 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   eval: { run: evaluate, summary: 'start EvaluateAlexNet (1 or 10 crops) on a checkpoint; writes the report' },
   'schedule-eval': { run: scheduleEval, summary: 'a Temporal Schedule evaluating a run\'s newest checkpoint; list, trigger, pause, delete' },
   classify: { run: classify, summary: 'classify images with a trained run\'s model, in this process (one JSON line per image)' },
+  'classify-batch': { run: classifyBatch, summary: 'start ClassifyImages: classify a folder or prefix of images on the workers; writes part files and summary.json' },
+  serve: { run: async (argv) => (await import('./commands/serve')).serve(argv), summary: 'serve a trained run\'s model over HTTP (KServe v2 and TorchServe routes, dynamic batching, hot reload, /metrics)' },
+  export: { run: async (argv) => (await import('./commands/export')).exportCommand(argv), summary: 'write a trained model\'s inference forward as an ONNX file (--onnx OUT.onnx)' },
   init: { run: init, summary: 'write a freshly initialized network state (safetensors)' },
   step: { run: step, summary: 'one SGD step from safetensors weights and input; writes logits, loss, gradients, new weights' },
   bench: { run: bench, summary: 'training and inference images/s of the paper AlexNet (optionally beside PyTorch)' },

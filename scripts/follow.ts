@@ -1,6 +1,6 @@
 // Following a running workflow from a client: a progress bar fed by the workflow's
 // `progress` query (and, for training, the running epoch's heartbeat), then the result,
-// or the workflow's own failure message. Used by `alexnet prepare|train|eval` and the demo.
+// or the workflow's own failure message. Used by `alexnet prepare|train|eval|classify-batch` and the demo.
 // Progress bars render on a terminal; elsewhere (CI, a pipe) a line every `logEvery` ms.
 import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -8,6 +8,7 @@ import { Presets, SingleBar } from 'cli-progress';
 
 import type { EvaluateProgress, PrepareProgress, TrainResult } from '../common/contract';
 import type { EvaluateAlexNetResult, PrepareDatasetResult, TrainProgress } from '../common/contract';
+import type { ClassifyImagesResult, ClassifyProgress } from '../common/contract';
 
 interface Tick { value: number; total: number; fields: Record<string, string | number> }
 
@@ -117,5 +118,12 @@ export function followEvaluation(handle: WorkflowHandle): Promise<EvaluateAlexNe
   return follow(handle, 'evaluate', '{value}/{total} shards | {images} images | {phase}', async () => {
     const p = await handle.query<EvaluateProgress>('progress');
     return { value: p.shardsDone, total: p.shardsTotal, fields: { images: p.imagesDone, phase: p.phase } };
+  });
+}
+
+export function followClassification(handle: WorkflowHandle): Promise<ClassifyImagesResult> {
+  return follow(handle, 'classify', '{value}/{total} shards | {images}/{listed} images | {skipped} skipped | {phase}', async () => {
+    const p = await handle.query<ClassifyProgress>('progress');
+    return { value: p.shardsDone, total: p.shardsTotal, fields: { images: p.imagesDone, listed: p.listed, skipped: p.skipped, phase: p.phase } };
   });
 }

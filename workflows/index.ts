@@ -2,3 +2,4 @@
 export { PrepareDataset } from './prepare-dataset';
 export { TrainAlexNet } from './train-alexnet';
 export { EvaluateAlexNet } from './evaluate-alexnet';
+export { ClassifyImages } from './classify-images';

@@ -8,7 +8,7 @@ namespace alexnet {
 
 class CpuBackend : public NetworkBackend {
  public:
-  CpuBackend(const NetConfig& cfg, uint64_t seed, int threads) : net_(cfg, seed, threads) {}
+  CpuBackend(const NetConfig& cfg, uint64_t seed, int threads, bool init = true) : net_(cfg, seed, threads, init) {}
   std::string device_name() const override { return "cpu"; }
   const NetConfig& config() const override { return net_.config(); }
   std::vector<Param>& params() override { return net_.params(); }

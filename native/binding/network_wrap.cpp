@@ -88,7 +88,8 @@ Napi::Function NetworkWrap::Define(Napi::Env env) {
                       InstanceMethod<&NetworkWrap::Device>("device")});
 }
 
-// new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, precision})
+// new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, precision},
+//             init?: boolean (false: no random initialisation, CPU only))
 NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetworkWrap>(info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw type_error(env, "config must be an object");
@@ -103,7 +104,7 @@ NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Netw
   }
   if (device.device != "cpu") throw type_error(env, "device must be 'cpu' or 'cuda', not '" + device.device + "'");
   try {
-    net = std::make_shared<CpuBackend>(cfg, seed, threads);
+    net = std::make_shared<CpuBackend>(cfg, seed, threads, !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value());
   } catch (const std::exception& e) {
     throw js_error(env, e, "invalid network config: ");
   }

@@ -22,7 +22,7 @@ void Network::reset_timers() {
   backward_seconds_.assign(cfg_.layers.size(), 0.0);
 }
 
-Network::Network(const NetConfig& cfg, uint64_t seed, int threads)
+Network::Network(const NetConfig& cfg, uint64_t seed, int threads, bool init)
     : cfg_(cfg), shapes_(infer_shapes(cfg)), seed_(seed) {
   set_threads(threads);
   reset_timers();
@@ -54,7 +54,7 @@ Network::Network(const NetConfig& cfg, uint64_t seed, int threads)
     p.grad.assign(n, 0.0f);
     p.momentum.assign(n, 0.0f);
   }
-  for (size_t i = 0; i < cfg_.layers.size(); i++) {
+  for (size_t i = 0; init && i < cfg_.layers.size(); i++) {
     if (bufs_[i].weight < 0) continue;
     Param& w = params_[bufs_[i].weight];
     const uint64_t stream = RNG_STREAM_INIT + (uint64_t)bufs_[i].weight;

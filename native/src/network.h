@@ -42,7 +42,8 @@ class Network {
  public:
   // Validates the config (std::invalid_argument on error) and initializes the parameters
   // as the paper: weights ~ N(0, weight_std^2), biases = bias_init; momentum zero.
-  Network(const NetConfig& cfg, uint64_t seed, int threads = 0);
+  // init false: weights and biases stay zero (for a network whose state is loaded next).
+  Network(const NetConfig& cfg, uint64_t seed, int threads = 0, bool init = true);
 
   const NetConfig& config() const { return cfg_; }
   const std::vector<Shape>& shapes() const { return shapes_; }

@@ -1,0 +1,87 @@
+// alexnet serve: a trained run's model over HTTP (KServe v2 / Open Inference Protocol and
+// TorchServe routes, Prometheus metrics), with dynamic batching and hot reload
+// (scripts/serve/). Reloads on SIGHUP; SIGTERM or SIGINT stops accepting, answers the
+// requests in flight and exits 0.
+import { sizeDecodeThreadpool } from '../../activities/decode-image';
+import { DEVICES, type Device } from '../../native/index';
+import { startServer } from '../serve/server';
+import { intOption, parse, UsageError } from './args';
+
+const HELP = `usage: alexnet serve --store URI (--run RUN_ID | --checkpoint KEY) [--name alexnet]
+                     [--host 127.0.0.1] [--port 8080] [--device cpu|cuda] [--threads N]
+                     [--max-batch 32] [--max-delay-ms 5] [--reload-seconds 30] [--top 5] [--crops 1|10]
+                     [--dataset-name NAME]
+
+Serves a trained run's model over HTTP. The model is the run's promoted checkpoint
+(runs/RUN_ID/serving.json), else its newest (latest.json), or --checkpoint KEY; its classes
+and preprocessing are evaluation's, as in alexnet classify. Stateless: run any number
+behind a load balancer.
+
+Routes (NAME = --name):
+  GET  /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready
+  POST /v2/models/NAME/infer       KServe v2: {"inputs": [{"name": "image", "datatype": "BYTES",
+                                   "shape": [N], "data": [base64 image files]}], "parameters": {"top_k": 5}}
+  POST /predictions/NAME           TorchServe: the image file as the body (?top_k=5)
+  GET  /ping, /metrics             TorchServe health; Prometheus metrics
+
+--max-batch, --max-delay-ms: requests arriving within the delay are classified together,
+  up to that many images.
+--reload-seconds: how often to re-resolve the run's checkpoint (0: only on SIGHUP); a new
+  one is loaded in the background and swapped in; a failing reload keeps the old one.
+--port 0 takes a free port; the URL is printed on stderr ("listening on http://...").
+--top: classes per image unless a request asks for top_k. --crops 10: the paper's ten patches.
+
+SIGHUP reloads now; SIGTERM/SIGINT stop accepting, answer the requests in flight, exit 0.`;
+
+export async function serve(argv: string[]): Promise<void> {
+  const o = parse(argv, {
+    store: { type: 'string' }, run: { type: 'string' }, checkpoint: { type: 'string' }, 'dataset-name': { type: 'string' },
+    name: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
+    'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'reload-seconds': { type: 'string' },
+    top: { type: 'string' }, crops: { type: 'string' },
+  }, HELP);
+  if (!o.store) throw new UsageError(`missing --store\n\n${HELP}`);
+  if (!o.run && !o.checkpoint) throw new UsageError(`give --run RUN_ID or --checkpoint KEY\n\n${HELP}`);
+  const crops = intOption(o.crops, 'crops', 1);
+  if (crops !== 1 && crops !== 10) throw new UsageError(`--crops must be 1 or 10, got ${crops}`);
+  const device = (o.device ?? 'cpu') as Device;
+  if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got '${o.device}'`);
+  const name = o.name ?? 'alexnet';
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name must be letters, digits, '.', '_' or '-', got '${name}'`);
+  const port = intOption(o.port, 'port', 8080, 0);
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+
+  sizeDecodeThreadpool();  // before anything uses libuv's pool
+  const server = await startServer({
+    store: o.store, run: o.run, checkpoint: o.checkpoint, datasetName: o['dataset-name'], device,
+    threads: o.threads === undefined ? undefined : intOption(o.threads, 'threads', 1),
+    name, host: o.host ?? '127.0.0.1', port,
+    maxBatch: intOption(o['max-batch'], 'max-batch', 32),
+    maxDelayMs: intOption(o['max-delay-ms'], 'max-delay-ms', 5, 0),
+    reloadSeconds: intOption(o['reload-seconds'], 'reload-seconds', 30, 0),
+    topK: intOption(o.top, 'top', 5),
+    crops,
+  });
+
+  const onHup = () => void server.reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+  let forced = false;
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.on(signal, () => {
+        if (forced) process.exit(1);
+        forced = true;
+        resolve(signal);
+      });
+    }
+  });
+  try {
+    // A first model that cannot be loaded ends the command (exit 1) with the reason.
+    await Promise.race([server.ready, stopped]);
+    const signal = await stopped;
+    console.error(`alexnet serve: ${signal}: no longer accepting; answering the requests in flight (again to force)`);
+  } finally {
+    await server.close();
+    process.off('SIGHUP', onHup);
+  }
+}

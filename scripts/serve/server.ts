@@ -1,0 +1,344 @@
+// alexnet serve's HTTP server: a trained run's model behind the routes KServe v2 / Open
+// Inference Protocol and TorchServe clients know, with dynamic batching (batcher.ts), hot
+// reload of the run's checkpoint, Prometheus metrics (metrics.ts) and a graceful close.
+// Stateless: the model comes from the store, so any number can run behind a load balancer.
+//
+// Routes (name = options.name, default 'alexnet'; {version} = the checkpoint key, URL-encoded):
+//   GET  /v2/health/live                   200 {"live": true}
+//   GET  /v2/health/ready                  200 {"ready": true} | 503 {"ready": false}
+//   GET  /v2                               server metadata {"name", "version", "extensions": []}
+//   GET  /v2/models/{name}[/versions/{version}]          model metadata
+//   GET  /v2/models/{name}[/versions/{version}]/ready    200 {"name", "ready": true} | 503
+//   POST /v2/models/{name}[/versions/{version}]/infer    inference (below)
+//   POST|PUT /predictions/{name}[/{version}]             TorchServe: the raw image as the body
+//   GET  /ping                             200 {"status": "Healthy"} | 503 {"status": "Unhealthy"}
+//   GET  /metrics                          Prometheus text format
+// Errors: {"error": "..."}; 400 a bad request, 404 an unknown route, model or version, 405 a
+// wrong method, 413 a body over maxBodyBytes, 503 no model loaded yet (or shutting down).
+//
+// KServe infer: protocol.ts says how requests and answers map to the model's input and outputs.
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+
+import { classifyImages, type ImagePrediction } from '../../activities/classify';
+import { describeModel, loadInferenceModel, resolveCheckpoint, type InferenceModel, type ModelSource, type ResolvedCheckpoint } from '../../activities/model';
+import { openStore } from '../../activities/store';
+import { REPO_ROOT } from '../paths';
+import { Batcher } from './batcher';
+import { PROMETHEUS_CONTENT_TYPE, serveMetrics, type ServeMetrics } from './metrics';
+import { HttpError, inferOutputs, message, parseInferRequest, readBody, scrubSecrets, send, sendText, topKParameter } from './protocol';
+
+export interface ServeOptions extends ModelSource {
+  name?: string;            // the model's name in the routes (default 'alexnet')
+  host?: string;            // default 127.0.0.1
+  port?: number;            // default 8080; 0: any free port (see the handle's url)
+  maxBatch?: number;        // images per classification batch (default 32)
+  maxDelayMs?: number;      // how long a request waits for others to batch with (default 5)
+  reloadSeconds?: number;   // re-resolve the run's checkpoint this often; 0: never (default 30)
+  topK?: number;            // classes per image unless a request asks otherwise (default 5)
+  crops?: 1 | 10;           // evaluation's centre crop or ten patches (default 1)
+  maxBodyBytes?: number;    // request bodies larger than this are refused, 413 (default 64 MiB)
+  shutdownGraceMs?: number; // close() waits this long for requests in flight (default 30 s)
+  log?: (line: string) => void;  // default: stderr, prefixed 'alexnet serve: '
+}
+
+export interface ReloadResult {
+  result: 'changed' | 'unchanged' | 'failed';
+  checkpoint?: ResolvedCheckpoint;  // what serves after the reload
+  previous?: ResolvedCheckpoint;    // what served before it, when changed
+  error?: string;
+}
+
+export interface ServerHandle {
+  url: string;                      // http://host:port, the port the server listens on
+  ready: Promise<void>;             // the first model loaded; rejects with why it could not be
+  model(): InferenceModel | undefined;
+  reload(trigger?: string): Promise<ReloadResult>;
+  metrics: ServeMetrics;
+  close(): Promise<void>;           // stop accepting, answer the requests in flight, stop
+}
+
+// The package's version, for the server metadata.
+const VERSION = (() => {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+// '/v2/models/{name}/infer' against a path's segments: the placeholders' values, or undefined.
+function matchPattern(pattern: string[], segments: string[]): Record<string, string> | undefined {
+  if (pattern.length !== segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const m = /^\{(\w+)\}$/.exec(pattern[i]);
+    if (m) params[m[1]] = segments[i];
+    else if (pattern[i] !== segments[i]) return undefined;
+  }
+  return params;
+}
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: Record<string, string>, query: URLSearchParams) => Promise<void> | void;
+
+export async function startServer(options: ServeOptions): Promise<ServerHandle> {
+  const name = options.name ?? 'alexnet';
+  const host = options.host ?? '127.0.0.1';
+  const maxBatch = options.maxBatch ?? 32;
+  const maxDelayMs = options.maxDelayMs ?? 5;
+  const reloadSeconds = options.reloadSeconds ?? 30;
+  const defaultTopK = options.topK ?? 5;
+  const crops = options.crops ?? 1;
+  const maxBodyBytes = options.maxBodyBytes ?? 64 << 20;
+  const graceMs = options.shutdownGraceMs ?? 30_000;
+  const log = (line: string) => (options.log ?? ((l: string) => console.error(`alexnet serve: ${l}`)))(scrubSecrets(line));
+  if (crops !== 1 && crops !== 10) throw new RangeError(`crops must be 1 or 10, got ${String(crops)}`);
+  if (!Number.isInteger(defaultTopK) || defaultTopK < 1) throw new RangeError(`topK must be an integer >= 1, got ${defaultTopK}`);
+  if (!(reloadSeconds >= 0)) throw new RangeError(`reloadSeconds must be >= 0, got ${reloadSeconds}`);
+  const source: ModelSource = { store: options.store, run: options.run, checkpoint: options.checkpoint, datasetName: options.datasetName, device: options.device, threads: options.threads };
+  const metrics = serveMetrics();
+  metrics.ready.set({}, 0);
+
+  let current: InferenceModel | undefined;
+  let closing = false;
+  const swap = (next: InferenceModel) => {
+    current = next;
+    metrics.modelInfo.reset();
+    metrics.modelInfo.set({ model: name, version: next.checkpoint.key, run: next.checkpoint.runId, from: next.checkpoint.from, dataset: next.datasetName }, 1);
+    metrics.ready.set({}, 1);
+  };
+
+  // One classifyImages call per batch, on the model the batch's requests were accepted for.
+  const batcher = new Batcher<InferenceModel, { data: Buffer; topK: number }, ImagePrediction>({
+    maxBatch, maxDelayMs,
+    run: async (model, jobs) => {
+      const started = performance.now();
+      const k = Math.max(...jobs.map((j) => j.topK));
+      const answers = await classifyImages(model, jobs.map((j, i) => ({ image: String(i), data: j.data })), { topK: k, crops });
+      metrics.batchSize.observe({}, jobs.length);
+      metrics.batchDuration.observe({}, (performance.now() - started) / 1000);
+      const refused = answers.filter((a) => 'error' in a).length;
+      metrics.images.inc({ outcome: 'classified' }, answers.length - refused);
+      if (refused > 0) metrics.images.inc({ outcome: 'refused' }, refused);
+      return answers.map((a, i) => ('top' in a && a.top.length > jobs[i].topK ? { ...a, top: a.top.slice(0, jobs[i].topK) } : a));
+    },
+  });
+
+  const loading = (async () => {
+    const t0 = performance.now();
+    log(`loading the model of ${options.checkpoint ? `checkpoint ${options.checkpoint}` : `run ${options.run}`} from ${options.store}`);
+    const model = await loadInferenceModel(source);
+    swap(model);
+    log(`serving ${describeModel(model)} as '${name}' on ${model.net.device}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  })();
+  loading.catch((e) => log(`could not load the model: ${message(e)}`));
+
+  // Reloads run one at a time; callers arriving while one runs share the next one.
+  let chain: Promise<unknown> = loading.catch(() => undefined);
+  let queued: Promise<ReloadResult> | undefined;
+  const reloadOnce = async (trigger: string): Promise<ReloadResult> => {
+    const previous = current;
+    try {
+      const resolved = await resolveCheckpoint(openStore(options.store), source);
+      if (previous && resolved.key === previous.checkpoint.key && resolved.from === previous.checkpoint.from) {
+        metrics.reloads.inc({ result: 'unchanged' });
+        if (trigger !== 'timer') log(`reload (${trigger}): ${resolved.key} still serves`);
+        return { result: 'unchanged', checkpoint: previous.checkpoint };
+      }
+      log(`reload (${trigger}): ${resolved.key} (${resolved.from}) ${previous ? `replaces ${previous.checkpoint.key} (${previous.checkpoint.from})` : 'is new'}; loading it in the background`);
+      const t0 = performance.now();
+      const next = await loadInferenceModel(source);
+      if (closing) return { result: 'unchanged', checkpoint: previous?.checkpoint };
+      swap(next);
+      metrics.reloads.inc({ result: 'changed' });
+      log(`serving ${describeModel(next)}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+      return { result: 'changed', checkpoint: next.checkpoint, previous: previous?.checkpoint };
+    } catch (e) {
+      metrics.reloads.inc({ result: 'failed' });
+      log(`reload (${trigger}) failed; ${previous ? `still serving ${previous.checkpoint.key}` : 'no model loaded'}: ${message(e)}`);
+      return { result: 'failed', checkpoint: previous?.checkpoint, error: message(e) };
+    }
+  };
+  const reload = (trigger = 'requested'): Promise<ReloadResult> => {
+    if (queued) return queued;
+    const next = chain.then(() => {
+      queued = undefined;
+      return reloadOnce(trigger);
+    });
+    queued = next;
+    chain = next;
+    return next;
+  };
+  const timer = reloadSeconds > 0 && !options.checkpoint ? setInterval(() => void reload('timer'), reloadSeconds * 1000).unref() : undefined;
+
+  // The model a request is answered by, or 503.
+  const servingModel = (params: Record<string, string>): InferenceModel => {
+    if (params.name !== name) throw new HttpError(404, `unknown model '${params.name}': this server serves '${name}'`);
+    if (closing) throw new HttpError(503, `model '${name}' is not ready: the server is shutting down`, { Connection: 'close' });
+    if (!current) throw new HttpError(503, `model '${name}' is not ready: its checkpoint is still loading`, { 'Retry-After': '1' });
+    if (params.version !== undefined && params.version !== current.checkpoint.key) {
+      throw new HttpError(404, `model '${name}' version '${params.version}' is not served; version ${current.checkpoint.key} is`);
+    }
+    return current;
+  };
+
+  const classify = (model: InferenceModel, images: Buffer[], topK: number) =>
+    batcher.submit(model, images.map((data) => ({ data, topK })));
+
+  const metadata = (model: InferenceModel) => ({
+    name,
+    versions: [model.checkpoint.key],
+    platform: 'alexnet_native',
+    inputs: [{ name: 'image', datatype: 'BYTES', shape: [-1] }],
+    outputs: [
+      { name: 'top', datatype: 'BYTES', shape: [-1] },
+      { name: 'classes', datatype: 'BYTES', shape: [-1, -1] },
+      { name: 'names', datatype: 'BYTES', shape: [-1, -1] },
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, -1] },
+      { name: 'error', datatype: 'BYTES', shape: [-1] },
+    ],
+    parameters: {
+      run: model.checkpoint.runId, checkpoint: model.checkpoint.key, from: model.checkpoint.from,
+      dataset: model.datasetName, classes: model.classIds.length, image_size: model.imageSize, crop: model.crop, crops,
+      top_k: defaultTopK, max_batch_size: maxBatch, device: model.net.device, loaded_at: model.loadedAt,
+    },
+  });
+
+  const handlers: Record<string, Handler> = {
+    live: (_req, res) => send(res, 200, { live: true }),
+    ready: (_req, res) => send(res, current && !closing ? 200 : 503, { ready: Boolean(current && !closing) }),
+    server: (_req, res) => send(res, 200, { name: 'alexnet-temporal', version: VERSION, extensions: [] }),
+    metadata: (_req, res, params) => send(res, 200, metadata(servingModel(params))),
+    modelReady: (_req, res, params) => {
+      servingModel(params);
+      send(res, 200, { name, ready: true });
+    },
+    infer: async (req, res, params) => {
+      const model = servingModel(params);
+      const request = parseInferRequest(await readBody(req, maxBodyBytes));
+      const topK = request.topK ?? defaultTopK;
+      const k = Math.min(topK, model.classIds.length);
+      const readable = request.images.flatMap((img, i) => (typeof img === 'string' ? [] : [{ i, data: img }]));
+      const results = await classify(model, readable.map((r) => r.data), topK);
+      const answers: ImagePrediction[] = request.images.map((img, i) => (typeof img === 'string' ? { image: String(i), error: img } : { image: String(i), error: '' }));
+      readable.forEach((r, j) => { answers[r.i] = results[j]; });
+      const refusedHere = request.images.length - readable.length;
+      if (refusedHere > 0) metrics.images.inc({ outcome: 'refused' }, refusedHere);
+      if (answers.every((a) => 'error' in a)) {
+        throw new HttpError(400, answers.length === 1 ? (answers[0] as { error: string }).error : answers.map((a, i) => `image ${i}: ${(a as { error: string }).error}`).join('; '));
+      }
+      send(res, 200, {
+        model_name: name, model_version: model.checkpoint.key, ...(request.id !== undefined ? { id: request.id } : {}),
+        outputs: inferOutputs(answers, k, request.outputs),
+      });
+    },
+    predictions: async (req, res, params, query) => {
+      const model = servingModel(params);
+      const topK = topKParameter(query.get('top_k') ?? undefined, 'top_k') ?? defaultTopK;
+      const body = await readBody(req, maxBodyBytes);
+      if (/^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) {
+        throw new HttpError(400, 'send the image file itself as the request body (curl --data-binary @image.jpg, or -T image.jpg), not a multipart form');
+      }
+      if (body.length === 0) throw new HttpError(400, 'empty body: send the image file as the request body');
+      const [answer] = await classify(model, [body], topK);
+      if ('error' in answer) throw new HttpError(400, answer.error);
+      send(res, 200, answer.top, { 'X-Model-Version': model.checkpoint.key });
+    },
+    ping: (_req, res) => send(res, current && !closing ? 200 : 503, { status: current && !closing ? 'Healthy' : 'Unhealthy' }),
+    metrics: (_req, res) => sendText(res, 200, metrics.registry.render(), PROMETHEUS_CONTENT_TYPE),
+  };
+
+  // [route label for metrics, methods, handler, patterns]
+  const routes: [string, string[], Handler, string[]][] = [
+    ['/v2/health/live', ['GET'], handlers.live, ['/v2/health/live']],
+    ['/v2/health/ready', ['GET'], handlers.ready, ['/v2/health/ready']],
+    ['/v2', ['GET'], handlers.server, ['/v2']],
+    ['/v2/models/{name}', ['GET'], handlers.metadata, ['/v2/models/{name}', '/v2/models/{name}/versions/{version}']],
+    ['/v2/models/{name}/ready', ['GET'], handlers.modelReady, ['/v2/models/{name}/ready', '/v2/models/{name}/versions/{version}/ready']],
+    ['/v2/models/{name}/infer', ['POST'], handlers.infer, ['/v2/models/{name}/infer', '/v2/models/{name}/versions/{version}/infer']],
+    ['/predictions/{name}', ['POST', 'PUT'], handlers.predictions, ['/predictions/{name}', '/predictions/{name}/{version}']],
+    ['/ping', ['GET'], handlers.ping, ['/ping']],
+    ['/metrics', ['GET'], handlers.metrics, ['/metrics']],
+  ];
+  const compiled = routes.map(([label, methods, handler, patterns]) => ({ label, methods, handler, patterns: patterns.map((p) => p.split('/').slice(1)) }));
+
+  const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const started = performance.now();
+    let route = 'unmatched';
+    metrics.inflight.inc();
+    res.once('close', () => {
+      metrics.inflight.dec();
+      metrics.requests.inc({ route, code: String(res.statusCode) });
+      metrics.latency.observe({ route }, (performance.now() - started) / 1000);
+    });
+    if (closing) res.setHeader('Connection', 'close');
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      let segments: string[];
+      try {
+        segments = url.pathname.replace(/\/+$/, '').split('/').slice(1).map(decodeURIComponent);
+      } catch {
+        throw new HttpError(400, `malformed path ${url.pathname}`);
+      }
+      const method = req.method === 'HEAD' ? 'GET' : req.method ?? 'GET';
+      for (const r of compiled) {
+        const params = r.patterns.map((p) => matchPattern(p, segments)).find((m) => m !== undefined);
+        if (!params) continue;
+        route = r.label;
+        if (!r.methods.includes(method)) throw new HttpError(405, `${req.method} is not allowed on ${url.pathname}; use ${r.methods.join(' or ')}`, { Allow: r.methods.join(', ') });
+        await r.handler(req, res, params, url.searchParams);
+        return;
+      }
+      throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
+    } catch (e) {
+      if (res.headersSent) {
+        res.destroy();
+      } else if (e instanceof HttpError) {
+        send(res, e.status, { error: scrubSecrets(e.message) }, e.headers);
+      } else {
+        log(`500 on ${req.method} ${req.url}: ${message(e)}`);
+        send(res, 500, { error: message(e) });
+      }
+    }
+  };
+
+  const server = http.createServer((req, res) => void onRequest(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8080, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port ?? 8080;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log(`listening on ${url} (KServe v2 ${url}/v2/models/${name}/infer, TorchServe ${url}/predictions/${name}, ${url}/metrics; batches of up to ${maxBatch} images within ${maxDelayMs} ms; ${timer ? `re-resolving the checkpoint every ${reloadSeconds}s` : 'no periodic reload'})`);
+
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= (async () => {
+      closing = true;
+      metrics.ready.set({}, 0);
+      if (timer) clearInterval(timer);
+      batcher.flushNow();
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          log(`requests still in flight after ${graceMs} ms: closing their connections`);
+          server.closeAllConnections();
+        }, graceMs).unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      log(`stopped: every request answered (drained in ${Math.round(performance.now() - t0)} ms)`);
+    })();
+    return closed;
+  };
+
+  return { url, ready: loading, model: () => current, reload, metrics, close };
+}
