@@ -18,7 +18,7 @@ import { importFashionMnist } from './importers/fashion-mnist';
 import { openStore } from '../activities/store';
 import { runKeys } from '../common/store-layout';
 import { startTemporal } from '../infra/services';
-import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
+import type { ClassifyImagesInput, EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
 import { startInProcessWorker } from './in-process-worker';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -78,9 +78,9 @@ export interface Recording {
 
 export const RECORDINGS: Record<string, Recording> = {
   'prepare-dataset': {
-    description: 'PrepareDataset of 200 train and 200 test Fashion-MNIST images at 36x36, 50 per shard (8 shards, 2 in flight)',
+    description: 'PrepareDataset of 200 train and 200 test Fashion-MNIST images at 36x36, 50 per shard, 2 in flight (8 shards; 9 since a val split is carved out of train)',
     shows: {
-      'eight shards preprocessed': (h) => scheduledActivities(h).filter((a) => a === 'preprocessShard').length === 8,
+      'every shard preprocessed': (h) => scheduledActivities(h).filter((a) => a === 'preprocessShard').length >= 8,
       'completed': (h) => closedWith(h, 'workflowExecutionCompletedEventAttributes'),
     },
   },
@@ -104,6 +104,13 @@ export const RECORDINGS: Record<string, Recording> = {
     description: "EvaluateAlexNet of train-signals' newest checkpoint on the test split (4 shards, 2 in flight), 10 crops, report written",
     shows: {
       'planned, four shards evaluated, reported': (h) => scheduledActivities(h).join() === 'planEvaluation,evaluateShard,evaluateShard,evaluateShard,evaluateShard,writeEvaluationReport',
+      'completed': (h) => closedWith(h, 'workflowExecutionCompletedEventAttributes'),
+    },
+  },
+  'classify-images': {
+    description: "ClassifyImages of 200 Fashion-MNIST test JPEGs (a folder) with train-signals' newest checkpoint, 50 per shard (4 shards, 2 in flight), summary written",
+    shows: {
+      'planned, four shards classified, summarized': (h) => scheduledActivities(h).join() === 'planClassification,classifyShard,classifyShard,classifyShard,classifyShard,writeClassificationSummary',
       'completed': (h) => closedWith(h, 'workflowExecutionCompletedEventAttributes'),
     },
   },
@@ -227,6 +234,12 @@ async function record(dir: string, rec: Recorder, cleanup: (() => Promise<unknow
   await evaluate.result();
   await rec.write('evaluate-10crop', evaluate);
 
+  console.log('ClassifyImages');
+  const classifyInput: ClassifyImagesInput = { store, checkpoint: { run: 'train-signals' }, source: path.join(images, 'test'), shardSize: 50, maxParallel: 2 };
+  const classify = await client.workflow.start('ClassifyImages', { taskQueue: QUEUE, workflowId: 'classify-images', args: [classifyInput] });
+  await classify.result();
+  await rec.write('classify-images', classify);
+
   console.log('EvaluateAlexNet, bad input (fails: expected)');
   const bad = await client.workflow.start('EvaluateAlexNet', {
     taskQueue: QUEUE, workflowId: 'evaluate-bad-input', args: [{ ...evalInput, crops: 3 } as unknown as EvaluateAlexNetInput],
@@ -250,8 +263,16 @@ async function record(dir: string, rec: Recorder, cleanup: (() => Promise<unknow
   }
 }
 
+// node dist/scripts/record-histories.js [OUT_DIR] [--only NAME,...]: records every history
+// (the recordings depend on one another), then replaces OUT_DIR's histories, or with --only
+// adds or replaces just those, keeping the others: older histories stay, so the replay
+// test keeps checking that today's code replays what older code recorded.
 async function run(): Promise<void> {
-  const outDir = path.resolve(process.argv[2] ?? path.join(ROOT, 'test', 'histories'));
+  const args = process.argv.slice(2);
+  const onlyAt = args.indexOf('--only');
+  const only = onlyAt >= 0 ? args.splice(onlyAt, 2)[1]?.split(',') : undefined;
+  if (only?.some((n) => !RECORDINGS[n] && !/^train-continue-as-new-\d+$/.test(n))) throw new Error(`--only: unknown recording among ${only.join(', ')}; known: ${Object.keys(RECORDINGS).join(', ')}`);
+  const outDir = path.resolve(args[0] ?? path.join(ROOT, 'test', 'histories'));
   Runtime.install({ logger: new DefaultLogger('WARN') });  // no bundler chatter; workflow failures still show
   const started = Date.now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-record-'));
@@ -269,8 +290,17 @@ async function run(): Promise<void> {
     for (const stop of cleanup.reverse()) await stop().catch((e: Error) => console.error(`cleanup: ${e.message}`));
   }
   fs.mkdirSync(outDir, { recursive: true });
-  for (const f of fs.readdirSync(outDir)) if (f.endsWith('.json')) fs.rmSync(path.join(outDir, f));
-  for (const f of fs.readdirSync(staging)) fs.copyFileSync(path.join(staging, f), path.join(outDir, f));
+  if (only) {
+    const index = path.join(outDir, 'index.json');
+    const kept = (fs.existsSync(index) ? JSON.parse(fs.readFileSync(index, 'utf8')) as HistoryIndexEntry[] : []).filter((e) => !only.includes(e.file.replace(/\.json$/, '')));
+    const added = rec.entries.filter((e) => only.includes(e.file.replace(/\.json$/, '')));
+    for (const e of added) fs.copyFileSync(path.join(staging, e.file), path.join(outDir, e.file));
+    rec.entries.splice(0, rec.entries.length, ...kept, ...added);
+    fs.writeFileSync(index, JSON.stringify(rec.entries, null, 2) + '\n');
+  } else {
+    for (const f of fs.readdirSync(outDir)) if (f.endsWith('.json')) fs.rmSync(path.join(outDir, f));
+    for (const f of fs.readdirSync(staging)) fs.copyFileSync(path.join(staging, f), path.join(outDir, f));
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   const total = rec.entries.reduce((sum, e) => sum + fs.statSync(path.join(outDir, e.file)).size, 0);
   console.log(`${rec.entries.length} histories in ${outDir} (${(total / 1024).toFixed(0)} KiB) in ${((Date.now() - started) / 1000).toFixed(0)} s`);

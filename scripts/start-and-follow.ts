@@ -1,15 +1,15 @@
 // Starting a workflow from a command and following it: the one path of `alexnet prepare`,
-// `train` and `eval`. Checks the store's bucket (--create-bucket), connects, starts the
+// `train`, `eval` and `classify-batch`. Checks the store's bucket (--create-bucket), connects, starts the
 // workflow, then either prints {"workflowId"} and returns (--detach) or follows it with a
 // progress bar on stderr and prints {"workflowId", ...summary} as the last stdout line;
 // the connection is closed in every case. A failed workflow throws (exit 1).
 import type { WorkflowHandle } from '@temporalio/client';
 
 import {
-  TASK_QUEUE, type EvaluateAlexNetInput, type EvaluateAlexNetResult, type PrepareDatasetInput, type PrepareDatasetResult,
-  type TrainAlexNetInput, type TrainResult,
+  TASK_QUEUE, type ClassifyImagesInput, type ClassifyImagesResult, type EvaluateAlexNetInput, type EvaluateAlexNetResult,
+  type PrepareDatasetInput, type PrepareDatasetResult, type TrainAlexNetInput, type TrainResult,
 } from '../common/contract';
-import { followEvaluation, followPrepare, followTraining } from './follow';
+import { followClassification, followEvaluation, followPrepare, followTraining } from './follow';
 import { checkStoreBucket, CREATE_BUCKET_FLAG, CREATE_BUCKET_HELP } from './store-bucket';
 import { CONNECTION_FLAGS, connectClient } from './temporal-connection';
 
@@ -30,6 +30,7 @@ interface Workflows {
   PrepareDataset: { input: PrepareDatasetInput; result: PrepareDatasetResult };
   TrainAlexNet: { input: TrainAlexNetInput; result: TrainResult };
   EvaluateAlexNet: { input: EvaluateAlexNetInput; result: EvaluateAlexNetResult };
+  ClassifyImages: { input: ClassifyImagesInput; result: ClassifyImagesResult };
 }
 type WorkflowType = keyof Workflows;
 
@@ -37,6 +38,7 @@ const FOLLOW: { [K in WorkflowType]: (handle: WorkflowHandle) => Promise<Workflo
   PrepareDataset: followPrepare,
   TrainAlexNet: followTraining,
   EvaluateAlexNet: followEvaluation,
+  ClassifyImages: followClassification,
 };
 
 export interface StartOptions<K extends WorkflowType> {

@@ -69,7 +69,7 @@ test('replay: the recorded histories are all there and show what they were recor
     t.is(Boolean(last?.workflowExecutionContinuedAsNewEventAttributes), i < chain.length - 1, `${name}: ${i < chain.length - 1 ? 'continued as new' : 'the chain ends here'}`);
   });
   const types = new Set(histories.map((h) => h.entry.workflowType));
-  t.deepEqual([...types].sort(), ['EvaluateAlexNet', 'PrepareDataset', 'TrainAlexNet']);
+  t.deepEqual([...types].sort(), ['ClassifyImages', 'EvaluateAlexNet', 'PrepareDataset', 'TrainAlexNet']);
 });
 
 test('replay: every recorded history replays without nondeterminism against the current workflows', async (t) => {

@@ -3,11 +3,9 @@
 // and prints the summary (summary.json's contents) as one JSON line. The same workflow
 // runs from the official CLI:
 //   temporal workflow start --type ClassifyImages --task-queue alexnet --input '{...}'
-import { TASK_QUEUE, type ClassifyImagesInput } from '../../common/contract';
-import { followClassification } from '../follow';
-import { START_FLAGS, START_HELP, START_USAGE } from '../start-and-follow';
-import { checkStoreBucket } from '../store-bucket';
-import { CONNECTION_HELP, connectClient } from '../temporal-connection';
+import type { ClassifyImagesInput } from '../../common/contract';
+import { START_FLAGS, START_HELP, START_USAGE, startAndFollow } from '../start-and-follow';
+import { CONNECTION_HELP } from '../temporal-connection';
 import { intOption, parse, required, UsageError } from './args';
 
 const HELP = `usage: alexnet classify-batch --source URI --store URI (--run RUN_ID | --checkpoint KEY)
@@ -58,20 +56,5 @@ export async function classifyBatch(argv: string[]): Promise<void> {
     device: (o.device ?? 'cpu') as 'cpu' | 'cuda',
     ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 1) } : {}),
   };
-  // startAndFollow's steps (scripts/start-and-follow.ts), with the classification's follower.
-  await checkStoreBucket(input.store, !!o['create-bucket']);
-  const { client, connection, settings } = await connectClient(o);
-  try {
-    const workflowId = o.id ?? `classify-${o.run ?? 'checkpoint'}-${Date.now()}`;
-    const handle = await client.workflow.start('ClassifyImages', { taskQueue: o['task-queue'] ?? TASK_QUEUE, workflowId, args: [input] });
-    console.error(`started ClassifyImages ${workflowId} on ${settings.describe}`);
-    if (o.detach) {
-      console.log(JSON.stringify({ workflowId }));
-      return;
-    }
-    const result = await followClassification(handle);
-    console.log(JSON.stringify({ workflowId, ...result }));
-  } finally {
-    await connection.close();
-  }
+  await startAndFollow(o, 'ClassifyImages', input, { workflowId: `classify-${o.run ?? 'checkpoint'}-${Date.now()}` });
 }
