@@ -62,3 +62,12 @@ export function booleanValue(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw invalid(name, 'true or false', value);
   return value;
 }
+
+// A checkpoint named by its key, or by a run ({"run": "<runId>"}: `meaning` says which of
+// the run's checkpoints).
+export function checkpointRef(name: string, value: unknown, meaning: string): string | { run: string } {
+  if (typeof value === 'string' && value.trim() !== '') return value;
+  const run = typeof value === 'object' && value !== null ? (value as { run?: unknown }).run : undefined;
+  if (typeof run === 'string' && run.trim() !== '') return { run };
+  throw new ArgumentError(name, `Expected a checkpoint key or {"run": "<runId>"} (${meaning}) for ${name} but received ${JSON.stringify(value)}`);
+}

@@ -5,42 +5,21 @@
 // as poll the queue; a retried shard reuses or rewrites its own part), then check every
 // listed image is in exactly one part line and write summary.json. Continues as new when
 // the server suggests it, so any number of shards fits. Deterministic workflow code only.
-import { continueAsNew, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, setHandler, workflowInfo } from '@temporalio/workflow';
 
-import type * as activities from '../activities';
+import { cpuActivities, shardActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
-import { GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES } from '../common/contract';
 import type { ClassificationPlan, ClassifyImagesInput, ClassifyImagesResult, ClassifyProgress } from '../common/contract';
-import { ArgumentError, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
+import { ArgumentError, checkpointRef, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
 
 // Listing a large bucket and reading every part take a while: heartbeated, so a lost
 // worker is noticed in minutes.
-const cpu = proxyActivities<typeof activities>({
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-});
-
-function classificationActivities(device: 'cpu' | 'cuda') {
-  return proxyActivities<typeof activities>({
-    ...(device === 'cuda' ? { taskQueue: GPU_TASK_QUEUE } : {}),
-    startToCloseTimeout: '2 hours',
-    heartbeatTimeout: '2 minutes',
-    retry: { maximumAttempts: 10, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-  });
-}
+const cpu = cpuActivities({ startToCloseTimeout: '2 hours', heartbeatTimeout: '2 minutes' });
 
 export const classifyProgressQuery = defineQuery<ClassifyProgress>('progress');
 
 export type ValidClassifyInput = Required<Omit<ClassifyImagesInput, 'output' | 'threads'>> & Pick<ClassifyImagesInput, 'output' | 'threads'>;
-
-function checkpointField(c: unknown): string | { run: string } {
-  if (typeof c === 'string' && c.trim() !== '') return c;
-  const run = typeof c === 'object' && c !== null ? (c as { run?: unknown }).run : undefined;
-  if (typeof run === 'string' && run.trim() !== '') return { run };
-  throw new ArgumentError('checkpoint', `Expected a checkpoint key or {"run": "<runId>"} (its promoted checkpoint, else its newest) for checkpoint but received ${JSON.stringify(c)}`);
-}
 
 function sourceField(v: unknown): string {
   const s = nonEmptyString('source', v);
@@ -68,7 +47,7 @@ export function validateClassifyInput(raw: ClassifyImagesInput): ValidClassifyIn
   if (crops !== 1 && crops !== 10) throw new ArgumentError('crops', `Expected 1 (centre crop) or 10 (the paper's ten patches) for crops but received ${JSON.stringify(crops)}`);
   return {
     store: nonEmptyString('store', raw.store),
-    checkpoint: checkpointField(raw.checkpoint),
+    checkpoint: checkpointRef('checkpoint', raw.checkpoint, 'its promoted checkpoint, else its newest'),
     source: sourceField(raw.source),
     output: outputField(raw.output),
     topK: integerIn('topK', raw.topK ?? 5, 1, 1000),
@@ -108,7 +87,7 @@ async function classify(raw: ClassifyImagesInput, input: ValidClassifyInput, car
     store: input.store, source: input.source, checkpoint: input.checkpoint, output: input.output, job: info.workflowId, shardSize: input.shardSize,
   });
   Object.assign(progress, { phase: 'classifying', checkpointKey: plan.checkpointKey, output: plan.output, shardsTotal: plan.shards, listed: plan.images });
-  const { classifyShard } = classificationActivities(input.device);
+  const { classifyShard } = shardActivities(input.device);
   const started = carry?.startedMs ?? Date.now();  // workflow time: deterministic on replay
   const first = carry?.next ?? 0;
   // Shards are handed out in order: once the server suggests continuing as new, no lane

@@ -3,29 +3,16 @@
 // one evaluation activity per shard of the split (a sliding window of at most
 // maxParallel, over as many workers as poll the queue), then merge the partials into the
 // report (JSON, Markdown, HTML with plots) in the store. Deterministic workflow code only.
-import { defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { defineQuery, setHandler, workflowInfo } from '@temporalio/workflow';
 
-import type * as activities from '../activities';
+import { cpuActivities, shardActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
-import { GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES } from '../common/contract';
 import type { EvaluateAlexNetInput, EvaluateAlexNetResult, EvaluateProgress } from '../common/contract';
-import { ArgumentError, booleanValue, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
+import { ArgumentError, booleanValue, checkpointRef, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
 import { runKeys } from '../common/store-layout';
 
-const cpu = proxyActivities<typeof activities>({
-  startToCloseTimeout: '30 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-});
-
-function evaluationActivities(device: 'cpu' | 'cuda') {
-  return proxyActivities<typeof activities>({
-    ...(device === 'cuda' ? { taskQueue: GPU_TASK_QUEUE } : {}),
-    startToCloseTimeout: '2 hours',
-    heartbeatTimeout: '2 minutes',
-    retry: { maximumAttempts: 10, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-  });
-}
+const cpu = cpuActivities({ startToCloseTimeout: '30 minutes' });
 
 export const evaluateProgressQuery = defineQuery<EvaluateProgress>('progress');
 
@@ -33,11 +20,7 @@ export type ValidEvaluateInput = Required<Omit<EvaluateAlexNetInput, 'split' | '
 
 export function validateEvaluateInput(raw: EvaluateAlexNetInput): ValidEvaluateInput {
   inputObject(raw, 'store, checkpoint, datasetName, ...');
-  const c = raw.checkpoint as unknown;
-  let checkpoint: string | { run: string };
-  if (typeof c === 'string' && c.trim() !== '') checkpoint = c;
-  else if (typeof c === 'object' && c !== null && typeof (c as { run?: unknown }).run === 'string' && (c as { run: string }).run.trim() !== '') checkpoint = { run: (c as { run: string }).run };
-  else throw new ArgumentError('checkpoint', `Expected a checkpoint key or {"run": "<runId>"} (its newest checkpoint) for checkpoint but received ${JSON.stringify(c)}`);
+  const checkpoint = checkpointRef('checkpoint', raw.checkpoint, 'its newest checkpoint');
   const crops = raw.crops ?? 10;
   if (crops !== 1 && crops !== 10) throw new ArgumentError('crops', `Expected 1 (centre crop) or 10 (the paper's ten patches) for crops but received ${JSON.stringify(crops)}`);
   return {
@@ -69,7 +52,7 @@ async function evaluate(input: ValidEvaluateInput): Promise<EvaluateAlexNetResul
   progress.shardsTotal = plan.shards;
   progress.phase = 'evaluating';
   const prefix = runKeys(plan.runId).report(info.startTime, plan.split, input.crops, info.runId);
-  const { evaluateShard } = evaluationActivities(input.device);
+  const { evaluateShard } = shardActivities(input.device);
   const started = Date.now();  // workflow time: deterministic on replay
   await inLanes(plan.shards, input.maxParallel, async (shard) => {
     const r = await evaluateShard({

@@ -2,25 +2,17 @@
 // into a batch file (a sliding window of at most `maxParallel` activities, so even
 // ImageNet's ~1,300 shards keep few activities pending and the history small), then merge
 // the statistics and write the manifest. Deterministic workflow code only.
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, setHandler } from '@temporalio/workflow';
 
-import type * as activities from '../activities';
+import { cpuActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
-import { DEFAULT_VALIDATION_FRACTION, NON_RETRYABLE_ERROR_TYPES, RESIZE_KERNELS } from '../common/contract';
+import { DEFAULT_VALIDATION_FRACTION, RESIZE_KERNELS } from '../common/contract';
 import type { PrepareDatasetInput, PrepareDatasetResult, PrepareProgress, ShardSummary, SplitSummary } from '../common/contract';
 import { ArgumentError, inputObject, integerIn, numberIn, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
 
-const { writeListing, planDatasetShards, finalizeDataset } = proxyActivities<typeof activities>({
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '5 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-});
-const { preprocessShard } = proxyActivities<typeof activities>({
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-});
+const { writeListing, planDatasetShards, finalizeDataset } = cpuActivities({ startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes' });
+const { preprocessShard } = cpuActivities({ startToCloseTimeout: '1 hour', heartbeatTimeout: '2 minutes' });
 
 export const prepareProgressQuery = defineQuery<PrepareProgress>('progress');
 

@@ -15,6 +15,7 @@ import {
 } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
+import { cpuActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from '../common/lr-policy';
 import {
@@ -25,11 +26,7 @@ import type { ControlResult, EpochResult, SetLearningRateResult, TrainResult, Va
 import { ArgumentError, inputObject, integerIn, nonEmptyString, numberIn, oneOf } from '../common/validate';
 import { PrepareDataset } from './prepare-dataset';
 
-const cpu = proxyActivities<typeof activities>({
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
-});
+const cpu = cpuActivities({ startToCloseTimeout: '1 hour', heartbeatTimeout: '2 minutes' });
 
 function trainingActivities(device: 'cpu' | 'cuda', heartbeatTimeoutSeconds: number) {
   return proxyActivities<typeof activities>({
