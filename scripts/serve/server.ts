@@ -125,53 +125,6 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     },
   });
 
-  const loading = (async () => {
-    const t0 = performance.now();
-    log(`loading the model of ${options.checkpoint ? `checkpoint ${options.checkpoint}` : `run ${options.run}`} from ${options.store}`);
-    const model = await loadInferenceModel(source);
-    swap(model);
-    log(`serving ${describeModel(model)} as '${name}' on ${model.net.device}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
-  })();
-  loading.catch((e) => log(`could not load the model: ${message(e)}`));
-
-  // Reloads run one at a time; callers arriving while one runs share the next one.
-  let chain: Promise<unknown> = loading.catch(() => undefined);
-  let queued: Promise<ReloadResult> | undefined;
-  const reloadOnce = async (trigger: string): Promise<ReloadResult> => {
-    const previous = current;
-    try {
-      const resolved = await resolveCheckpoint(openStore(options.store), source);
-      if (previous && resolved.key === previous.checkpoint.key && resolved.from === previous.checkpoint.from) {
-        metrics.reloads.inc({ result: 'unchanged' });
-        if (trigger !== 'timer') log(`reload (${trigger}): ${resolved.key} still serves`);
-        return { result: 'unchanged', checkpoint: previous.checkpoint };
-      }
-      log(`reload (${trigger}): ${resolved.key} (${resolved.from}) ${previous ? `replaces ${previous.checkpoint.key} (${previous.checkpoint.from})` : 'is new'}; loading it in the background`);
-      const t0 = performance.now();
-      const next = await loadInferenceModel(source);
-      if (closing) return { result: 'unchanged', checkpoint: previous?.checkpoint };
-      swap(next);
-      metrics.reloads.inc({ result: 'changed' });
-      log(`serving ${describeModel(next)}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
-      return { result: 'changed', checkpoint: next.checkpoint, previous: previous?.checkpoint };
-    } catch (e) {
-      metrics.reloads.inc({ result: 'failed' });
-      log(`reload (${trigger}) failed; ${previous ? `still serving ${previous.checkpoint.key}` : 'no model loaded'}: ${message(e)}`);
-      return { result: 'failed', checkpoint: previous?.checkpoint, error: message(e) };
-    }
-  };
-  const reload = (trigger = 'requested'): Promise<ReloadResult> => {
-    if (queued) return queued;
-    const next = chain.then(() => {
-      queued = undefined;
-      return reloadOnce(trigger);
-    });
-    queued = next;
-    chain = next;
-    return next;
-  };
-  const timer = reloadSeconds > 0 && !options.checkpoint ? setInterval(() => void reload('timer'), reloadSeconds * 1000).unref() : undefined;
-
   // The model a request is answered by, or 503.
   const servingModel = (params: Record<string, string>): InferenceModel => {
     if (params.name !== name) throw new HttpError(404, `unknown model '${params.name}': this server serves '${name}'`);
@@ -263,11 +216,15 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   ];
   const compiled = routes.map(([label, methods, handler, patterns]) => ({ label, methods, handler, patterns: patterns.map((p) => p.split('/').slice(1)) }));
 
+  // Responses not yet finished: told to close their connection once the server closes.
+  const inflight = new Set<http.ServerResponse>();
   const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const started = performance.now();
     let route = 'unmatched';
     metrics.inflight.inc();
+    inflight.add(res);
     res.once('close', () => {
+      inflight.delete(res);
       metrics.inflight.dec();
       metrics.requests.inc({ route, code: String(res.statusCode) });
       metrics.latency.observe({ route }, (performance.now() - started) / 1000);
@@ -314,7 +271,68 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port ?? 8080;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  log(`listening on ${url} (KServe v2 ${url}/v2/models/${name}/infer, TorchServe ${url}/predictions/${name}, ${url}/metrics; batches of up to ${maxBatch} images within ${maxDelayMs} ms; ${timer ? `re-resolving the checkpoint every ${reloadSeconds}s` : 'no periodic reload'})`);
+  const periodic = reloadSeconds > 0 && !options.checkpoint;
+  log(`listening on ${url} (KServe v2 ${url}/v2/models/${name}/infer, TorchServe ${url}/predictions/${name}, ${url}/metrics; batches of up to ${maxBatch} images within ${maxDelayMs} ms; ${periodic ? `re-resolving the checkpoint every ${reloadSeconds}s` : 'no periodic reload'})`);
+
+  const loading = (async () => {
+    const t0 = performance.now();
+    log(`loading the model of ${options.checkpoint ? `checkpoint ${options.checkpoint}` : `run ${options.run}`} from ${options.store}`);
+    const model = await loadInferenceModel(source);
+    swap(model);
+    log(`serving ${describeModel(model)} as '${name}' on ${model.net.device}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  })();
+  loading.catch((e) => log(`could not load the model: ${message(e)}`));
+
+  // Reloads run one at a time; callers arriving while one runs share the next one.
+  let chain: Promise<unknown> = loading.catch(() => undefined);
+  let queued: Promise<ReloadResult> | undefined;
+  let queuedTrigger = 'timer';
+  // The periodic check logs a failure once per reason, and its end.
+  let lastFailure: string | undefined;
+  const reloadOnce = async (trigger: string): Promise<ReloadResult> => {
+    const previous = current;
+    try {
+      const resolved = await resolveCheckpoint(openStore(options.store), source);
+      if (previous && resolved.key === previous.checkpoint.key && resolved.from === previous.checkpoint.from) {
+        metrics.reloads.inc({ result: 'unchanged' });
+        if (trigger !== 'timer' || lastFailure !== undefined) log(`reload (${trigger}): ${resolved.key} (${resolved.from}) still serves${lastFailure !== undefined ? '; the reload failure is over' : ''}`);
+        lastFailure = undefined;
+        return { result: 'unchanged', checkpoint: previous.checkpoint };
+      }
+      log(`reload (${trigger}): ${resolved.key} (${resolved.from}) ${previous ? `replaces ${previous.checkpoint.key} (${previous.checkpoint.from})` : 'is new'}; loading it in the background`);
+      const t0 = performance.now();
+      const next = await loadInferenceModel(source);
+      if (closing) return { result: 'unchanged', checkpoint: previous?.checkpoint };
+      swap(next);
+      lastFailure = undefined;
+      metrics.reloads.inc({ result: 'changed' });
+      log(`serving ${describeModel(next)}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+      return { result: 'changed', checkpoint: next.checkpoint, previous: previous?.checkpoint };
+    } catch (e) {
+      const reason = message(e);
+      metrics.reloads.inc({ result: 'failed' });
+      if (trigger !== 'timer' || reason !== lastFailure) {
+        log(`reload (${trigger}) failed; ${previous ? `still serving ${previous.checkpoint.key}` : 'no model loaded'}: ${reason}${trigger === 'timer' ? ' (not logged again until the reason changes)' : ''}`);
+      }
+      lastFailure = reason;
+      return { result: 'failed', checkpoint: previous?.checkpoint, error: reason };
+    }
+  };
+  const reload = (trigger = 'requested'): Promise<ReloadResult> => {
+    if (queued) {
+      if (trigger !== 'timer') queuedTrigger = trigger;  // a SIGHUP joining the timer's: logged as the SIGHUP
+      return queued;
+    }
+    queuedTrigger = trigger;
+    const next = chain.then(() => {
+      queued = undefined;
+      return reloadOnce(queuedTrigger);
+    });
+    queued = next;
+    chain = next;
+    return next;
+  };
+  const timer = periodic ? setInterval(() => void reload('timer'), reloadSeconds * 1000).unref() : undefined;
 
   let closed: Promise<void> | undefined;
   const close = () => {
@@ -323,6 +341,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       metrics.ready.set({}, 0);
       if (timer) clearInterval(timer);
       batcher.flushNow();
+      for (const res of inflight) if (!res.headersSent) res.setHeader('Connection', 'close');
       const t0 = performance.now();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
