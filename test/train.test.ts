@@ -257,6 +257,8 @@ test.serial('checkpoint retention: 3 epochs with a checkpoint every 2 batches ke
   // Kept: the initial checkpoint, every epoch's last (keepEpochEvery 1; the best epoch's is
   // among them) and the newest two (keepLast 2): the last epoch's final one and the one before.
   const kept = (await listed('retention')).map((k) => k.replace(/^.*\//, ''));
+  const bytes = async (keys: string[]) => { let n = 0; for (const k of keys) n += (await s.head(k))?.size ?? 0; return n; };
+  t.log(`checkpoint bytes after 3 epochs: ${await bytes(await listed('retention-reference'))} kept by keepAll, ${await bytes(await listed('retention'))} by the default policy`);
   const names = (epoch: number, batch: number, attempt: number) => `${String(epoch).padStart(5, '0')}-${String(batch).padStart(7, '0')}-${String(attempt).padStart(3, '0')}.safetensors`;
   const lastAttempt = Number(/-(\d+)\.safetensors$/.exec(result.latestCheckpoint)![1]);
   const last = Math.floor(fixture.images.train / 16);  // batches per epoch (even here: the last is on the grid)
