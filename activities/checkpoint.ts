@@ -4,10 +4,11 @@
 // `latest.json`, written last, as the one pointer to trust. A checkpoint that does not
 // verify is passed over for the previous valid one.
 import { Network } from '../native/index';
+import { SafetensorsError } from '../native/safetensors';
 import { encodeStateParts, readStateNetwork, StateError } from '../native/state';
 import type { GemmPrecision } from '../common/contract';
 import { getJson, type ObjectStore } from './store';
-import { runKeys } from '../common/store-layout';
+import { parseCheckpointKey, runKeys } from '../common/store-layout';
 
 export interface Cursor {
   epoch: number;  // 0-based epoch the state is in
@@ -64,9 +65,16 @@ export interface LoadedCheckpoint {
 
 // The cursor and attempt a checkpoint key encodes (runKeys().checkpoint), if it is one.
 export function cursorOfKey(key: string): { epoch: number; batch: number; attempt: number } | undefined {
-  const m = /(\d+)-(\d+)-(\d+)\.safetensors$/.exec(key);
-  return m ? { epoch: Number(m[1]), batch: Number(m[2]), attempt: Number(m[3]) } : undefined;
+  const c = parseCheckpointKey(key);
+  return c && { epoch: c.epoch, batch: c.batch, attempt: c.attempt };
 }
+
+// Newest first by (epoch, batch, attempt) as numbers: attempts are unlimited, and past 999
+// their zero-padded keys no longer sort as strings do.
+const newestFirst = (a: string, b: string) => {
+  const [x, y] = [cursorOfKey(a)!, cursorOfKey(b)!];
+  return y.epoch - x.epoch || y.batch - x.batch || y.attempt - x.attempt;
+};
 
 // A network from the newest valid checkpoint at or before latest.json (config, weights,
 // momentum, RNG). A corrupt one (bad checksum, truncated, wrong shapes) is passed over
@@ -82,7 +90,7 @@ export async function loadNewestCheckpoint(store: ObjectStore, runId: string, op
     const c = cursorOfKey(o.key);
     if (c && !before(latest, c)) candidates.push(o.key);
   }
-  candidates.sort().reverse();
+  candidates.sort(newestFirst);
   if (!candidates.includes(latest.key)) candidates.unshift(latest.key);
   const warnings: string[] = [];
   for (const key of candidates) {
@@ -92,7 +100,7 @@ export async function loadNewestCheckpoint(store: ObjectStore, runId: string, op
       const c = cursorOfKey(key)!;
       return { net, pointer: { key, ...c, lr: Number(metadata.lr ?? latest.lr) }, warnings };
     } catch (e) {
-      if (!(e instanceof StateError) && !(e instanceof Error && /safetensors|corrupt|no tensor|needs F32/.test(e.message))) throw e;
+      if (!(e instanceof StateError) && !(e instanceof SafetensorsError)) throw e;
       warnings.push(`checkpoint ${key} passed over: ${(e as Error).message}`);
     }
   }
