@@ -13,6 +13,14 @@
 // The weights go in as initializers, float32 little-endian raw_data, under the state file's
 // names (conv1.weight ... fc8.bias). Deterministic: the same network and metadata give the
 // same bytes.
+//
+// With `mean` (the dataset's mean image, (S, S, 3) HWC float32 in pixel units) the input is
+// the raw centre crop, 0..255 RGB, and the graph begins with Sub(images, mean_image): the
+// mean's own centre crop at offset floor((S - crop) / 2) on both axes, as a [1, 3, crop, crop]
+// NCHW initializer. That is what augmentCenter (native/src/augment.cpp) computes, pixel
+// minus the mean at the patch's source position, so the graph takes the same input our
+// evaluation crops before subtracting. Without it the caller subtracts the mean. The
+// metadata says which (input_range, mean_subtracted_in_graph).
 import { endianness } from 'os';
 import { onnx } from 'onnx-proto';
 
@@ -24,6 +32,7 @@ export const ONNX_IR_VERSION = 8;
 export const ONNX_INPUT = 'images';
 export const ONNX_LOGITS = 'logits';
 export const ONNX_PROBABILITIES = 'probabilities';
+export const ONNX_MEAN = 'mean_image';
 
 export interface OnnxExportOptions {
   // metadata_props (string to string), after the ones written here (model, classes, input, ...).
@@ -33,6 +42,27 @@ export interface OnnxExportOptions {
   // How the input was made from an image, when known (a sentence), for the input's doc_string.
   inputDoc?: string;
   producerVersion?: string;
+  // The dataset's mean image, subtracted inside the graph (see the top of this file).
+  mean?: { image: Float32Array; size: number };
+  // metadata_props class_ids / class_names (JSON arrays, one entry per class, in output order).
+  classIds?: string[];
+  classNames?: string[];
+}
+
+// The mean image's centre crop as NCHW [3, crop, crop]: out[c][y][x] = image[o + y][o + x][c]
+// with o = floor((size - crop) / 2), the offset augment_center takes for both axes.
+export function centerCropMean(image: Float32Array, size: number, crop: number): Float32Array {
+  if (!Number.isInteger(size) || !Number.isInteger(crop) || crop < 1 || crop > size) throw new Error(`ONNX export: cannot take a ${crop}x${crop} centre crop of a ${size}x${size} mean image`);
+  if (image.length !== size * size * 3) throw new Error(`ONNX export: the mean image has ${image.length} values, not ${size}x${size}x3 = ${size * size * 3} (H, W, RGB)`);
+  const o = Math.floor((size - crop) / 2), plane = crop * crop;
+  const out = new Float32Array(3 * plane);
+  for (let y = 0; y < crop; y++) {
+    for (let x = 0; x < crop; x++) {
+      const at = ((o + y) * size + (o + x)) * 3;
+      for (let c = 0; c < 3; c++) out[c * plane + y * crop + x] = image[at + c];
+    }
+  }
+  return out;
 }
 
 type Source = Pick<Network, 'config' | 'params' | 'weight'>;
@@ -72,7 +102,7 @@ export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8A
   const { channels, height, width } = config.input;
   const nodes: onnx.INodeProto[] = [];
   const initializers: onnx.ITensorProto[] = [];
-  const used = new Set<string>([ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITIES]);
+  const used = new Set<string>([ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITIES, ONNX_MEAN, ...net.params.map((p) => p.name)]);
   // A fresh value/node name: `base`, else `base_2`, `base_3`...
   const fresh = (base: string): string => {
     let name = base;
@@ -94,7 +124,20 @@ export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8A
     return name;
   };
 
+  const mean = options.mean;
+  if (mean !== undefined) {
+    if (channels !== 3 || height !== width) throw new Error(`ONNX export: a mean image goes with square RGB inputs, not [${channels}, ${height}, ${width}]`);
+    initializers.push({ name: ONNX_MEAN, dims: [1, 3, height, width], dataType: FLOAT, rawData: littleEndian(centerCropMean(mean.image, mean.size, height)) });
+  }
+  for (const [what, list] of [['classIds', options.classIds], ['classNames', options.classNames]] as const) {
+    if (list !== undefined && list.length !== config.classes) throw new Error(`ONNX export: ${what} has ${list.length} entries, the model ${config.classes} classes`);
+  }
+
   let x = ONNX_INPUT;
+  if (mean !== undefined) {
+    x = fresh('input.centered');
+    node('Sub', [ONNX_INPUT, ONNX_MEAN], x);
+  }
   let scope = 'input';       // the last named layer, for the names of the unnamed ones after it
   let flat = false;
   let c = channels;          // channels of x while it is 4-D
@@ -170,7 +213,9 @@ export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8A
   if (x !== ONNX_LOGITS) throw new Error('ONNX export: the last layer must be the linear layer producing the logits');
   node('Softmax', [ONNX_LOGITS], ONNX_PROBABILITIES, { axis: 1 });
 
-  const inputDoc = `float32 [N, ${channels}, ${height}, ${width}] NCHW: ${options.inputDoc ?? `the central ${height}x${width} patch of an image whose shorter side was resized to S and centre-cropped to SxS (S: the image size of the dataset the model trained on), in raw 0..255 RGB units minus that dataset's mean image at the patch's pixels (the caller subtracts the mean)`}`;
+  const inputDoc = `float32 [N, ${channels}, ${height}, ${width}] NCHW: ${options.inputDoc ?? (mean !== undefined
+    ? `the central ${height}x${width} patch (offset ${Math.floor((mean.size - height) / 2)}) of an image whose shorter side was resized to S=${mean.size} and centre-cropped to SxS, in raw 0..255 RGB units; the model subtracts the dataset's mean image at the patch's pixels`
+    : `the central ${height}x${width} patch of an image whose shorter side was resized to S and centre-cropped to SxS (S: the image size of the dataset the model trained on), in raw 0..255 RGB units minus that dataset's mean image at the patch's pixels (the caller subtracts the mean)`)}`;
   const model: onnx.IModelProto = {
     irVersion: ONNX_IR_VERSION,
     opsetImport: [{ domain: '', version: ONNX_OPSET }],
@@ -194,6 +239,10 @@ export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8A
       classes: String(config.classes),
       input: inputDoc,
       config: JSON.stringify(config),
+      input_range: mean !== undefined ? '0..255 RGB' : '0..255 RGB minus the dataset mean image (mean-subtracted by the caller)',
+      mean_subtracted_in_graph: String(mean !== undefined),
+      ...(options.classIds ? { class_ids: JSON.stringify(options.classIds) } : {}),
+      ...(options.classNames ? { class_names: JSON.stringify(options.classNames) } : {}),
       ...options.metadata,
     }).map(([key, value]) => ({ key, value })),
   };

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { readManifest } from '../../activities/dataset-files';
+import { readClassNames, readManifest, readMeanImage } from '../../activities/dataset-files';
 import { resolveCheckpoint, type ResolvedCheckpoint } from '../../activities/model';
 import { getJson, openStore, type ObjectStore } from '../../activities/store';
 import type { RunRecord } from '../../common/contract';
@@ -18,17 +18,21 @@ const HELP = `usage: alexnet export --onnx OUT.onnx (--checkpoint KEY --store UR
 
 Writes the network's inference forward as an ONNX model (opset ${ONNX_OPSET}, IR version ${ONNX_IR_VERSION}), the weights as
 initializers. Input 'images' float32 [N, 3, crop, crop] (N dynamic): the centre crop of an
-image whose shorter side was resized to S and centre-cropped to SxS, in raw 0..255 RGB
-units minus the dataset's mean image at the crop's pixels (what evaluation feeds the
-network; the model does not subtract the mean). Outputs 'logits' [N, classes] and
-'probabilities' (Softmax). Dropout is the identity; LRN keeps the paper's alpha (not
-divided by size) and the columns' groups.
+image whose shorter side was resized to S and centre-cropped to SxS, in 0..255 RGB.
+Outputs 'logits' [N, classes] and 'probabilities' (Softmax). Dropout is the identity;
+LRN keeps the paper's alpha (not divided by size) and the columns' groups.
+
+When the export knows the dataset (--run/--checkpoint: the run's run.json; or
+--dataset-name), the graph subtracts the dataset's mean image (its centre crop, a
+constant) itself, and the metadata gets S, the resize kernel, the class ids and names.
+Otherwise (--weights alone, a run without run.json) the input must already be
+mean-subtracted: raw 0..255 RGB minus the mean image at the crop's pixels. The metadata
+says which (mean_subtracted_in_graph, input_range).
 
 --run takes the run's promoted checkpoint (runs/RUN_ID/serving.json), else its newest
-(latest.json); which one goes to stderr. S, the resize kernel and the dataset go into the
-metadata when the store has the run's run.json and the dataset's manifest (--dataset-name
-names the dataset instead). --model gives the config of a weights file that has none in
-its metadata (e.g. PyTorch weights).`;
+(latest.json); which one goes to stderr. --dataset-name names the dataset instead of
+run.json (with --weights too, given --store). --model gives the config of a weights file
+that has none in its metadata (e.g. PyTorch weights).`;
 
 // A failure of the checkpoint's resolution (activities' ApplicationFailure), under its type's name.
 class ExportError extends Error {
@@ -109,13 +113,22 @@ function fromFile(file: string, model: string | undefined): Loaded {
   return { net, metadata: provenance };
 }
 
-// S, the resize kernel and the dataset, from run.json and the manifest (two small reads).
-async function preprocessing(store: ObjectStore, runId: string | undefined, given: string | undefined, config: NetConfig): Promise<{ metadata: Record<string, string>; inputDoc?: string }> {
+interface Preprocessing {
+  metadata: Record<string, string>;
+  inputDoc?: string;
+  mean?: { image: Float32Array; size: number };
+  classIds?: string[];
+  classNames?: string[];
+}
+
+// The dataset the model trained on (--dataset-name, else the run's run.json): S, the resize
+// kernel, the mean image (subtracted in the graph) and the class ids and names.
+async function preprocessing(store: ObjectStore, runId: string | undefined, given: string | undefined, config: NetConfig): Promise<Preprocessing> {
   let datasetName = given;
   if (!datasetName && runId) {
     const key = runKeys(runId).record;
     if (await store.head(key)) datasetName = (await getJson<RunRecord>(store, key)).datasetName;
-    else console.error(`export: run '${runId}' has no ${key}: the image size S stays out of the metadata (--dataset-name names the dataset)`);
+    else console.error(`export: run '${runId}' has no ${key}: the dataset is unknown, so the mean stays out of the graph (the caller subtracts it) and S and the class names out of the metadata (--dataset-name names the dataset)`);
   }
   if (!datasetName) return { metadata: {} };
   const manifest = await resolved(readManifest(store, datasetName));
@@ -123,10 +136,25 @@ async function preprocessing(store: ObjectStore, runId: string | undefined, give
   if (manifest.classes !== config.classes) throw new ExportError('InvalidInput', `the model has ${config.classes} classes but dataset '${datasetName}' has ${manifest.classes}: name the dataset the run trained on (--dataset-name)`);
   if (crop > manifest.imageSize) throw new ExportError('InvalidInput', `the model takes ${crop}x${crop} inputs, larger than dataset '${datasetName}''s ${manifest.imageSize}x${manifest.imageSize} images`);
   const S = manifest.imageSize, kernel = manifest.resizeKernel ?? 'lanczos3', offset = Math.floor((S - crop) / 2);
-  const mean = datasetKeys(datasetName).meanImage;
+  const keys = datasetKeys(datasetName);
+  if (!(await store.head(keys.meanImage))) throw new ExportError('DatasetMissing', `dataset '${datasetName}' has no mean image in ${store.uri} (no ${keys.meanImage}): the graph cannot subtract it; prepare the dataset again, or export from --weights without the dataset`);
+  let image: Float32Array | undefined;
+  try {
+    image = await readMeanImage(store, datasetName);
+  } catch (e) {
+    throw new ExportError('InvalidInput', `${keys.meanImage}: cannot read the mean image: ${(e as Error).message}`);
+  }
+  if (image?.length !== S * S * 3) throw new ExportError('InvalidInput', `${keys.meanImage} holds ${image?.length ?? 0} values, not ${S}x${S}x3 (the manifest's image size)`);
+  const classIds = (await store.head(keys.classes)) ? await getJson<unknown>(store, keys.classes) : undefined;
+  const ids = Array.isArray(classIds) && classIds.length === config.classes ? classIds.map(String) : undefined;
+  if (!ids) console.error(`export: dataset '${datasetName}' has no ${keys.classes} with ${config.classes} entries: class_ids stays out of the metadata`);
+  const names = await readClassNames(store, datasetName, config.classes);
   return {
-    metadata: { dataset: datasetName, image_size: String(S), resize_kernel: kernel, crop: String(crop), crop_offset: String(offset), mean_image: `${store.uri.replace(/\/+$/, '')}/${mean}` },
-    inputDoc: `shorter side resized to S=${S} (${kernel}), the central ${S}x${S}, then its central ${crop}x${crop} patch (offset ${offset}), in raw 0..255 RGB units minus the mean training image (${mean}, float32 [${S}, ${S}, 3] HWC) at the same pixels; the caller subtracts the mean`,
+    metadata: { dataset: datasetName, image_size: String(S), resize_kernel: kernel, crop: String(crop), crop_offset: String(offset), mean_image: `${store.uri.replace(/\/+$/, '')}/${keys.meanImage}` },
+    inputDoc: `shorter side resized to S=${S} (${kernel}), the central ${S}x${S}, then its central ${crop}x${crop} patch (offset ${offset}), in raw 0..255 RGB units; the model subtracts the mean training image (${keys.meanImage}, its central ${crop}x${crop} patch, an initializer) itself`,
+    mean: { image, size: S },
+    classIds: ids,
+    classNames: names,
   };
 }
 
@@ -146,9 +174,9 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const started = Date.now();
   const store = o.store === undefined ? undefined : openStore(o.store);
   const loaded = o.weights !== undefined ? fromFile(o.weights, o.model) : await fromStore(store!, o.run, o.checkpoint);
-  const prep = store ? await preprocessing(store, loaded.runId, o['dataset-name'], loaded.net.config) : { metadata: {} };
-  const bytes = exportOnnx(loaded.net, { metadata: { ...loaded.metadata, ...prep.metadata }, inputDoc: prep.inputDoc });
+  const prep: Preprocessing = store ? await preprocessing(store, loaded.runId, o['dataset-name'], loaded.net.config) : { metadata: {} };
+  const bytes = exportOnnx(loaded.net, { metadata: { ...loaded.metadata, ...prep.metadata }, inputDoc: prep.inputDoc, mean: prep.mean, classIds: prep.classIds, classNames: prep.classNames });
   writeOutput(out, bytes);
   const cfg = loaded.net.config;
-  console.log(`wrote ${out}: ${cfg.name ?? 'custom'}, ${cfg.classes} classes, input [N,${cfg.input.channels},${cfg.input.height},${cfg.input.width}], opset ${ONNX_OPSET}, ${(bytes.byteLength / 1e6).toFixed(1)} MB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`wrote ${out}: ${cfg.name ?? 'custom'}, ${cfg.classes} classes, input [N,${cfg.input.channels},${cfg.input.height},${cfg.input.width}], ${prep.mean ? `mean of dataset '${prep.metadata.dataset}' subtracted in the graph` : 'input mean-subtracted by the caller'}, opset ${ONNX_OPSET}, ${(bytes.byteLength / 1e6).toFixed(1)} MB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
