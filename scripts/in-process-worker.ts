@@ -1,11 +1,11 @@
 // A worker in this process (all workflows and activities, the options `alexnet worker`
 // uses) plus a client on the same server: for the demo, benchmarks, the history
 // recorder and tests.
-import * as path from 'path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 
 import * as activities from '../activities';
+import { WORKFLOWS_PATH } from './paths';
 import { WORKER_TUNING } from './worker-options';
 
 export interface InProcessWorker {
@@ -18,7 +18,7 @@ export async function startInProcessWorker(address: string, taskQueue: string, a
   const nativeConnection = await NativeConnection.connect({ address });
   const worker = await Worker.create({
     connection: nativeConnection, taskQueue, activities: { ...activities, ...activityOverrides }, ...WORKER_TUNING,
-    workflowsPath: path.resolve(__dirname, '..', 'workflows', 'index.js'),
+    workflowsPath: WORKFLOWS_PATH,
   });
   const running = worker.run();
   const client = new Client({ connection: await Connection.connect({ address }) });

@@ -3,7 +3,9 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+import { REPO_ROOT } from './paths';
+
+export { REPO_ROOT };
 export const PYTHON = process.env.ALEXNET_PYTHON ?? '/usr/bin/python3';
 
 export function runPython(script: string, args: string[]): { status: number; stdout: string; stderr: string } {

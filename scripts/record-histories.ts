@@ -20,9 +20,10 @@ import { runKeys } from '../common/store-layout';
 import { startTemporal } from '../infra/services';
 import type { ClassifyImagesInput, EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
 import { startInProcessWorker } from './in-process-worker';
+import { DIST_DIR, REPO_ROOT } from './paths';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'scripts', 'alexnet.js');
+const ROOT = REPO_ROOT;
+const CLI = path.join(DIST_DIR, 'scripts', 'alexnet.js');
 const QUEUE = 'record';
 const KILL_QUEUE = 'record-kill';
 const SDK_VERSION = (require('@temporalio/worker/package.json') as { version: string }).version;

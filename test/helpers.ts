@@ -5,8 +5,10 @@ import * as os from 'os';
 import * as path from 'path';
 import type { ExecutionContext } from 'ava';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
-export const CLI = path.join(ROOT, 'dist', 'scripts', 'alexnet.js');
+import { DIST_DIR, REPO_ROOT } from '../scripts/paths';
+
+export const ROOT = REPO_ROOT;
+export const CLI = path.join(DIST_DIR, 'scripts', 'alexnet.js');
 
 // Every temporary folder of the tests: removed when the test process ends, or when the
 // test `t` ends if one is given (teardowns run last-registered first, so a service
