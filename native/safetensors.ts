@@ -173,34 +173,42 @@ function inlineHasher(): Hasher {
   return { update: (b) => void h.update(b), digest: () => Promise.resolve(h.digest('hex')), close: () => undefined };
 }
 
-// Words shared with the hashing thread: bytes written into the ring, bytes hashed, done
-// (no more writes), and a count bumped on every write and on done, which the thread
-// waits on (so no wake-up is missed).
-const WRITTEN = 0, HASHED = 1, DONE = 2, SEQ = 3;
-const RING_BYTES = 8 << 20;
+// Words shared with the hashing thread (Int32, byte counts modulo 2^32): bytes written
+// into the ring, bytes hashed, done (no more writes), a count bumped to wake the thread
+// (what it waits on, so no wake-up is missed), and whether it sleeps. A wake-up is a
+// system call: it is made once a batch of bytes is waiting, not for every chunk.
+const WRITTEN = 0, HASHED = 1, DONE = 2, SEQ = 3, SLEEPING = 4;
+const RING_BYTES = 8 << 20;  // divides 2^32, so a count modulo 2^32 still gives the ring position
 const HASH_SLICE = 1 << 20;  // the thread frees ring space at least this often
+const WAKE_BYTES = 1 << 20;
+// Copies into shared memory go word by word only when source and target are aligned
+// alike (else byte by byte, 5-10 times slower): misaligned bytes (a socket's chunks start
+// anywhere) first go, in pieces this large, to a scratch buffer at the ring's alignment.
+const SCRATCH_BYTES = 64 << 10;
 // Atomics.waitAsync (V8, Node 16+) is not in the ES2023 library types this compiles with.
-type WaitAsync = (a: BigInt64Array, index: number, value: bigint, timeoutMs: number) => { async: boolean; value: Promise<string> | string };
+type WaitAsync = (a: Int32Array, index: number, value: number, timeoutMs: number) => { async: boolean; value: Promise<string> | string };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 const HASH_THREAD = `
 const { parentPort, workerData } = require('worker_threads');
 const h = require('crypto').createHash('sha256');
-const ring = new Uint8Array(workerData.ring), ctl = new BigInt64Array(workerData.ctl), size = BigInt(ring.length);
-let hashed = 0n;
+const ring = new Uint8Array(workerData.ring), ctl = new Int32Array(workerData.ctl), size = ring.length;
+let hashed = 0;
 for (;;) {
   const seq = Atomics.load(ctl, ${SEQ});
-  const written = Atomics.load(ctl, ${WRITTEN});
-  if (written === hashed) {
-    if (Atomics.load(ctl, ${DONE}) !== 0n) break;
-    Atomics.wait(ctl, ${SEQ}, seq);
+  const pending = (Atomics.load(ctl, ${WRITTEN}) - hashed) >>> 0;
+  if (pending === 0) {
+    if (Atomics.load(ctl, ${DONE}) !== 0) break;
+    Atomics.store(ctl, ${SLEEPING}, 1);
+    if (Atomics.load(ctl, ${SEQ}) === seq) Atomics.wait(ctl, ${SEQ}, seq);
+    Atomics.store(ctl, ${SLEEPING}, 0);
     continue;
   }
-  const at = Number(hashed % size);
-  const n = Math.min(Number(written - hashed), ring.length - at, ${HASH_SLICE});
+  const at = hashed % size;
+  const n = Math.min(pending, size - at, ${HASH_SLICE});
   h.update(ring.subarray(at, at + n));
-  hashed += BigInt(n);
-  Atomics.store(ctl, ${HASHED}, hashed);
+  hashed = (hashed + n) >>> 0;
+  Atomics.store(ctl, ${HASHED}, hashed | 0);
   Atomics.notify(ctl, ${HASHED});
 }
 parentPort.postMessage(h.digest('hex'));
@@ -213,7 +221,7 @@ parentPort.postMessage(h.digest('hex'));
 // loop is never blocked, and a thread that died is noticed.
 function threadHasher(): Hasher {
   const ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
-  const ctl = new BigInt64Array(new SharedArrayBuffer(4 * 8));
+  const ctl = new Int32Array(new SharedArrayBuffer(5 * 4));
   let worker: Worker;
   try {
     worker = new Worker(HASH_THREAD, { eval: true, workerData: { ring: ring.buffer, ctl: ctl.buffer } });
@@ -228,32 +236,47 @@ function threadHasher(): Hasher {
     worker.once('exit', (code) => reject(failed ??= new Error(`the sha256 thread exited (code ${code}) before its digest`)));
   });
   digest.catch(() => undefined);  // close() without digest(): nobody waits for it
-  let written = 0n;
+  let written = 0;  // modulo 2^32, as the shared word
+  let unannounced = 0;  // bytes written since the thread was last woken
+  const scratch = new Uint8Array(SCRATCH_BYTES + 8);
+  const wake = (now: boolean) => {
+    if (!now && unannounced < WAKE_BYTES) return;
+    unannounced = 0;
+    Atomics.add(ctl, SEQ, 1);
+    if (Atomics.load(ctl, SLEEPING) !== 0) Atomics.notify(ctl, SEQ);
+  };
   const write = (bytes: Uint8Array, off: number): Promise<void> | undefined => {
     while (off < bytes.length) {
       if (failed) throw failed;
       const hashed = Atomics.load(ctl, HASHED);
-      const free = RING_BYTES - Number(written - hashed);
+      const free = RING_BYTES - ((written - hashed) >>> 0);
       if (free === 0) {
+        wake(true);
         return Promise.resolve(waitAsync(ctl, HASHED, hashed, 1000).value).then(() => write(bytes, off));
       }
-      const at = Number(written % BigInt(RING_BYTES));
-      const n = Math.min(bytes.length - off, free, RING_BYTES - at);
-      ring.set(bytes.subarray(off, off + n), at);
+      const at = written % RING_BYTES;
+      let n = Math.min(bytes.length - off, free, RING_BYTES - at);
+      const align = at % 8;
+      if ((bytes.byteOffset + off) % 8 === align) {
+        ring.set(bytes.subarray(off, off + n), at);
+      } else {
+        n = Math.min(n, SCRATCH_BYTES);
+        scratch.set(bytes.subarray(off, off + n), align);
+        ring.set(scratch.subarray(align, align + n), at);
+      }
       off += n;
-      written += BigInt(n);
-      Atomics.store(ctl, WRITTEN, written);
-      Atomics.add(ctl, SEQ, 1n);
-      Atomics.notify(ctl, SEQ);
+      written = (written + n) >>> 0;
+      unannounced += n;
+      Atomics.store(ctl, WRITTEN, written | 0);
     }
+    wake(false);
     return undefined;
   };
   return {
     update: (bytes) => write(bytes, 0),
     digest() {
-      Atomics.store(ctl, DONE, 1n);
-      Atomics.add(ctl, SEQ, 1n);
-      Atomics.notify(ctl, SEQ);
+      Atomics.store(ctl, DONE, 1);
+      wake(true);
       return digest;
     },
     close: () => void worker.terminate(),
