@@ -4,7 +4,8 @@
 // import (Debian's IDX files -> real JPEGs in class folders), PrepareDataset (sharp ->
 // batch files and statistics in S3), TrainAlexNet (alexnet-32 with the paper's SGD,
 // dropout, augmentation; checkpoints in S3), EvaluateAlexNet (the paper's 10-crop test)
-// and the report, copied to .data/demo/report/.
+// and the report, copied to .data/demo/report/; then alexnet serve on the trained run
+// classifies a few test JPEGs over HTTP.
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -20,6 +21,7 @@ import { MinioService, startMinio, startTemporal, TemporalService } from '../inf
 import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
 import { followEvaluation, followPrepare, followTraining } from './follow';
 import { InProcessWorker, startInProcessWorker } from './in-process-worker';
+import { startServer } from './serve/server';
 
 const TASK_QUEUE = 'alexnet-demo';
 const BUCKET = 'alexnet-demo';
@@ -143,9 +145,35 @@ async function run(): Promise<void> {
     console.log('');
     console.log(`Fashion-MNIST test set, alexnet-32, 10-crop: top-1 accuracy ${(evaluated.top1Accuracy * 100).toFixed(2)}%, top-5 accuracy ${(evaluated.top5Accuracy * 100).toFixed(2)}% (${evaluated.images} images)`);
     console.log(`report: ${path.join(reportDir, 'report.html')} (also report.md, report.json; in the store: ${store}/${path.dirname(evaluated.reportKeys.json)}/)`);
+
+    // 6. alexnet serve on the trained run, in this process: a few test JPEGs through POST /v1/classify.
+    await classifyThroughServe(store, images, 5);
     console.log(`demo finished in ${elapsed(t0)}`);
   } finally {
     if (!interrupted) await cleanup();
+  }
+}
+
+// Starts alexnet serve's server on the demo's run (a free port), posts the first `count`
+// test JPEGs (Fashion-MNIST's test order: mixed classes) to /v1/classify?top=3, prints each
+// file, its true class (its folder) and the answer, and stops the server.
+async function classifyThroughServe(store: string, images: string, count: number): Promise<void> {
+  const test = path.join(images, 'test');
+  const files = fs.readdirSync(test, { recursive: true }).map(String).filter((f) => f.endsWith('.jpg'))
+    .sort((a, b) => path.basename(a).localeCompare(path.basename(b))).slice(0, count);
+  const server = await startServer({ store, run: RUN, port: 0, reloadSeconds: 0, log: () => undefined });
+  try {
+    await server.ready;
+    console.log(`serve: ${server.url}, ${server.model()!.checkpoint.key}; POST /v1/classify?top=3:`);
+    for (const file of files) {
+      const res = await fetch(`${server.url}/v1/classify?top=3`, { method: 'POST', body: fs.readFileSync(path.join(test, file)), headers: { 'Content-Type': 'image/jpeg' } });
+      const answer = await res.json() as { top?: { class: string; probability: number }[]; ms?: number; error?: string };
+      if (!res.ok || !answer.top) throw new Error(`serve answered ${res.status} for ${file}: ${answer.error ?? ''}`);
+      const top = answer.top.map((p) => `${p.class} ${(p.probability * 100).toFixed(1)}%`).join(', ');
+      console.log(`  test/${file}  true ${path.dirname(file)}  ->  ${top}  (${answer.ms} ms)`);
+    }
+  } finally {
+    await server.close();
   }
 }
 

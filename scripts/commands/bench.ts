@@ -15,6 +15,7 @@ const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N]
        alexnet bench --preprocess [--images 200] [--size 256] [--rounds 5] [--json]
        alexnet bench --checkpoint [--model alexnet] [--rounds 3] [--stages] [--json]
        alexnet bench --pipeline [--images 12800] [--model alexnet-32] [--batch 128] [--json]
+       alexnet bench --serve [--model alexnet] [--batch 32] [--threads N] [--json]
 
 --preprocess measures JPEG preprocessing (decode, resize the shorter side to S, centre
 crop) of ImageNet-sized JPEGs (500x375), ours and Pillow in the same run, each kernel
@@ -26,6 +27,8 @@ alternating round after round (best of each); --stages adds what each step of ou
 --pipeline trains one epoch of Fashion-MNIST twice in one run: the trainEpoch activity
 called directly (no Temporal), and TrainAlexNet on a local dev server; it reports the
 orchestration overhead (checkpoints every 100 batches in both).
+--serve: alexnet serve under 1, 8 and 32 closed-loop clients posting JPEGs to /v1/classify
+(images/s, p50, p99), beside onnxruntime-node at batch 1 and 32 (scripts/bench/serve.ts).
 
 With --json the last line is one JSON object:
   {"backend","model","batch","threads","train_img_s","infer_img_s"[, "pytorch": {...}]}`;
@@ -39,8 +42,9 @@ export async function bench(argv: string[]): Promise<void> {
     model: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' }, iters: { type: 'string' },
     'compare-torch': { type: 'boolean' }, json: { type: 'boolean' },
     preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' }, rounds: { type: 'string' }, checkpoint: { type: 'boolean' },
-    pipeline: { type: 'boolean' }, stages: { type: 'boolean' },
+    pipeline: { type: 'boolean' }, stages: { type: 'boolean' }, serve: { type: 'boolean' },
   }, HELP);
+  if (o.serve) return (await import('../bench/serve')).benchServe({ model: o.model, batch: o.batch, threads: o.threads, json: o.json });
   if (o.pipeline) {
     const log = (s: string) => (o.json ? process.stderr : process.stdout).write(s + '\n');
     // Loaded only here: it needs @temporalio/testing, a devDependency, and every other

@@ -1,16 +1,16 @@
-// alexnet serve: a trained run's model over HTTP (KServe v2 / Open Inference Protocol and
-// TorchServe routes, Prometheus metrics), with dynamic batching and hot reload
-// (scripts/serve/). Reloads on SIGHUP; SIGTERM or SIGINT stops accepting, answers the
-// requests in flight and exits 0.
+// alexnet serve: a trained run's model over HTTP (POST /v1/classify, KServe v2 / Open
+// Inference Protocol and TorchServe routes, Prometheus metrics), with dynamic batching,
+// limits on bodies and on the queue, and hot reload (scripts/serve/). Reloads on SIGHUP;
+// SIGTERM or SIGINT stops accepting, answers the requests in flight and exits 0.
 import { sizeDecodeThreadpool } from '../../activities/decode-image';
 import { DEVICES, type Device } from '../../native/index';
-import { startServer } from '../serve/server';
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE, startServer } from '../serve/server';
 import { intOption, parse, UsageError } from './args';
 
 const HELP = `usage: alexnet serve --store URI (--run RUN_ID | --checkpoint KEY) [--name alexnet]
                      [--host 127.0.0.1] [--port 8080] [--device cpu|cuda] [--threads N]
-                     [--max-batch 32] [--max-delay-ms 5] [--reload-seconds 30] [--top 5] [--crops 1|10]
-                     [--dataset-name NAME]
+                     [--max-batch 32] [--max-delay-ms 5] [--max-queue ${DEFAULT_MAX_QUEUE}] [--max-body 20m]
+                     [--reload-seconds 30] [--top 5] [--crops 1|10] [--dataset-name NAME]
 
 Serves a trained run's model over HTTP. The model is the run's promoted checkpoint
 (runs/RUN_ID/serving.json), else its newest (latest.json), or --checkpoint KEY; its classes
@@ -18,26 +18,43 @@ and preprocessing are evaluation's, as in alexnet classify. Stateless: run any n
 behind a load balancer.
 
 Routes (NAME = --name):
+  POST /v1/classify                the image file as the body (JPEG, PNG, WebP...; ?top=5&crops=1|10)
+                                   -> {"top": [{"class", "name", "probability"}...], "checkpoint", "ms"}
   GET  /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready
-  POST /v2/models/NAME/infer       KServe v2: {"inputs": [{"name": "image", "datatype": "BYTES",
-                                   "shape": [N], "data": [base64 image files]}], "parameters": {"top_k": 5}}
+  POST /v2/models/NAME/infer       KServe v2 / Open Inference Protocol: {"inputs": [{"name": "images",
+                                   "datatype": "FP32", "shape": [N, 3, crop, crop], "data": [...]}]}, the
+                                   centre crop in 0..255 RGB (the server subtracts the mean image;
+                                   /v2/models/NAME says S, crop and the resize kernel); outputs
+                                   "probabilities" FP32 [N, classes], "classes"/"names" BYTES [N, top_k].
+                                   Extension: input "image", BYTES [N], base64 image files
   POST /predictions/NAME           TorchServe: the image file as the body (?top_k=5)
   GET  /ping, /metrics             TorchServe health; Prometheus metrics
 
---max-batch, --max-delay-ms: requests arriving within the delay are classified together,
-  up to that many images.
+--max-batch, --max-delay-ms: requests arriving while a batch runs wait up to the delay for
+  company and are classified together, up to that many images (an idle server starts at once).
+--max-queue: more images than this waiting for a batch: 503 with Retry-After.
+--max-body: larger request bodies are refused with 413 (bytes, or with k, m, g: KiB, MiB, GiB).
 --reload-seconds: how often to re-resolve the run's checkpoint (0: only on SIGHUP); a new
-  one is loaded in the background and swapped in; a failing reload keeps the old one.
+  one is loaded in the background and swapped in between batches; a failing reload keeps the old one.
 --port 0 takes a free port; the URL is printed on stderr ("listening on http://...").
---top: classes per image unless a request asks for top_k. --crops 10: the paper's ten patches.
+--top: classes per image unless a request asks (top, top_k). --crops 10: the paper's ten patches.
 
 SIGHUP reloads now; SIGTERM/SIGINT stop accepting, answer the requests in flight, exit 0.`;
+
+// A size in bytes: 1048576, 512k, 20m, 1g (powers of 1024; an optional trailing 'b' or 'ib').
+export function sizeOption(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(value.trim());
+  const bytes = m ? Math.floor(Number(m[1]) * 1024 ** (m[2] ? 'kmg'.indexOf(m[2].toLowerCase()) + 1 : 0)) : NaN;
+  if (!(bytes >= 1) || !Number.isSafeInteger(bytes)) throw new UsageError(`--${flag} must be a size in bytes such as 1048576, 512k or 20m, got '${value}'`);
+  return bytes;
+}
 
 export async function serve(argv: string[]): Promise<void> {
   const o = parse(argv, {
     store: { type: 'string' }, run: { type: 'string' }, checkpoint: { type: 'string' }, 'dataset-name': { type: 'string' },
     name: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
-    'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'reload-seconds': { type: 'string' },
+    'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body': { type: 'string' }, 'reload-seconds': { type: 'string' },
     top: { type: 'string' }, crops: { type: 'string' },
   }, HELP);
   if (!o.store) throw new UsageError(`missing --store\n\n${HELP}`);
@@ -58,6 +75,8 @@ export async function serve(argv: string[]): Promise<void> {
     name, host: o.host ?? '127.0.0.1', port,
     maxBatch: intOption(o['max-batch'], 'max-batch', 32),
     maxDelayMs: intOption(o['max-delay-ms'], 'max-delay-ms', 5, 0),
+    maxQueue: intOption(o['max-queue'], 'max-queue', DEFAULT_MAX_QUEUE),
+    maxBodyBytes: sizeOption(o['max-body'], 'max-body', DEFAULT_MAX_BODY_BYTES),
     reloadSeconds: intOption(o['reload-seconds'], 'reload-seconds', 30, 0),
     topK: intOption(o.top, 'top', 5),
     crops,

@@ -1,33 +1,40 @@
-// alexnet serve's HTTP server: a trained run's model behind the routes KServe v2 / Open
-// Inference Protocol and TorchServe clients know, with dynamic batching (batcher.ts), hot
-// reload of the run's checkpoint, Prometheus metrics (metrics.ts) and a graceful close.
-// Stateless: the model comes from the store, so any number can run behind a load balancer.
+// alexnet serve's HTTP server: a trained run's model behind its own route, the routes
+// KServe v2 / Open Inference Protocol and TorchServe clients know, with dynamic batching
+// (batcher.ts, inference.ts), hot reload of the run's checkpoint, Prometheus metrics
+// (metrics.ts), limits on bodies and on the queue, and a graceful close. Stateless: the
+// model comes from the store, so any number can run behind a load balancer.
 //
 // Routes (name = options.name, default 'alexnet'; {version} = the checkpoint key, URL-encoded):
+//   POST /v1/classify[?top=K&crops=1|10]  the image file as the body (JPEG, PNG, WebP...) ->
+//                                          200 {"top": [{"class","name","probability"}...], "checkpoint", "ms"}
 //   GET  /v2/health/live                   200 {"live": true}
 //   GET  /v2/health/ready                  200 {"ready": true} | 503 {"ready": false}
 //   GET  /v2                               server metadata {"name", "version", "extensions": []}
 //   GET  /v2/models/{name}[/versions/{version}]          model metadata
 //   GET  /v2/models/{name}[/versions/{version}]/ready    200 {"name", "ready": true} | 503
-//   POST /v2/models/{name}[/versions/{version}]/infer    inference (below)
+//   POST /v2/models/{name}[/versions/{version}]/infer    inference (protocol.ts)
 //   POST|PUT /predictions/{name}[/{version}]             TorchServe: the raw image as the body
 //   GET  /ping                             200 {"status": "Healthy"} | 503 {"status": "Unhealthy"}
 //   GET  /metrics                          Prometheus text format
-// Errors: {"error": "..."}; 400 a bad request, 404 an unknown route, model or version, 405 a
-// wrong method, 413 a body over maxBodyBytes, 503 no model loaded yet (or shutting down).
-//
-// KServe infer: protocol.ts says how requests and answers map to the model's input and outputs.
+// Errors: {"error": "..."}; 400 a bad request or an image that does not decode, 404 an
+// unknown route, model or version, 405 a wrong method, 413 a body over maxBodyBytes, 503 no
+// model loaded yet, shutting down, or more than maxQueue images waiting (with Retry-After).
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 
-import { classifyImages, type ImagePrediction } from '../../activities/classify';
+import { topClasses } from '../../activities/classify';
 import { describeModel, loadInferenceModel, resolveCheckpoint, type InferenceModel, type ModelSource, type ResolvedCheckpoint } from '../../activities/model';
 import { openStore } from '../../activities/store';
+import { defaultDevice } from '../../native/index';
 import { REPO_ROOT } from '../paths';
 import { Batcher } from './batcher';
-import { PROMETHEUS_CONTENT_TYPE, serveMetrics, type ServeMetrics } from './metrics';
-import { HttpError, inferOutputs, message, parseInferRequest, readBody, scrubSecrets, send, sendText, topKParameter } from './protocol';
+import { scoreJobs, type Job, type Scored } from './inference';
+import { serveMetrics, type ServeMetrics } from './metrics';
+import { cropsParameter, HttpError, inferOutputs, message, parseInferRequest, readBody, scrubSecrets, send, sendText, topKParameter } from './protocol';
+
+export const DEFAULT_MAX_BODY_BYTES = 20 << 20;
+export const DEFAULT_MAX_QUEUE = 256;
 
 export interface ServeOptions extends ModelSource {
   name?: string;            // the model's name in the routes (default 'alexnet')
@@ -35,10 +42,13 @@ export interface ServeOptions extends ModelSource {
   port?: number;            // default 8080; 0: any free port (see the handle's url)
   maxBatch?: number;        // images per classification batch (default 32)
   maxDelayMs?: number;      // how long a request waits for others to batch with (default 5)
+  maxInflight?: number;     // batches under way at once (default 1 on the CPU; 2 on a GPU: one decodes while another is in the network)
   reloadSeconds?: number;   // re-resolve the run's checkpoint this often; 0: never (default 30)
   topK?: number;            // classes per image unless a request asks otherwise (default 5)
-  crops?: 1 | 10;           // evaluation's centre crop or ten patches (default 1)
-  maxBodyBytes?: number;    // request bodies larger than this are refused, 413 (default 64 MiB)
+  crops?: 1 | 10;           // evaluation's centre crop or ten patches, unless a request asks (default 1)
+  maxBodyBytes?: number;    // request bodies larger than this are refused, 413 (default 20 MiB)
+  maxQueue?: number;        // images waiting for a batch beyond this are refused, 503 + Retry-After (default 256)
+  defaultMetrics?: boolean; // Node's process metrics in /metrics too (default true)
   shutdownGraceMs?: number; // close() waits this long for requests in flight (default 30 s)
   log?: (line: string) => void;  // default: stderr, prefixed 'alexnet serve: '
 }
@@ -80,7 +90,8 @@ function matchPattern(pattern: string[], segments: string[]): Record<string, str
   return params;
 }
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: Record<string, string>, query: URLSearchParams) => Promise<void> | void;
+// started: the request's arrival (performance.now()).
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: Record<string, string>, query: URLSearchParams, started: number) => Promise<void> | void;
 
 export async function startServer(options: ServeOptions): Promise<ServerHandle> {
   const name = options.name ?? 'alexnet';
@@ -90,15 +101,19 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const reloadSeconds = options.reloadSeconds ?? 30;
   const defaultTopK = options.topK ?? 5;
   const crops = options.crops ?? 1;
-  const maxBodyBytes = options.maxBodyBytes ?? 64 << 20;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
   const graceMs = options.shutdownGraceMs ?? 30_000;
   const log = (line: string) => (options.log ?? ((l: string) => console.error(`alexnet serve: ${l}`)))(scrubSecrets(line));
   if (crops !== 1 && crops !== 10) throw new RangeError(`crops must be 1 or 10, got ${String(crops)}`);
   if (!Number.isInteger(defaultTopK) || defaultTopK < 1) throw new RangeError(`topK must be an integer >= 1, got ${defaultTopK}`);
   if (!(reloadSeconds >= 0)) throw new RangeError(`reloadSeconds must be >= 0, got ${reloadSeconds}`);
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`maxBodyBytes must be an integer >= 1, got ${maxBodyBytes}`);
+  if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError(`maxQueue must be an integer >= 1, got ${maxQueue}`);
   const source: ModelSource = { store: options.store, run: options.run, checkpoint: options.checkpoint, datasetName: options.datasetName, device: options.device, threads: options.threads };
-  const metrics = serveMetrics();
-  metrics.ready.set({}, 0);
+  // The queue gauge reads the batcher (below) at each scrape.
+  const metrics = serveMetrics({ defaultMetrics: options.defaultMetrics, queued: () => queue.queued });
+  metrics.ready.set(0);
 
   let current: InferenceModel | undefined;
   let closing = false;
@@ -106,28 +121,31 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     current = next;
     metrics.modelInfo.reset();
     metrics.modelInfo.set({ model: name, version: next.checkpoint.key, run: next.checkpoint.runId, from: next.checkpoint.from, dataset: next.datasetName }, 1);
-    metrics.ready.set({}, 1);
+    metrics.ready.set(1);
   };
 
-  // One classifyImages call per batch, on the model the batch's requests were accepted for.
-  const batcher = new Batcher<InferenceModel, { data: Buffer; topK: number }, ImagePrediction>({
-    maxBatch, maxDelayMs,
+  // One scoreJobs call per batch, on the model the batch's requests were accepted for.
+  // secondsPerImage: a moving average of a batch's time per image, for Retry-After.
+  let secondsPerImage = 0;
+  const queue = new Batcher<InferenceModel, Job, Scored>({
+    maxBatch, maxDelayMs, maxInflight: options.maxInflight ?? ((options.device ?? defaultDevice()) === 'cuda' ? 2 : 1),
     run: async (model, jobs) => {
       const started = performance.now();
-      const k = Math.max(...jobs.map((j) => j.topK));
-      const answers = await classifyImages(model, jobs.map((j, i) => ({ image: String(i), data: j.data })), { topK: k, crops });
-      metrics.batchSize.observe({}, jobs.length);
-      metrics.batchDuration.observe({}, (performance.now() - started) / 1000);
+      const answers = await scoreJobs(model, jobs);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.batchSize.observe(jobs.length);
+      metrics.batchDuration.observe(seconds);
+      secondsPerImage = secondsPerImage === 0 ? seconds / jobs.length : 0.8 * secondsPerImage + 0.2 * (seconds / jobs.length);
       const refused = answers.filter((a) => 'error' in a).length;
       metrics.images.inc({ outcome: 'classified' }, answers.length - refused);
       if (refused > 0) metrics.images.inc({ outcome: 'refused' }, refused);
-      return answers.map((a, i) => ('top' in a && a.top.length > jobs[i].topK ? { ...a, top: a.top.slice(0, jobs[i].topK) } : a));
+      return answers;
     },
   });
 
   // The model a request is answered by, or 503.
   const servingModel = (params: Record<string, string>): InferenceModel => {
-    if (params.name !== name) throw new HttpError(404, `unknown model '${params.name}': this server serves '${name}'`);
+    if (params.name !== undefined && params.name !== name) throw new HttpError(404, `unknown model '${params.name}': this server serves '${name}'`);
     if (closing) throw new HttpError(503, `model '${name}' is not ready: the server is shutting down`, { Connection: 'close' });
     if (!current) throw new HttpError(503, `model '${name}' is not ready: its checkpoint is still loading`, { 'Retry-After': '1' });
     if (params.version !== undefined && params.version !== current.checkpoint.key) {
@@ -136,29 +154,64 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     return current;
   };
 
-  const classify = (model: InferenceModel, images: Buffer[], topK: number) =>
-    batcher.submit(model, images.map((data) => ({ data, topK })));
+  // Jobs into the batcher, unless that would leave more than maxQueue images waiting.
+  const classify = (model: InferenceModel, jobs: Job[]): Promise<Scored[]> => {
+    if (jobs.length > maxQueue) {
+      throw new HttpError(413, `${jobs.length} images in one request, more than the server queues (--max-queue ${maxQueue}): send at most ${maxQueue} per request`);
+    }
+    const waiting = queue.queued;
+    if (waiting + jobs.length > maxQueue) {
+      const retry = Math.max(1, Math.ceil((waiting + jobs.length) * secondsPerImage));
+      throw new HttpError(503, `busy: ${waiting} images are waiting for a batch, the most this server queues is ${maxQueue} (--max-queue); retry in ${retry} s`, { 'Retry-After': String(retry) });
+    }
+    return queue.submit(model, jobs);
+  };
 
+  // An image file sent as the request body (/v1/classify, /predictions).
+  const imageBody = async (req: http.IncomingMessage): Promise<Buffer> => {
+    const body = await readBody(req, maxBodyBytes);
+    if (/^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) {
+      throw new HttpError(400, 'send the image file itself as the request body (curl --data-binary @image.jpg, or -T image.jpg), not a multipart form');
+    }
+    if (body.length === 0) throw new HttpError(400, 'empty body: send the image file as the request body');
+    return body;
+  };
+
+  const classes = (model: InferenceModel) => model.classIds.length;
   const metadata = (model: InferenceModel) => ({
     name,
     versions: [model.checkpoint.key],
     platform: 'alexnet_native',
-    inputs: [{ name: 'image', datatype: 'BYTES', shape: [-1] }],
+    inputs: [
+      { name: 'images', datatype: 'FP32', shape: [-1, 3, model.crop, model.crop] },
+      { name: 'image', datatype: 'BYTES', shape: [-1] },
+    ],
     outputs: [
-      { name: 'top', datatype: 'BYTES', shape: [-1] },
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, classes(model)] },
       { name: 'classes', datatype: 'BYTES', shape: [-1, -1] },
       { name: 'names', datatype: 'BYTES', shape: [-1, -1] },
-      { name: 'probabilities', datatype: 'FP32', shape: [-1, -1] },
+      { name: 'top', datatype: 'BYTES', shape: [-1] },
       { name: 'error', datatype: 'BYTES', shape: [-1] },
     ],
     parameters: {
       run: model.checkpoint.runId, checkpoint: model.checkpoint.key, from: model.checkpoint.from,
-      dataset: model.datasetName, classes: model.classIds.length, image_size: model.imageSize, crop: model.crop, crops,
-      top_k: defaultTopK, max_batch_size: maxBatch, device: model.net.device, loaded_at: model.loadedAt,
+      dataset: model.datasetName, classes: classes(model), class_ids: model.classIds, class_names: model.classNames,
+      image_size: model.imageSize, crop: model.crop, resize_kernel: model.resizeKernel,
+      input: `"images" FP32 [N, 3, ${model.crop}, ${model.crop}]: RGB in 0..255, NCHW, the central ${model.crop}x${model.crop} patch of the image with its shorter side resized to ${model.imageSize} (${model.resizeKernel}) and centre-cropped to ${model.imageSize}x${model.imageSize}; the server subtracts the mean training image. "image" BYTES [N] (extension): the image files, base64-encoded`,
+      crops, top_k: defaultTopK, max_batch_size: maxBatch, max_queue: maxQueue, device: model.net.device, loaded_at: model.loadedAt,
     },
   });
 
   const handlers: Record<string, Handler> = {
+    classify: async (req, res, _params, query, started) => {
+      const model = servingModel({});
+      const topK = topKParameter(query.get('top') ?? undefined, 'top') ?? defaultTopK;
+      const imageCrops = cropsParameter(query.get('crops'), 'crops') ?? crops;
+      const [answer] = await classify(model, [{ kind: 'image', data: await imageBody(req), crops: imageCrops }]);
+      if ('error' in answer) throw new HttpError(400, answer.error);
+      const top = topClasses(answer.probabilities, 0, classes(model), topK, model);
+      send(res, 200, { top, checkpoint: model.checkpoint.key, ms: Math.round((performance.now() - started) * 100) / 100 }, { 'X-Model-Version': model.checkpoint.key });
+    },
     live: (_req, res) => send(res, 200, { live: true }),
     ready: (_req, res) => send(res, current && !closing ? 200 : 503, { ready: Boolean(current && !closing) }),
     server: (_req, res) => send(res, 200, { name: 'alexnet-temporal', version: VERSION, extensions: [] }),
@@ -169,41 +222,45 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     },
     infer: async (req, res, params) => {
       const model = servingModel(params);
-      const request = parseInferRequest(await readBody(req, maxBodyBytes));
+      const header = req.headers['inference-header-content-length'];
+      const request = parseInferRequest(await readBody(req, maxBodyBytes), model, Array.isArray(header) ? header[0] : header);
       const topK = request.topK ?? defaultTopK;
-      const k = Math.min(topK, model.classIds.length);
-      const readable = request.images.flatMap((img, i) => (typeof img === 'string' ? [] : [{ i, data: img }]));
-      const results = await classify(model, readable.map((r) => r.data), topK);
-      const answers: ImagePrediction[] = request.images.map((img, i) => (typeof img === 'string' ? { image: String(i), error: img } : { image: String(i), error: '' }));
-      readable.forEach((r, j) => { answers[r.i] = results[j]; });
-      const refusedHere = request.images.length - readable.length;
-      if (refusedHere > 0) metrics.images.inc({ outcome: 'refused' }, refusedHere);
-      if (answers.every((a) => 'error' in a)) {
-        throw new HttpError(400, answers.length === 1 ? (answers[0] as { error: string }).error : answers.map((a, i) => `image ${i}: ${(a as { error: string }).error}`).join('; '));
+      let answers: Scored[];
+      if (request.input.kind === 'tensor') {
+        const { count, pixels } = request.input;
+        const patch = 3 * model.crop * model.crop;
+        answers = await classify(model, Array.from({ length: count }, (_, i): Job => ({ kind: 'tensor', pixels: pixels.subarray(i * patch, (i + 1) * patch) })));
+      } else {
+        const images = request.input.images;
+        const readable = images.flatMap((img, i) => (typeof img === 'string' ? [] : [{ i, data: img }]));
+        const results = await classify(model, readable.map((r): Job => ({ kind: 'image', data: r.data, crops })));
+        answers = images.map((img) => ({ error: typeof img === 'string' ? img : '' }));
+        readable.forEach((r, j) => { answers[r.i] = results[j]; });
+        const refusedHere = images.length - readable.length;
+        if (refusedHere > 0) metrics.images.inc({ outcome: 'refused' }, refusedHere);
+        if (answers.every((a) => 'error' in a)) {
+          throw new HttpError(400, answers.length === 1 ? (answers[0] as { error: string }).error : answers.map((a, i) => `image ${i}: ${(a as { error: string }).error}`).join('; '));
+        }
       }
       send(res, 200, {
         model_name: name, model_version: model.checkpoint.key, ...(request.id !== undefined ? { id: request.id } : {}),
-        outputs: inferOutputs(answers, k, request.outputs),
+        outputs: inferOutputs(answers, model, topK, request.outputs),
       });
     },
     predictions: async (req, res, params, query) => {
       const model = servingModel(params);
       const topK = topKParameter(query.get('top_k') ?? undefined, 'top_k') ?? defaultTopK;
-      const body = await readBody(req, maxBodyBytes);
-      if (/^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) {
-        throw new HttpError(400, 'send the image file itself as the request body (curl --data-binary @image.jpg, or -T image.jpg), not a multipart form');
-      }
-      if (body.length === 0) throw new HttpError(400, 'empty body: send the image file as the request body');
-      const [answer] = await classify(model, [body], topK);
+      const [answer] = await classify(model, [{ kind: 'image', data: await imageBody(req), crops }]);
       if ('error' in answer) throw new HttpError(400, answer.error);
-      send(res, 200, answer.top, { 'X-Model-Version': model.checkpoint.key });
+      send(res, 200, topClasses(answer.probabilities, 0, classes(model), topK, model), { 'X-Model-Version': model.checkpoint.key });
     },
     ping: (_req, res) => send(res, current && !closing ? 200 : 503, { status: current && !closing ? 'Healthy' : 'Unhealthy' }),
-    metrics: (_req, res) => sendText(res, 200, metrics.registry.render(), PROMETHEUS_CONTENT_TYPE),
+    metrics: async (_req, res) => sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType),
   };
 
   // [route label for metrics, methods, handler, patterns]
   const routes: [string, string[], Handler, string[]][] = [
+    ['/v1/classify', ['POST'], handlers.classify, ['/v1/classify']],
     ['/v2/health/live', ['GET'], handlers.live, ['/v2/health/live']],
     ['/v2/health/ready', ['GET'], handlers.ready, ['/v2/health/ready']],
     ['/v2', ['GET'], handlers.server, ['/v2']],
@@ -244,7 +301,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
         if (!params) continue;
         route = r.label;
         if (!r.methods.includes(method)) throw new HttpError(405, `${req.method} is not allowed on ${url.pathname}; use ${r.methods.join(' or ')}`, { Allow: r.methods.join(', ') });
-        await r.handler(req, res, params, url.searchParams);
+        await r.handler(req, res, params, url.searchParams, started);
         return;
       }
       throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
@@ -272,7 +329,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const port = typeof address === 'object' && address ? address.port : options.port ?? 8080;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const periodic = reloadSeconds > 0 && !options.checkpoint;
-  log(`listening on ${url} (KServe v2 ${url}/v2/models/${name}/infer, TorchServe ${url}/predictions/${name}, ${url}/metrics; batches of up to ${maxBatch} images within ${maxDelayMs} ms; ${periodic ? `re-resolving the checkpoint every ${reloadSeconds}s` : 'no periodic reload'})`);
+  log(`listening on ${url} (${url}/v1/classify, KServe v2 ${url}/v2/models/${name}/infer, TorchServe ${url}/predictions/${name}, ${url}/metrics; batches of up to ${maxBatch} images within ${maxDelayMs} ms, at most ${maxQueue} waiting; ${periodic ? `re-resolving the checkpoint every ${reloadSeconds}s` : 'no periodic reload'})`);
 
   const loading = (async () => {
     const t0 = performance.now();
@@ -338,9 +395,9 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const close = () => {
     closed ??= (async () => {
       closing = true;
-      metrics.ready.set({}, 0);
+      metrics.ready.set(0);
       if (timer) clearInterval(timer);
-      batcher.flushNow();
+      queue.flushNow();
       for (const res of inflight) if (!res.headersSent) res.setHeader('Connection', 'close');
       const t0 = performance.now();
       await new Promise<void>((resolve) => {
