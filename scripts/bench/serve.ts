@@ -33,6 +33,7 @@ import { intOption, resolveModel } from '../commands/args';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, importFashionMnist } from '../importers/fashion-mnist';
 import { histogramStats } from '../serve/metrics';
 import { startServer } from '../serve/server';
+import { round } from './numbers';
 
 export interface BenchServeOptions {
   model?: string;     // preset or config file (default alexnet)
@@ -49,7 +50,6 @@ const CLIENTS = [1, 8, 32];
 const RUN = 'bench-serve';
 const DATASET = 'bench-serve';
 
-const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 // Nearest-rank percentile of unsorted values.
 function percentile(values: number[], q: number): number {

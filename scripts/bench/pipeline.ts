@@ -9,12 +9,12 @@ import * as path from 'path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 
-import * as activities from '../activities';
-import { importFashionMnist } from './importers/fashion-mnist';
-import { startTemporal } from '../infra/services';
-import type { EpochResult, TrainEpochInput } from '../common/contract';
-import type { TrainResult } from '../common/contract';
-import { startInProcessWorker } from './in-process-worker';
+import * as activities from '../../activities';
+import { importFashionMnist } from '../importers/fashion-mnist';
+import { startTemporal } from '../../infra/services';
+import type { EpochResult, TrainEpochInput } from '../../common/contract';
+import type { TrainResult } from '../../common/contract';
+import { startInProcessWorker } from '../in-process-worker';
 
 export interface PipelineBenchResult {
   model: string;

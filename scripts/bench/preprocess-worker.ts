@@ -4,12 +4,12 @@
 // on the JavaScript thread for its next image), best of `repeat` passes, and prints one
 // JSON line {images, seconds, cpu_seconds}. The parent decides the threads
 // (UV_THREADPOOL_SIZE) and the cores (taskset) it runs on.
-// usage: node preprocess-bench-worker.js SIZE REPEAT KERNEL IN_FLIGHT FILE...
+// usage: node dist/scripts/bench/preprocess-worker.js SIZE REPEAT KERNEL IN_FLIGHT FILE...
 import * as fs from 'fs';
 
-import { decodeToRgb } from '../activities/decode-image';
-import type { ResizeKernel } from '../common/contract';
-import { inLanes } from '../common/lanes';
+import { decodeToRgb } from '../../activities/decode-image';
+import type { ResizeKernel } from '../../common/contract';
+import { inLanes } from '../../common/lanes';
 
 async function run(): Promise<void> {
   const [size, repeat, kernel, inFlight, ...files] = process.argv.slice(2) as [string, string, ResizeKernel, string, ...string[]];
