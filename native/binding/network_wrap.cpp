@@ -153,7 +153,7 @@ Napi::Value NetworkWrap::Tensor(const Napi::CallbackInfo& info) {
     with_js_errors(env, [&] { net->params_to_host(); });
     net->params_written();
   }
-  std::vector<float>* v = kind == "value" ? &p->value
+  ZeroedFloats* v = kind == "value" ? &p->value
                           : kind == "grad" ? &p->grad
                           : kind == "momentum" ? &p->momentum
                                                : nullptr;

@@ -50,9 +50,9 @@ Network::Network(const NetConfig& cfg, uint64_t seed, int threads, bool init)
     Param& p = params_[pi];
     int64_t n = 1;
     for (int64_t d : p.shape) n *= d;
-    p.value.resize(n);
-    p.grad.assign(n, 0.0f);
-    p.momentum.assign(n, 0.0f);
+    p.value.resize(n);     // zero (ZeroedAllocator), without a pass over the memory
+    p.grad.resize(n);
+    p.momentum.resize(n);
   }
   for (size_t i = 0; init && i < cfg_.layers.size(); i++) {
     if (bufs_[i].weight < 0) continue;

@@ -3,19 +3,50 @@
 // RNG state (seed, step counter). Plain C++: the binding and the standalone tests use it.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config.h"
+
 #include "error.h"
 #include "layers.h"
 
 namespace alexnet {
 
+// Zeroed memory without writing it: calloc (large blocks come straight from the OS as
+// zero pages) and no value-initialisation on resize. A network's 3 x 244 MB of parameters
+// then cost nothing until used: a load writes each page once, and gradient pages are
+// first touched by the first backward.
+template <typename T>
+struct ZeroedAllocator {
+  using value_type = T;
+  ZeroedAllocator() = default;
+  template <typename U>
+  ZeroedAllocator(const ZeroedAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::calloc(n, sizeof(T));
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <typename U>
+  void construct(U*) {}  // already zero
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) { ::new ((void*)p) U(std::forward<Args>(args)...); }
+  template <typename U>
+  bool operator==(const ZeroedAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const ZeroedAllocator<U>&) const { return false; }
+};
+using ZeroedFloats = std::vector<float, ZeroedAllocator<float>>;
+
 struct Param {
   std::string name;                // "<layer>.weight" or "<layer>.bias"
   std::vector<int64_t> shape;      // weight: (O, C/G, K, K) or (O, I); bias: (O)
-  std::vector<float> value, grad, momentum;
+  ZeroedFloats value, grad, momentum;  // zero until initialised or loaded
 };
 
 // A dropout layer's mask for the last training forward, named after the linear layer

@@ -46,6 +46,8 @@
 using namespace alexnet;
 namespace cu = alexnet::cuda;
 using Vec = std::vector<float>;
+// A parameter tensor (ZeroedFloats) as a plain vector, for the comparisons below.
+static Vec vec(const ZeroedFloats& v) { return Vec(v.begin(), v.end()); }
 
 static const int kSkip = 77;
 static std::mt19937 rng_engine(4321);
@@ -474,7 +476,7 @@ static void batch_for(const NetConfig& cfg, int N, uint64_t salt, Vec& images, s
 static Vec grads(std::vector<Param>& ps, const char* kind) {
   Vec all;
   for (Param& p : ps) {
-    const Vec& v = std::string(kind) == "grad" ? p.grad : std::string(kind) == "value" ? p.value : p.momentum;
+    const ZeroedFloats& v = std::string(kind) == "grad" ? p.grad : std::string(kind) == "value" ? p.value : p.momentum;
     all.insert(all.end(), v.begin(), v.end());
   }
   return all;
@@ -582,7 +584,7 @@ static void test_network_vs_cpu(const NetConfig& cfg, const std::vector<int>& ba
     gpu.params_to_host();
     const double gtol = s == 0 ? tol.grad0 : tol.grad;
     for (size_t pi = 0; pi < cpu.params().size(); pi++)
-      expect_close2(("  grad " + cpu.params()[pi].name).c_str(), gpu.params()[pi].grad, cpu.params()[pi].grad, gtol);
+      expect_close2(("  grad " + cpu.params()[pi].name).c_str(), vec(gpu.params()[pi].grad), vec(cpu.params()[pi].grad), gtol);
     cpu.update(sgd);
     gpu.update(sgd);
     gpu.params_to_host();
@@ -644,7 +646,7 @@ static void test_eval_backward(const NetConfig& cfg, int N, const DeviceOptions&
   gpu.backward();
   gpu.params_to_host();
   for (size_t pi = 0; pi < cpu.params().size(); pi++)
-    expect_close2(("  grad " + cpu.params()[pi].name).c_str(), gpu.params()[pi].grad, cpu.params()[pi].grad, 5e-3);
+    expect_close2(("  grad " + cpu.params()[pi].name).c_str(), vec(gpu.params()[pi].grad), vec(cpu.params()[pi].grad), 5e-3);
   CHECK(gpu.step_counter() == 0, "a forward and backward do not advance the step counter");
 }
 
@@ -711,7 +713,7 @@ static void test_nan_refused(const DeviceOptions& opt) {
   batch_for(cfg, 2, 4, images, labels);
   net.params()[0].value[0] = NAN;  // passes relu and maxpool, as in PyTorch
   net.params_written();
-  const Vec before = net.params()[2].value;
+  const Vec before = vec(net.params()[2].value);
   bool threw = false;
   ErrorCode code = ErrorCode::Internal;
   try {
@@ -724,7 +726,7 @@ static void test_nan_refused(const DeviceOptions& opt) {
   CHECK(threw, "a NaN loss throws an error that says NaN");
   CHECK(code == ErrorCode::NonFiniteLoss, "a NaN loss throws code NON_FINITE_LOSS, not %s", error_code_name(code));
   net.params_to_host();
-  CHECK(net.params()[2].value == before && net.step_counter() == 0,
+  CHECK(vec(net.params()[2].value) == before && net.step_counter() == 0,
         "a NaN loss leaves the weights and the step counter untouched");
   net.params()[0].value[0] = 0.0f;
   net.params_written();

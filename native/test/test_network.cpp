@@ -94,7 +94,7 @@ static void test_nan_loss_is_refused() {
   Network net(cfg, 3);
   Batch b = make_batch(cfg, 2, 4);
   net.params()[0].value[0] = NAN;  // passes relu and maxpool, as in PyTorch
-  const std::vector<float> before = net.params()[2].value;
+  const ZeroedFloats before = net.params()[2].value;
   bool threw = false;
   ErrorCode code = ErrorCode::Internal;
   try {
