@@ -4,7 +4,6 @@
 // download of the expected length, retries of a streamed upload.
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'crypto';
-import * as http from 'http';
 import { Readable } from 'stream';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 
@@ -13,6 +12,7 @@ import { openStore, S3Store } from '../activities/store';
 import { binaryPath, startMinio, type MinioService } from '../infra/services';
 import { Network } from '../native/index';
 import { encodeState } from '../native/state';
+import { flakyProxy } from './store-helpers';
 import { makeBatch, tmpDir } from './helpers';
 
 // Node 20 is what we run; the SDK's notice about its future Node 22 minimum is noise here.
@@ -141,32 +141,6 @@ test('S3 get: a transfer shorter than the object fails naming the key', async (t
   await t.throwsAsync(store.get('k'), { message: /get 'k' in s3:\/\/alexnet-checkpoint-test\/.*: the object has 100000 bytes but the transfer gave 10 \(cut short\)/ });
 });
 
-// A proxy in front of MinIO that answers the first `failures` requests with 503 SlowDown.
-async function flakyProxy(target: string, failures: number): Promise<{ endpoint: string; requests: () => number; close: () => Promise<void> }> {
-  let seen = 0;
-  const upstream = new URL(target);
-  const server = http.createServer((req, res) => {
-    if (seen++ < failures) {
-      req.resume();
-      res.writeHead(503, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
-      return;
-    }
-    const out = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    out.on('error', () => res.destroy());
-    req.pipe(out);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    requests: () => seen,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
 
 test('S3 put of several buffers: one streamed PutObject, retried after transient errors', async (t) => {
   if (!s3Store(t)) return;

@@ -9,29 +9,16 @@ import { DECODE_CONCURRENCY, decodeThreads } from '../../activities/decode-image
 import { lastJsonLine, PYTHON, REPO_ROOT } from '../python';
 import { DIST_DIR } from '../paths';
 import { round } from './numbers';
+import { photoLikeJpegs } from './jpegs';
 
 
-// ImageNet-like test images: 500x375, smooth colour fields with texture and noise (so the
-// JPEGs have realistic entropy), quality 90.
+// ImageNet-like test images (500x375) written into dir.
 async function makeJpegs(dir: string, n: number): Promise<string[]> {
-  const sharp = (await import('sharp')).default;
-  const files: string[] = [];
-  const w = 500, h = 375;
-  for (let i = 0; i < n; i++) {
-    const raw = Buffer.alloc(w * h * 3);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        for (let c = 0; c < 3; c++) {
-          const v = 128 + 80 * Math.sin((x * (c + 1)) / (17 + i) + y / (23 + c)) + 30 * Math.sin(x * y * 0.001 * (i + 1)) + ((x * 7919 + y * 104729 + c * 31 + i) % 41) - 20;
-          raw[(y * w + x) * 3 + c] = Math.max(0, Math.min(255, v));
-        }
-      }
-    }
+  return Promise.all((await photoLikeJpegs(n, 500, 375)).map((jpeg, i) => {
     const file = path.join(dir, `img${String(i).padStart(4, '0')}.jpg`);
-    fs.writeFileSync(file, await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
-    files.push(file);
-  }
-  return files;
+    fs.writeFileSync(file, jpeg);
+    return file;
+  }));
 }
 
 interface PreprocessRun { images: number; seconds: number; cpu_seconds: number }

@@ -34,6 +34,7 @@ import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, importFashionMnist } from '..
 import { histogramStats } from '../serve/metrics';
 import { startServer } from '../serve/server';
 import { round } from './numbers';
+import { photoLikeJpegs } from './jpegs';
 
 export interface BenchServeOptions {
   model?: string;     // preset or config file (default alexnet)
@@ -57,25 +58,6 @@ function percentile(values: number[], q: number): number {
   return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)];
 }
 
-// Photo-like JPEGs of side x side: smooth colour fields with texture and noise (so they
-// have a photo's entropy), quality 90.
-async function syntheticJpegs(n: number, side: number): Promise<Buffer[]> {
-  const sharp = (await import('sharp')).default;
-  const out: Buffer[] = [];
-  for (let i = 0; i < n; i++) {
-    const raw = Buffer.alloc(side * side * 3);
-    for (let y = 0; y < side; y++) {
-      for (let x = 0; x < side; x++) {
-        for (let c = 0; c < 3; c++) {
-          const v = 128 + 80 * Math.sin((x * (c + 1)) / (17 + i) + y / (23 + c)) + 30 * Math.sin(x * y * 0.001 * (i + 1)) + ((x * 7919 + y * 104729 + c * 31 + i) % 41) - 20;
-          raw[(y * side + x) * 3 + c] = Math.max(0, Math.min(255, v));
-        }
-      }
-    }
-    out.push(await sharp(raw, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
-  }
-  return out;
-}
 
 // Fashion-MNIST test JPEGs (28x28 greyscale, the real files the demo trains on).
 async function fashionJpegs(dir: string, n: number): Promise<Buffer[]> {
@@ -170,7 +152,7 @@ export async function benchServe(options: BenchServeOptions = {}): Promise<void>
   const t0 = performance.now();
   try {
     const fashion = C <= 64 && K === FASHION_MNIST_CLASSES.length && fs.existsSync(FASHION_MNIST_DIR);
-    const jpegs = fashion ? await fashionJpegs(path.join(dir, 'fashion-mnist'), 256) : await syntheticJpegs(64, S);
+    const jpegs = fashion ? await fashionJpegs(path.join(dir, 'fashion-mnist'), 256) : await photoLikeJpegs(64, S, S);
     const what = fashion ? `${jpegs.length} Fashion-MNIST test JPEGs (28x28)` : `${jpegs.length} JPEGs of ${S}x${S} (sharp-made photo-like, quality 90)`;
     const classIds = fashion ? [...FASHION_MNIST_CLASSES] : Array.from({ length: K }, (_, i) => `class_${String(i).padStart(4, '0')}`);
     const decoded = await Promise.all(jpegs.map(async (j) => (await decodeToRgb(j, S, DEFAULT_MAX_PIXELS, 'lanczos3')).pixels));
