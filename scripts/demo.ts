@@ -129,7 +129,7 @@ async function run(): Promise<void> {
     }
     const trained = await followTraining(trainHandle);
     const v = trained.lastValidation;
-    console.log(`train: ${trained.epochs} epochs (stopped by: ${trained.stoppedBy}); centre-crop test top-1 error ${v ? (v.top1Error * 100).toFixed(2) : '?'}% [${elapsed(t0)}]`);
+    console.log(`train: ${trained.epochs} epochs (stopped by: ${trained.stoppedBy}); centre-crop ${v?.split ?? 'val'} top-1 error ${v ? (v.top1Error * 100).toFixed(2) : '?'}% [${elapsed(t0)}]`);
 
     // 4. EvaluateAlexNet: the paper's test, ten patches per image, softmax averaged.
     const evalInput: EvaluateAlexNetInput = { store, checkpoint: { run: RUN }, datasetName: DATASET, split: 'test', crops: 10, maxParallel: 2 };
