@@ -20,6 +20,13 @@ export async function readMeanImage(store: ObjectStore, dataset: string): Promis
   return decodeSafetensors(await store.get(key), key).tensors.get('mean')!.data as Float32Array;
 }
 
+// The class ids (classes.json: folder names, wnids) when the file holds `classes` of them.
+export async function readClassIds(store: ObjectStore, dataset: string, classes: number): Promise<string[] | undefined> {
+  const key = datasetKeys(dataset).classes;
+  const ids = (await store.head(key)) ? await getJson<unknown>(store, key) : undefined;
+  return Array.isArray(ids) && ids.length === classes ? ids.map(String) : undefined;
+}
+
 // The human-readable name of each class (names.json; else the class ids of classes.json;
 // else "class <i>"), for `classes` classes.
 export async function readClassNames(store: ObjectStore, dataset: string, classes: number): Promise<string[]> {

@@ -7,11 +7,11 @@
 import { ApplicationFailure } from '@temporalio/common';
 
 import type { RunRecord, ServingPointer } from '../common/contract';
-import { CHECKPOINT_KEY_FORM, datasetKeys, parseCheckpointKey, runKeys } from '../common/store-layout';
+import { CHECKPOINT_KEY_FORM, parseCheckpointKey, runKeys } from '../common/store-layout';
 import type { Device, Network } from '../native/index';
 import { readStateNetwork } from '../native/state';
 import { readLatest } from './checkpoint';
-import { readClassNames, readManifest, readMeanImage } from './dataset-files';
+import { readClassIds, readClassNames, readManifest, readMeanImage } from './dataset-files';
 import { getJson, openStore, type ObjectStore } from './store';
 
 export interface ModelSource {
@@ -73,10 +73,16 @@ export async function resolveCheckpoint(store: ObjectStore, source: Pick<ModelSo
   return { key: latest.key, runId: source.run, from: 'latest' };
 }
 
-async function datasetOf(store: ObjectStore, runId: string, given?: string): Promise<string> {
-  if (given) return given;
+// The dataset a run trained on, from its run.json (undefined for runs that predate it).
+export async function runDataset(store: ObjectStore, runId: string): Promise<string | undefined> {
   const key = runKeys(runId).record;
-  if (await store.head(key)) return (await getJson<RunRecord>(store, key)).datasetName;
+  return (await store.head(key)) ? (await getJson<RunRecord>(store, key)).datasetName : undefined;
+}
+
+async function datasetOf(store: ObjectStore, runId: string, given?: string): Promise<string> {
+  const name = given ?? await runDataset(store, runId);
+  if (name) return name;
+  const key = runKeys(runId).record;
   throw fail(`run '${runId}' has no ${key} (it was trained before runs recorded their dataset): pass the dataset's name (--dataset-name)`, 'InvalidInput');
 }
 
@@ -87,7 +93,7 @@ async function loadModel(source: ModelSource, checkpoint: ResolvedCheckpoint): P
   const [{ net }, mean, classIds, classNames] = await Promise.all([
     readStateNetwork(await store.getStream(checkpoint.key), checkpoint.key, { threads: source.threads, device: source.device }),
     readMeanImage(store, datasetName),
-    getJson<string[]>(store, datasetKeys(datasetName).classes).catch(() => [] as string[]),
+    readClassIds(store, datasetName, manifest.classes),
     readClassNames(store, datasetName, manifest.classes),
   ]);
   const classes = net.config.classes;
@@ -97,7 +103,7 @@ async function loadModel(source: ModelSource, checkpoint: ResolvedCheckpoint): P
   const crop = net.config.input.height;
   if (crop > manifest.imageSize) throw fail(`checkpoint ${checkpoint.key} takes ${crop}x${crop} inputs, larger than dataset '${datasetName}''s ${manifest.imageSize}x${manifest.imageSize} images`, 'InvalidInput');
   return {
-    checkpoint, datasetName, classIds: classIds.length === classes ? classIds : classNames, classNames,
+    checkpoint, datasetName, classIds: classIds ?? classNames, classNames,
     imageSize: manifest.imageSize, crop, resizeKernel: manifest.resizeKernel ?? 'lanczos3', mean, net, loadedAt: new Date().toISOString(),
   };
 }

@@ -3,10 +3,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { readClassNames, readManifest, readMeanImage } from '../../activities/dataset-files';
-import { resolveCheckpoint, type ResolvedCheckpoint } from '../../activities/model';
-import { getJson, openStore, type ObjectStore } from '../../activities/store';
-import type { RunRecord } from '../../common/contract';
+import { readClassIds, readClassNames, readManifest, readMeanImage } from '../../activities/dataset-files';
+import { resolveCheckpoint, runDataset, type ResolvedCheckpoint } from '../../activities/model';
+import { openStore, type ObjectStore } from '../../activities/store';
 import { datasetKeys, runKeys } from '../../common/store-layout';
 import { Network, type NetConfig } from '../../native/index';
 import { exportOnnx, ONNX_IR_VERSION, ONNX_OPSET } from '../../native/onnx';
@@ -126,9 +125,8 @@ interface Preprocessing {
 async function preprocessing(store: ObjectStore, runId: string | undefined, given: string | undefined, config: NetConfig): Promise<Preprocessing> {
   let datasetName = given;
   if (!datasetName && runId) {
-    const key = runKeys(runId).record;
-    if (await store.head(key)) datasetName = (await getJson<RunRecord>(store, key)).datasetName;
-    else console.error(`export: run '${runId}' has no ${key}: the dataset is unknown, so the mean stays out of the graph (the caller subtracts it) and S and the class names out of the metadata (--dataset-name names the dataset)`);
+    datasetName = await runDataset(store, runId);
+    if (!datasetName) console.error(`export: run '${runId}' has no ${runKeys(runId).record}: the dataset is unknown, so the mean stays out of the graph (the caller subtracts it) and S and the class names out of the metadata (--dataset-name names the dataset)`);
   }
   if (!datasetName) return { metadata: {} };
   const manifest = await resolved(readManifest(store, datasetName));
@@ -145,8 +143,7 @@ async function preprocessing(store: ObjectStore, runId: string | undefined, give
     throw new ExportError('InvalidInput', `${keys.meanImage}: cannot read the mean image: ${(e as Error).message}`);
   }
   if (image?.length !== S * S * 3) throw new ExportError('InvalidInput', `${keys.meanImage} holds ${image?.length ?? 0} values, not ${S}x${S}x3 (the manifest's image size)`);
-  const classIds = (await store.head(keys.classes)) ? await getJson<unknown>(store, keys.classes) : undefined;
-  const ids = Array.isArray(classIds) && classIds.length === config.classes ? classIds.map(String) : undefined;
+  const ids = await readClassIds(store, datasetName, config.classes);
   if (!ids) console.error(`export: dataset '${datasetName}' has no ${keys.classes} with ${config.classes} entries: class_ids stays out of the metadata`);
   const names = await readClassNames(store, datasetName, config.classes);
   return {
