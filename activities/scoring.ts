@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import { augmentCenter, augmentTenCrop } from '../native/augment';
 import { Network } from '../native/index';
-import { decodeState, loadStateInto, StateError } from '../native/state';
+import { readStateNetwork } from '../native/state';
 import type { Batch } from './batch-format';
 import type { ObjectStore } from './store';
 
@@ -15,13 +15,8 @@ let cachedNet: { key: string; threads?: number; net: Promise<Network> } | undefi
 
 export function loadEvaluationNetwork(store: ObjectStore, key: string, threads?: number): Promise<Network> {
   if (cachedNet?.key === key && cachedNet.threads === threads && cachedNet.net) return cachedNet.net;
-  const net = (async () => {
-    const file = decodeState(await store.get(key), key);
-    if (!file.config) throw new StateError(`${key} carries no config`);
-    const n = new Network(file.config, { threads });
-    loadStateInto(n, file, key, { weightsOnly: true });
-    return n;
-  })();
+  // Streamed into the network's memory, its sha256 checked on the way (as checkpoint loads).
+  const net = (async () => (await readStateNetwork(await store.getStream(key, { verify: false }), key, { threads })).net)();
   cachedNet = { key, threads, net };
   net.catch(() => { if (cachedNet?.net === net) cachedNet = undefined; });
   return net;
