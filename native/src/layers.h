@@ -18,6 +18,8 @@ namespace alexnet {
 // Scratch memory reused across calls (im2col columns, GEMM staging).
 struct Scratch {
   std::vector<float> col, dcol, stage;
+  std::vector<float> grad_slots;   // per-image conv backward: the weight gradient per slot
+  std::vector<double> bias_slots;  // and the bias gradient per slot
 };
 
 inline int conv_out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }

@@ -92,6 +92,39 @@ static void test_conv(int N, int C, int H, int W, int O, int K, int S, int P, in
   gradcheck((n + " dbias").c_str(), b, db, f, 1e-2f, 1e-2, samples);
 }
 
+// The two ways conv computes (per image when every thread gets an image, chunked
+// otherwise) agree to 1e-5 relative, and the per-image way gives the same bits with 1, 2
+// or 3 threads (its gradient sums do not depend on the thread count).
+static void test_conv_ways(int N, int C, int H, int W, int O, int K, int S, int P, int G) {
+  char name[96];
+  std::snprintf(name, sizeof name, "conv ways N%d C%d %dx%d O%d K%d S%d P%d G%d", N, C, H, W, O, K, S, P, G);
+  const int OH = conv_out_size(H, K, S, P), OW = conv_out_size(W, K, S, P);
+  Vec x = randn((size_t)N * C * H * W), w = randn((size_t)O * (C / G) * K * K, 0.3f), b = randn(O),
+      g = randn((size_t)N * O * OH * OW);
+  struct Result { Vec y, dx, dw, db; };
+  auto run = [&](int threads) {
+    set_compute_threads(threads);
+    Result r{Vec(g.size()), Vec(x.size()), Vec(w.size()), Vec(b.size())};
+    Scratch s;
+    conv_forward(r.y.data(), x.data(), w.data(), b.data(), N, C, H, W, O, K, S, P, G, s);
+    conv_backward(r.dx.data(), r.dw.data(), r.db.data(), g.data(), x.data(), w.data(), N, C, H, W,
+                  O, K, S, P, G, s);
+    return r;
+  };
+  const Result one = run(1), two = run(2), three = run(3), chunked = run(N + 1);
+  set_compute_threads(0);
+  auto rel = [](const Vec& a, const Vec& c) {
+    return rel_distance(std::vector<double>(a.begin(), a.end()), std::vector<double>(c.begin(), c.end()));
+  };
+  const double d = std::max({rel(one.y, chunked.y), rel(one.dx, chunked.dx), rel(one.dw, chunked.dw),
+                             rel(one.db, chunked.db)});
+  CHECK(d < 1e-5, "%s: per image and chunked differ by %.3g relative", name, d);
+  const bool same = one.y == two.y && one.dx == two.dx && one.dw == two.dw && one.db == two.db &&
+                    one.y == three.y && one.dx == three.dx && one.dw == three.dw && one.db == three.db;
+  CHECK(same, "%s: the per-image way gives the same bits with 1, 2 and 3 threads", name);
+  std::printf("%-44s per image vs chunked %.2e relative\n", name, d);
+}
+
 static void test_relu() {
   Vec x = randn(300);
   for (auto& v : x) v += v > 0 ? 0.05f : -0.05f;  // keep clear of the kink
@@ -282,9 +315,12 @@ int main() {
   test_conv(2, 4, 7, 7, 6, 3, 2, 1, 2);
   test_conv(3, 3, 9, 8, 4, 5, 1, 2, 1);
   test_conv(2, 6, 6, 6, 4, 3, 1, 0, 2);
-  test_conv(5, 16, 64, 64, 8, 5, 1, 2, 2, 12);  // several im2col chunks
+  test_conv(5, 16, 64, 64, 8, 5, 1, 2, 2, 12);  // larger planes, five images
   test_conv(2, 2, 3, 2, 3, 5, 2, 2, 1);  // a tap that reads only padding (kw 4 of width 2, stride 2)
   test_conv(2, 2, 4, 5, 2, 3, 3, 2, 1);  // stride 3, padding wider than a stride
+  test_conv_ways(20, 6, 15, 15, 8, 5, 1, 2, 2);   // more images than the 16 gradient slots
+  test_conv_ways(3, 3, 23, 23, 4, 11, 4, 0, 1);   // conv1's shape of kernel and stride
+  test_conv_ways(7, 16, 64, 64, 8, 5, 1, 2, 2);   // the chunked way in two chunks (5 + 2 images)
   test_relu();
   test_lrn(1e-4f, 0.75f, 2);
   test_lrn(0.5f, 0.75f, 2);
