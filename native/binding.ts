@@ -36,7 +36,14 @@ export interface NativeNetwork {
   getThreads(): number;
   setThreads(n: number): void;
   device(): string;
+  layerSeconds(): LayerSeconds;
+  resetLayerSeconds(): void;
 }
+
+// Seconds per layer (config order) in forward and in backward since the last reset,
+// summed over calls; empty where the backend does not time its layers (CUDA).
+export interface LayerSeconds { forward: Float64Array; backward: Float64Array }
+export interface PeakFlops { fmaGflops: number; sgemmGflops: number }
 
 // The code the native library sets on every error it throws or rejects with
 // (native/src/error.h): match failures by it, not by their message.
@@ -56,6 +63,9 @@ export interface Binding {
   augmentTenCrop(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
   // The image-statistics sums of n (H, W, 3) uint8 images, added into the three arrays.
   accumulateImageStats(pixels: Uint8Array, n: number, height: number, width: number, pixelSum: Float64Array, rgbSum: Float64Array, rgbOuterSum: Float64Array): Promise<void>;
+  // This machine's fp32 compute roof on `threads` threads (0: all cores): register FMAs and a
+  // large SGEMM, GFLOP/s.
+  measurePeakFlops(threads: number): Promise<PeakFlops>;
 }
 
 const ADDON_PATH = process.env.ALEXNET_NATIVE_ADDON ?? path.resolve(__dirname, '..', '..', 'native', 'build', 'alexnet.node');

@@ -4,9 +4,9 @@
 // queued so they never overlap; parameter tensors are zero-copy views of native memory.
 
 import { ArgumentError, integerIn, invalid, numberIn, oneOf } from '../common/validate';
-import { native, type Binding, type CudaDevices, type NativeDeviceOptions, type NativeError, type NativeNetwork } from './binding';
+import { native, type Binding, type CudaDevices, type LayerSeconds, type NativeDeviceOptions, type NativeError, type NativeNetwork, type PeakFlops } from './binding';
 
-export type { CudaDevices, NativeError, NativeErrorCode } from './binding';
+export type { CudaDevices, LayerSeconds, NativeError, NativeErrorCode, PeakFlops } from './binding';
 export { native } from './binding';
 
 export interface ConvLayer { type: 'conv'; name: string; out: number; kernel: number; stride?: number; pad?: number; groups?: number; biasInit?: number }
@@ -214,6 +214,15 @@ export class Network {
     return (await this.forward(images)).logits;
   }
 
+  // Seconds per layer (config order) in forward and backward since the last reset, summed
+  // over calls (CPU; empty on CUDA). Queued behind the calls before it.
+  layerSeconds(): Promise<LayerSeconds> {
+    return this.enqueue(async () => this.net.layerSeconds());
+  }
+  resetLayerSeconds(): Promise<void> {
+    return this.enqueue(async () => this.net.resetLayerSeconds());
+  }
+
   // The multipliers each dropout layer applied in the last training forward.
   dropoutMasks(): DropoutMask[] {
     return this.net.dropoutMasks();
@@ -274,6 +283,12 @@ function nativeError(e: NativeError): NativeError {
 
 export function buildInfo(): Binding['build'] {
   return native().build;
+}
+
+// This machine's fp32 compute roof on `threads` threads (default all cores): GFLOP/s of
+// independent register FMAs and of a large SGEMM. About a quarter of a second.
+export function measurePeakFlops(threads?: number): Promise<PeakFlops> {
+  return native().measurePeakFlops(threads === undefined ? 0 : integerIn('threads', threads, 1, 1024));
 }
 
 // Whether the CUDA backend is compiled in, loads, and which devices it sees (loads it).

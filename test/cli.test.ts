@@ -5,15 +5,27 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { modelConfig } from '../native/index';
 import { encodeSafetensors, tensor } from '../native/safetensors';
+import { round } from '../scripts/bench/numbers';
+import type { BenchNetworkResult } from '../scripts/bench/network';
 import { alexnet, CLI, ROOT, tmpDir } from './helpers';
 
-test('cli bench: --json ends with one JSON object with the documented keys', (t) => {
-  const r = alexnet('bench', '--model', 'tiny', '--batch', '8', '--iters', '2', '--threads', '1', '--json');
+test('cli bench: --json ends with one JSON object with the documented keys; per layer, time and GFLOP/s against the measured roof; onnxruntime beside it', (t) => {
+  const r = alexnet('bench', '--model', 'tiny', '--batch', '8', '--iters', '2', '--threads', '1', '--compare-onnxruntime', '--json');
   t.is(r.status, 0, r.stderr);
-  const last = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  const last = JSON.parse(r.stdout.trim().split('\n').pop()!) as BenchNetworkResult;
   t.like(last, { backend: 'cpu', batch: 8, threads: 1 });
-  t.true((last.train_img_s as number) > 0 && (last.infer_img_s as number) > 0);
+  t.true(last.train_img_s > 0 && last.infer_img_s > 0 && last.batch1_ms > 0);
+  t.true(last.peak.fma_gflops > 0 && last.peak.sgemm_gflops > 0, 'the roof is measured');
+  const config = modelConfig('tiny');
+  t.deepEqual(last.layers.map((l) => l.layer), config.layers.map((l) => ('name' in l ? l.name : l.type)), 'one row per layer, in order');
+  const conv1 = last.layers[0];
+  // tiny's conv1: 4 outputs of 3x3 over 3 input channels at 16x16 (pad 1): 2*4*16*16*27 FLOPs per image.
+  t.is(conv1.gflop, round((2 * 4 * 16 * 16 * 27 * 8) / 1e9, 4), 'conv1 FLOPs for the batch from its shape');
+  t.true(last.layers.filter((l) => l.gflop > 0).every((l) => l.forward_gflops! > 0 && l.backward_gflops! > 0 && l.forward_ms > 0 && l.infer_ms > 0));
+  t.true(last.onnxruntime!.infer_img_s > 0 && (last.onnxruntime!.batch1_ms ?? 0) > 0, 'onnxruntime ran in the same run');
+  t.regex(r.stderr, /roof on 1 threads: register FMAs [\d.]+ GFLOP\/s/);
 });
 
 test('cli step: missing or malformed input is reported by name', (t) => {

@@ -7,6 +7,7 @@
 #include "cuda_loader.h"
 #include "errors.h"
 #include "image_stats_wrap.h"
+#include "peak_wrap.h"
 #include "layers.h"
 #include "network_wrap.h"
 
@@ -70,6 +71,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("augmentTenCrop", Napi::Function::New(env, AugmentTenCrop));
   exports.Set("accumulateImageStats", Napi::Function::New(env, AccumulateImageStats));
   exports.Set("cudaDevices", Napi::Function::New(env, CudaDevicesInfo));
+  exports.Set("measurePeakFlops", Napi::Function::New(env, MeasurePeakFlops));
   Napi::Object build = Napi::Object::New(env);
   build.Set("cuda", cuda_built());  // compiled in; cudaDevices() says whether it can run
   build.Set("cudaLibrary", cuda_built() ? Napi::Value(Napi::String::New(env, cuda_library_path()))

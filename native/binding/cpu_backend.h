@@ -30,6 +30,8 @@ class CpuBackend : public NetworkBackend {
   void set_rng_state(uint64_t seed, uint64_t counter) override { net_.set_rng_state(seed, counter); }
   int threads() const override { return net_.threads(); }
   void set_threads(int threads) override { net_.set_threads(threads); }
+  LayerSeconds layer_seconds() const override { return {net_.forward_seconds(), net_.backward_seconds()}; }
+  void reset_layer_seconds() override { net_.reset_layer_seconds(); }
 
  private:
   Network net_;

@@ -85,7 +85,9 @@ Napi::Function NetworkWrap::Define(Napi::Env env) {
                       InstanceMethod<&NetworkWrap::SetRngState>("setRngState"),
                       InstanceMethod<&NetworkWrap::GetThreads>("getThreads"),
                       InstanceMethod<&NetworkWrap::SetThreads>("setThreads"),
-                      InstanceMethod<&NetworkWrap::Device>("device")});
+                      InstanceMethod<&NetworkWrap::Device>("device"),
+                      InstanceMethod<&NetworkWrap::LayerSecondsOf>("layerSeconds"),
+                      InstanceMethod<&NetworkWrap::ResetLayerSeconds>("resetLayerSeconds")});
 }
 
 // new Network(config, seed: bigint, threads: number, device?: {device, devices, parallel, precision},
@@ -272,6 +274,27 @@ Napi::Value NetworkWrap::Device(const Napi::CallbackInfo& info) {
 Napi::Value NetworkWrap::SetThreads(const Napi::CallbackInfo& info) {
   EnsureIdle(info.Env());
   net->set_threads(int_arg(info, 0, "threads"));
+  return info.Env().Undefined();
+}
+
+// {forward: Float64Array, backward: Float64Array}: seconds per layer since the last reset
+// (empty arrays where the backend does not time its layers).
+Napi::Value NetworkWrap::LayerSecondsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureIdle(env);
+  const LayerSeconds s = net->layer_seconds();
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [key, values] : {std::pair{"forward", &s.forward}, std::pair{"backward", &s.backward}}) {
+    Napi::Float64Array a = Napi::Float64Array::New(env, values->size());
+    std::copy(values->begin(), values->end(), a.Data());
+    out.Set(key, a);
+  }
+  return out;
+}
+
+Napi::Value NetworkWrap::ResetLayerSeconds(const Napi::CallbackInfo& info) {
+  EnsureIdle(info.Env());
+  net->reset_layer_seconds();
   return info.Env().Undefined();
 }
 

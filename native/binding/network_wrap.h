@@ -40,6 +40,8 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
   Napi::Value GetThreads(const Napi::CallbackInfo& info);
   Napi::Value SetThreads(const Napi::CallbackInfo& info);
   Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value LayerSecondsOf(const Napi::CallbackInfo& info);
+  Napi::Value ResetLayerSeconds(const Napi::CallbackInfo& info);
   void EnsureIdle(Napi::Env env);
   // Marks the network busy and queues the worker (which clears the flag when it settles).
   Napi::Promise Start(PromiseWorker* worker);

@@ -53,6 +53,10 @@ class NetworkBackend {
   virtual void set_rng_state(uint64_t seed, uint64_t counter) = 0;
   virtual int threads() const = 0;
   virtual void set_threads(int threads) = 0;
+  // Seconds each layer spent in forward and in backward since the last reset, summed over
+  // calls (the CPU backend; a device backend that does not time its layers leaves them empty).
+  virtual LayerSeconds layer_seconds() const { return {}; }
+  virtual void reset_layer_seconds() {}
 };
 
 }  // namespace alexnet

@@ -2,6 +2,7 @@
 // activations for a batch, forward/backward/update over the CPU layer functions, and the
 // RNG state (seed, step counter). Plain C++: the binding and the standalone tests use it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -57,6 +58,11 @@ struct DropoutMask {
   int64_t rows, cols;
 };
 
+// Seconds per layer (config order), summed over calls since the last reset.
+struct LayerSeconds {
+  std::vector<double> forward, backward;
+};
+
 struct SgdConfig {
   float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0005f;  // the paper's
 };
@@ -104,6 +110,10 @@ class Network {
   // benchmarks: where the time goes).
   const std::vector<double>& forward_seconds() const { return forward_seconds_; }
   const std::vector<double>& backward_seconds() const { return backward_seconds_; }
+  void reset_layer_seconds() {
+    std::fill(forward_seconds_.begin(), forward_seconds_.end(), 0.0);
+    std::fill(backward_seconds_.begin(), backward_seconds_.end(), 0.0);
+  }
   void reset_timers();
   int threads() const { return threads_; }
   void set_threads(int threads) { threads_ = threads > 0 ? threads : default_compute_threads(); }

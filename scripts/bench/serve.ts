@@ -33,7 +33,8 @@ import { intOption, resolveModel } from '../commands/args';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, importFashionMnist } from '../importers/fashion-mnist';
 import { histogramStats } from '../serve/metrics';
 import { startServer } from '../serve/server';
-import { round } from './numbers';
+import { loadOnnxruntime, cpuSession, timeSession } from './onnxruntime';
+import { percentile, round } from './numbers';
 import { photoLikeJpegs } from './jpegs';
 
 export interface BenchServeOptions {
@@ -51,12 +52,6 @@ const CLIENTS = [1, 8, 32];
 const RUN = 'bench-serve';
 const DATASET = 'bench-serve';
 
-
-// Nearest-rank percentile of unsorted values.
-function percentile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)];
-}
 
 
 // Fashion-MNIST test JPEGs (28x28 greyscale, the real files the demo trains on).
@@ -127,16 +122,6 @@ async function makeRun(store: string, net: Network, imageSize: number, classIds:
   return mean;
 }
 
-type Ort = typeof import('onnxruntime-node');
-
-async function loadOnnxruntime(): Promise<Ort> {
-  try {
-    return await import('onnxruntime-node');
-  } catch (e) {
-    throw new Error(`bench --serve compares with onnxruntime-node, a development dependency: run npm install (not npm ci --omit=dev) (${(e as Error).message.split('\n')[0]})`);
-  }
-}
-
 export async function benchServe(options: BenchServeOptions = {}): Promise<void> {
   sizeDecodeThreadpool();  // before anything uses libuv's pool
   const log = (s: string) => (options.json ? process.stderr : process.stdout).write(s + '\n');
@@ -181,30 +166,19 @@ export async function benchServe(options: BenchServeOptions = {}): Promise<void>
 
     // 2. onnxruntime on the same preprocessed inputs: the raw centre crops (0..255 RGB, NCHW),
     // the mean subtracted in the graph.
-    const ort = await loadOnnxruntime();
+    const ort = await loadOnnxruntime('bench --serve');
     const patch = 3 * C * C;
     const n = decoded.length;
     const all = new Uint8Array(n * S * S * 3);
     decoded.forEach((p, i) => all.set(p, i * S * S * 3));
     const inputs = await augmentCenter(all, n, S, C);
-    const session = await ort.InferenceSession.create(exportOnnx(net, { mean: { image: mean, size: S } }), { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    const session = await cpuSession(ort, exportOnnx(net, { mean: { image: mean, size: S } }), threads);
     const batchOf = (start: number, size: number) => {
       const x = new Float32Array(size * patch);
       for (let j = 0; j < size; j++) x.set(inputs.subarray(((start + j) % n) * patch, ((start + j) % n + 1) * patch), j * patch);
       return new ort.Tensor('float32', x, [size, 3, C, C]);
     };
-    const timeOrt = async (size: number) => {
-      const feeds = Array.from({ length: Math.min(8, Math.ceil(n / size)) }, (_, i) => batchOf(i * size, size));
-      for (let i = 0; i < 2; i++) await session.run({ [ONNX_INPUT]: feeds[i % feeds.length] });
-      const times: number[] = [];
-      const start = performance.now();
-      for (let i = 0; performance.now() - start < SECONDS * 1000 || times.length < 3; i++) {
-        const t = performance.now();
-        await session.run({ [ONNX_INPUT]: feeds[i % feeds.length] });
-        times.push(performance.now() - t);
-      }
-      return { img_s: (times.length * size) / (times.reduce((a, b) => a + b) / 1000), p50_ms: percentile(times, 0.5) };
-    };
+    const timeOrt = (size: number) => timeSession(session, Array.from({ length: Math.min(8, Math.ceil(n / size)) }, (_, i) => batchOf(i * size, size)), SECONDS);
     const b1 = await timeOrt(1);
     const bN = await timeOrt(maxBatch);
     log(`  onnxruntime-node ${ort.env.versions.node ?? ''} (cpu, ${threads} threads), same preprocessed inputs: batch 1 ${b1.img_s.toFixed(1)} images/s (p50 ${b1.p50_ms.toFixed(2)} ms); batch ${maxBatch} ${bN.img_s.toFixed(1)} images/s`);
