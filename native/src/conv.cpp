@@ -25,7 +25,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "grad_slots.h"
 #include "layers.h"
+#include "winograd.h"
 
 namespace alexnet {
 namespace {
@@ -136,25 +138,6 @@ void col2im_image(float* planes, const float* col, int Cg, int H, int W, int K, 
                S, P, OH, OW);
 }
 
-// sum(x[0:n]) in a fixed order that vectorizes: 16 float lanes (lane j sums every 16th
-// value from j), then the lanes and the tail in double. A strict left-to-right double sum
-// is one long dependency chain: on conv2 of alexnet-32 it cost more than its SGEMMs.
-inline double sum_in_lanes(const float* x, int64_t n) {
-  constexpr int L = 16;
-  float lanes[L] = {};
-  int64_t p = 0;
-  for (; p + L <= n; p += L)
-    for (int j = 0; j < L; j++) lanes[j] += x[p + j];
-  double sum = 0.0;
-  for (int j = 0; j < L; j++) sum += lanes[j];
-  for (; p < n; p++) sum += x[p];
-  return sum;
-}
-
-// The weight gradient's slots in the per-image backward: a constant, so the sum's order
-// does not depend on the thread count (up to 16 threads share the work evenly).
-constexpr int kGradSlots = 16;
-
 // The per-image way when every thread gets at least one image.
 inline bool per_image(int N) { return N >= omp_get_max_threads(); }
 
@@ -204,11 +187,10 @@ void conv_backward_per_image(float* dinp, float* dweight, float* dbias, const fl
                              Scratch& scratch) {
   const int OH = plan.OH, OW = plan.OW, Cg = plan.Cg, Og = plan.Og, rows = plan.rows;
   const int64_t ohw = plan.ohw, col_size = (int64_t)rows * ohw, wsize = (int64_t)O * rows;
-  const int threads = omp_get_max_threads(), slots = std::min(N, kGradSlots);
+  const int threads = omp_get_max_threads(), slots = grad_slots(N);
   scratch.col.resize((size_t)threads * col_size);
   if (dinp) scratch.dcol.resize((size_t)threads * col_size);
-  scratch.grad_slots.resize((size_t)slots * wsize);
-  scratch.bias_slots.assign((size_t)slots * O, 0.0);
+  size_grad_slots(scratch, slots, wsize, O);
 #pragma omp parallel
   {
     float* col = scratch.col.data() + omp_get_thread_num() * col_size;
@@ -218,7 +200,7 @@ void conv_backward_per_image(float* dinp, float* dweight, float* dbias, const fl
     for (int slot = 0; slot < slots; slot++) {
       float* dw = scratch.grad_slots.data() + slot * wsize;
       double* db = scratch.bias_slots.data() + (int64_t)slot * O;
-      const int n0 = (int)((int64_t)slot * N / slots), n1 = (int)((int64_t)(slot + 1) * N / slots);
+      const int n0 = slot_first(slot, slots, N), n1 = slot_first(slot + 1, slots, N);
       for (int n = n0; n < n1; n++)
         for (int g = 0; g < G; g++) {
           const float* dy = dout + ((int64_t)n * O + g * Og) * ohw;
@@ -237,19 +219,7 @@ void conv_backward_per_image(float* dinp, float* dweight, float* dbias, const fl
           }
         }
     }
-    // The slots in order.
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < wsize; i++) {
-      float sum = scratch.grad_slots[i];
-      for (int slot = 1; slot < slots; slot++) sum += scratch.grad_slots[slot * wsize + i];
-      dweight[i] = sum;
-    }
-#pragma omp single
-    for (int o = 0; o < O; o++) {
-      double sum = 0.0;
-      for (int slot = 0; slot < slots; slot++) sum += scratch.bias_slots[(int64_t)slot * O + o];
-      dbias[o] = (float)sum;
-    }
+    add_grad_slots(dweight, dbias, scratch, slots, wsize, O);
   }
 }
 
@@ -326,19 +296,34 @@ void conv_backward_chunked(float* dinp, float* dweight, float* dbias, const floa
 
 }  // namespace
 
-void conv_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                  int C, int H, int W, int O, int K, int S, int P, int G, Scratch& scratch) {
+void conv_forward_im2col(float* out, const float* inp, const float* weight, const float* bias, int N,
+                         int C, int H, int W, int O, int K, int S, int P, int G, Scratch& scratch) {
   const ConvPlan plan(N, C, H, W, O, K, S, P, G);
   (per_image(N) ? conv_forward_per_image : conv_forward_chunked)(out, inp, weight, bias, N, C, H,
                                                                  W, O, K, S, P, G, plan, scratch);
 }
 
-void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                   const float* weight, int N, int C, int H, int W, int O, int K, int S, int P,
-                   int G, Scratch& scratch) {
+void conv_backward_im2col(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, int N, int C, int H, int W, int O,
+                          int K, int S, int P, int G, Scratch& scratch) {
   const ConvPlan plan(N, C, H, W, O, K, S, P, G);
   (per_image(N) ? conv_backward_per_image : conv_backward_chunked)(
       dinp, dweight, dbias, dout, inp, weight, N, C, H, W, O, K, S, P, G, plan, scratch);
+}
+
+void conv_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                  int C, int H, int W, int O, int K, int S, int P, int G, Scratch& scratch) {
+  if (winograd_wins(N, C / G, H, W, O / G, K, S, P))
+    return winograd_conv_forward(out, inp, weight, bias, N, C, H, W, O, P, G, scratch);
+  conv_forward_im2col(out, inp, weight, bias, N, C, H, W, O, K, S, P, G, scratch);
+}
+
+void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                   const float* weight, int N, int C, int H, int W, int O, int K, int S, int P,
+                   int G, Scratch& scratch) {
+  if (winograd_wins(N, C / G, H, W, O / G, K, S, P))
+    return winograd_conv_backward(dinp, dweight, dbias, dout, inp, weight, N, C, H, W, O, P, G, scratch);
+  conv_backward_im2col(dinp, dweight, dbias, dout, inp, weight, N, C, H, W, O, K, S, P, G, scratch);
 }
 
 }  // namespace alexnet

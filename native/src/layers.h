@@ -34,6 +34,14 @@ void conv_forward(float* out, const float* inp, const float* weight, const float
 void conv_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                    const float* weight, int N, int C, int H, int W, int O, int K, int S, int P, int G,
                    Scratch& scratch);
+// What conv_forward/conv_backward do unless Winograd wins (winograd.h): im2col + SGEMM,
+// per image or chunked (conv.cpp). Tests and benchmarks compare the two ways.
+void conv_forward_im2col(float* out, const float* inp, const float* weight, const float* bias,
+                         int N, int C, int H, int W, int O, int K, int S, int P, int G,
+                         Scratch& scratch);
+void conv_backward_im2col(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, int N, int C, int H, int W, int O,
+                          int K, int S, int P, int G, Scratch& scratch);
 
 // ReLU, f(x) = max(0, x). inp/out (n). The backward reads the output: out > 0 <=> inp > 0.
 void relu_forward(float* out, const float* inp, int64_t n);

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "layers.h"
+#include "winograd.h"
 #include "rng.h"
 
 using namespace alexnet;
@@ -92,37 +93,47 @@ static void test_conv(int N, int C, int H, int W, int O, int K, int S, int P, in
   gradcheck((n + " dbias").c_str(), b, db, f, 1e-2f, 1e-2, samples);
 }
 
-// The two ways conv computes (per image when every thread gets an image, chunked
-// otherwise) agree to 1e-5 relative, and the per-image way gives the same bits with 1, 2
-// or 3 threads (its gradient sums do not depend on the thread count).
-static void test_conv_ways(int N, int C, int H, int W, int O, int K, int S, int P, int G) {
+// The ways conv computes agree to 1e-5 relative with im2col over chunks of images (what it
+// does with fewer images than threads): im2col per image (an image per thread), and
+// Winograd F(2x2, 3x3) for 3x3 stride-1 kernels. Both give the same bits with 1, 2 or 3
+// threads (their gradient sums do not depend on the thread count).
+enum class ConvWay { PerImage, Winograd };
+static void test_conv_ways(ConvWay way, int N, int C, int H, int W, int O, int K, int S, int P, int G) {
+  const char* way_name = way == ConvWay::Winograd ? "winograd" : "per image";
   char name[96];
-  std::snprintf(name, sizeof name, "conv ways N%d C%d %dx%d O%d K%d S%d P%d G%d", N, C, H, W, O, K, S, P, G);
+  std::snprintf(name, sizeof name, "%s N%d C%d %dx%d O%d K%d S%d P%d G%d", way_name, N, C, H, W, O, K, S, P, G);
   const int OH = conv_out_size(H, K, S, P), OW = conv_out_size(W, K, S, P);
   Vec x = randn((size_t)N * C * H * W), w = randn((size_t)O * (C / G) * K * K, 0.3f), b = randn(O),
       g = randn((size_t)N * O * OH * OW);
   struct Result { Vec y, dx, dw, db; };
-  auto run = [&](int threads) {
+  auto run = [&](int threads, bool reference) {
     set_compute_threads(threads);
     Result r{Vec(g.size()), Vec(x.size()), Vec(w.size()), Vec(b.size())};
     Scratch s;
-    conv_forward(r.y.data(), x.data(), w.data(), b.data(), N, C, H, W, O, K, S, P, G, s);
-    conv_backward(r.dx.data(), r.dw.data(), r.db.data(), g.data(), x.data(), w.data(), N, C, H, W,
-                  O, K, S, P, G, s);
+    if (way == ConvWay::Winograd && !reference) {
+      winograd_conv_forward(r.y.data(), x.data(), w.data(), b.data(), N, C, H, W, O, P, G, s);
+      winograd_conv_backward(r.dx.data(), r.dw.data(), r.db.data(), g.data(), x.data(), w.data(), N, C, H, W, O, P, G, s);
+    } else {
+      conv_forward_im2col(r.y.data(), x.data(), w.data(), b.data(), N, C, H, W, O, K, S, P, G, s);
+      conv_backward_im2col(r.dx.data(), r.dw.data(), r.db.data(), g.data(), x.data(), w.data(), N, C, H, W, O, K, S, P, G, s);
+    }
     return r;
   };
-  const Result one = run(1), two = run(2), three = run(3), chunked = run(N + 1);
+  // im2col goes per image with at least an image per thread, chunked with fewer.
+  const int most = way == ConvWay::PerImage ? N : 3;
+  const Result one = run(1, false), two = run(std::min(2, most), false), three = run(std::min(3, most), false),
+               chunked = run(N + 1, true);
   set_compute_threads(0);
   auto rel = [](const Vec& a, const Vec& c) {
     return rel_distance(std::vector<double>(a.begin(), a.end()), std::vector<double>(c.begin(), c.end()));
   };
   const double d = std::max({rel(one.y, chunked.y), rel(one.dx, chunked.dx), rel(one.dw, chunked.dw),
                              rel(one.db, chunked.db)});
-  CHECK(d < 1e-5, "%s: per image and chunked differ by %.3g relative", name, d);
+  CHECK(d < 1e-5, "%s: differs from im2col over chunks by %.3g relative", name, d);
   const bool same = one.y == two.y && one.dx == two.dx && one.dw == two.dw && one.db == two.db &&
                     one.y == three.y && one.dx == three.dx && one.dw == three.dw && one.db == three.db;
-  CHECK(same, "%s: the per-image way gives the same bits with 1, 2 and 3 threads", name);
-  std::printf("%-44s per image vs chunked %.2e relative\n", name, d);
+  CHECK(same, "%s: the same bits with 1, 2 and 3 threads", name);
+  std::printf("%-44s vs im2col over chunks %.2e relative\n", name, d);
 }
 
 static void test_relu() {
@@ -318,9 +329,15 @@ int main() {
   test_conv(5, 16, 64, 64, 8, 5, 1, 2, 2, 12);  // larger planes, five images
   test_conv(2, 2, 3, 2, 3, 5, 2, 2, 1);  // a tap that reads only padding (kw 4 of width 2, stride 2)
   test_conv(2, 2, 4, 5, 2, 3, 3, 2, 1);  // stride 3, padding wider than a stride
-  test_conv_ways(20, 6, 15, 15, 8, 5, 1, 2, 2);   // more images than the 16 gradient slots
-  test_conv_ways(3, 3, 23, 23, 4, 11, 4, 0, 1);   // conv1's shape of kernel and stride
-  test_conv_ways(7, 16, 64, 64, 8, 5, 1, 2, 2);   // the chunked way in two chunks (5 + 2 images)
+  const ConvWay per_image = ConvWay::PerImage, winograd = ConvWay::Winograd;
+  test_conv_ways(per_image, 20, 6, 15, 15, 8, 5, 1, 2, 2);  // more images than the 16 gradient slots
+  test_conv_ways(per_image, 3, 3, 23, 23, 4, 11, 4, 0, 1);  // conv1's shape of kernel and stride
+  test_conv_ways(per_image, 7, 16, 64, 64, 8, 5, 1, 2, 2);  // the reference in two chunks (5 + 2 images)
+  test_conv_ways(winograd, 20, 8, 13, 13, 12, 3, 1, 1, 2);  // the paper's conv3-5 at 13x13, more images than slots
+  test_conv_ways(winograd, 5, 6, 7, 7, 4, 3, 1, 1, 1);      // alexnet-32's 7x7 (a half tile at the edge)
+  test_conv_ways(winograd, 3, 4, 6, 9, 4, 3, 1, 0, 2);      // no padding, not square
+  test_conv_ways(winograd, 2, 3, 5, 4, 6, 3, 1, 2, 1);      // padding 2 (output larger than input)
+  test_conv_ways(winograd, 1, 4, 13, 13, 4, 3, 1, 1, 1);    // one image on three threads
   test_relu();
   test_lrn(1e-4f, 0.75f, 2);
   test_lrn(0.5f, 0.75f, 2);
