@@ -241,8 +241,10 @@ static void test_maxpool_matches_plain_loop() {
   CHECK(differing == 0, "maxpool forward: %d of %d shapes differ from the plain loop (values or argmax)", differing, cases);
 }
 
-static void test_linear() {
-  const int N = 3, I = 20, O = 7;
+// N 3: the weight-streaming forward (small batches); N 40: SGEMM. I 37: a tail past the
+// 16 lanes.
+static void test_linear(int N, int I = 37, int O = 7) {
+  char name[64];
   Vec x = randn((size_t)N * I), w = randn((size_t)O * I), b = randn(O), g = randn((size_t)N * O),
       y(g.size()), dx(x.size()), dw(w.size()), db(b.size());
   auto f = [&] {
@@ -250,10 +252,23 @@ static void test_linear() {
     return dot(g, y);
   };
   f();
+  double max_err = 0;
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < O; o++) {
+      double acc = b[o], scale = std::fabs(b[o]);  // scale: the sum of |terms|, what rounding grows with
+      for (int i = 0; i < I; i++) {
+        acc += (double)x[(size_t)n * I + i] * w[(size_t)o * I + i];
+        scale += std::fabs((double)x[(size_t)n * I + i] * w[(size_t)o * I + i]);
+      }
+      max_err = std::max(max_err, std::fabs(acc - y[(size_t)n * O + o]) / scale);
+    }
+  std::snprintf(name, sizeof name, "linear N%d I%d O%d", N, I, O);
+  CHECK(max_err < 1e-6, "%s: forward differs from the direct sum by %g of the sum of |terms|", name, max_err);
   linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, I, O);
-  gradcheck("linear dinp", x, dx, f);
-  gradcheck("linear dweight", w, dw, f);
-  gradcheck("linear dbias", b, db, f);
+  std::string n(name);
+  gradcheck((n + " dinp").c_str(), x, dx, f);
+  gradcheck((n + " dweight").c_str(), w, dw, f);
+  gradcheck((n + " dbias").c_str(), b, db, f);
 }
 
 static void test_dropout() {
@@ -345,7 +360,9 @@ int main() {
   test_maxpool(7, 7, 3, 2);
   test_maxpool(8, 6, 2, 2);
   test_maxpool_matches_plain_loop();
-  test_linear();
+  test_linear(3);
+  test_linear(40);
+  test_linear(1, 9216, 64);  // fc6's input width
   test_dropout();
   test_softmax_xent();
   test_sgd();
