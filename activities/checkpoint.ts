@@ -96,7 +96,7 @@ export async function loadNewestCheckpoint(store: ObjectStore, runId: string, op
   for (const key of candidates) {
     try {
       const body = await store.getStream(key, { verify: false });
-      const { net, metadata } = await readStateNetwork(body, key, { threads: options.threads, ...(options.precision ? { cuda: { precision: options.precision } } : {}) });
+      const { net, metadata } = await readStateNetwork(body, key, { threads: options.threads, ...(options.precision ? { precision: options.precision } : {}) });
       const c = cursorOfKey(key)!;
       return { net, pointer: { key, ...c, lr: Number(metadata.lr ?? latest.lr) }, warnings };
     } catch (e) {

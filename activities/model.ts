@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import type { RunRecord, ServingPointer } from '../common/contract';
 import { CHECKPOINT_KEY_FORM, parseCheckpointKey, runKeys } from '../common/store-layout';
-import type { Device, Network } from '../native/index';
+import type { Device, Network, Precision } from '../native/index';
 import { readStateNetwork } from '../native/state';
 import { readLatest } from './checkpoint';
 import { readClassIds, readClassNames, readManifest, readMeanImage } from './dataset-files';
@@ -21,6 +21,7 @@ export interface ModelSource {
   datasetName?: string;     // only for runs that predate run.json
   device?: Device;
   threads?: number;
+  precision?: Precision;    // the GEMMs' inputs (NetworkOptions.precision); default fp32 on the CPU
 }
 
 export interface ResolvedCheckpoint {
@@ -91,7 +92,7 @@ async function loadModel(source: ModelSource, checkpoint: ResolvedCheckpoint): P
   const datasetName = await datasetOf(store, checkpoint.runId, source.datasetName);
   const manifest = await readManifest(store, datasetName);
   const [{ net }, mean, classIds, classNames] = await Promise.all([
-    readStateNetwork(await store.getStream(checkpoint.key), checkpoint.key, { threads: source.threads, device: source.device }),
+    readStateNetwork(await store.getStream(checkpoint.key), checkpoint.key, { threads: source.threads, device: source.device, precision: source.precision }),
     readMeanImage(store, datasetName),
     readClassIds(store, datasetName, manifest.classes),
     readClassNames(store, datasetName, manifest.classes),
@@ -115,7 +116,7 @@ const cache = new Map<string, Promise<InferenceModel>>();
 
 export async function loadInferenceModel(source: ModelSource): Promise<InferenceModel> {
   const checkpoint = await resolveCheckpoint(openStore(source.store), source);
-  const id = JSON.stringify([source.store, checkpoint.key, source.device ?? '', source.threads ?? 0, source.datasetName ?? '']);
+  const id = JSON.stringify([source.store, checkpoint.key, source.device ?? '', source.threads ?? 0, source.precision ?? '', source.datasetName ?? '']);
   let model = cache.get(id);
   if (!model) {
     model = loadModel(source, checkpoint);

@@ -117,7 +117,7 @@ export interface TrainEpochInput {
   checkpointEvery: number;// batches between checkpoints (and one at the epoch's end)
   stallBatches: number;   // flag a stall when the loss is still near ln(classes) after this many batches
   threads?: number;
-  precision?: GemmPrecision; // CUDA GEMM precision; absent: the worker's (ALEXNET_CUDA_PRECISION, else fp32)
+  precision?: GemmPrecision; // GEMM inputs; absent: fp32 on the CPU, the GPU worker's on CUDA (ALEXNET_CUDA_PRECISION, else fp32)
   // Attempts in a row that leave no newer checkpoint before the epoch fails (NoProgress);
   // default DEFAULT_MAX_FAILURES_PER_CHECKPOINT.
   maxFailuresPerCheckpoint?: number;
@@ -189,7 +189,7 @@ export interface TrainAlexNetInput {
   checkpointEvery?: number; // batches; default 100
   stallBatches?: number;    // default 1000
   device?: 'cpu' | 'cuda';  // default cpu
-  precision?: GemmPrecision; // device cuda only: 'fp32', 'tf32' or 'bf16' GEMM inputs; default the GPU worker's
+  precision?: GemmPrecision; // GEMM inputs: 'fp32', 'bf16' (CPU: AVX512_BF16 where present) or 'tf32' (cuda only); default fp32 (CPU), the GPU worker's (cuda)
   validationSplit?: string; // default val; never test (held out for EvaluateAlexNet)
   runId?: string;           // default the workflow id
   heartbeatTimeoutSeconds?: number; // how soon a lost training worker is noticed; default 120

@@ -92,6 +92,11 @@ export interface NetworkOptions {
   seed?: bigint | number;
   threads?: number;
   device?: Device;     // default ALEXNET_DEVICE, else 'cpu'
+  // What the GEMMs take, on either device: 'fp32' (the default), 'bf16' (bf16 inputs, fp32
+  // sums; on the CPU through AVX512_BF16 where it has them, else fp32) or 'tf32' (CUDA only).
+  // Weights, momentum, activations and the update stay fp32. On CUDA, cuda.precision and
+  // ALEXNET_CUDA_PRECISION give the default.
+  precision?: Precision;
   cuda?: CudaOptions;
   // false: skip the paper's random initialisation (the weights start at zero), for a
   // network whose whole state is about to be loaded. Default true.
@@ -113,8 +118,9 @@ function envDevices(): number[] | undefined {
 }
 
 // Options -> what the addon receives, validated, with the environment's defaults.
-export function resolveDevice(options: { device?: Device; cuda?: CudaOptions } = {}): NativeDeviceOptions {
+export function resolveDevice(options: { device?: Device; precision?: Precision; cuda?: CudaOptions } = {}): NativeDeviceOptions {
   const device = options.device === undefined ? defaultDevice() : oneOf('device', options.device, DEVICES);
+  const asked = options.precision === undefined ? undefined : oneOf('precision', options.precision, PRECISIONS);
   const cuda = options.cuda ?? {};
   if (typeof cuda !== 'object' || cuda === null) throw invalid('cuda', 'an object {devices, parallel, precision}', cuda);
   const devices = cuda.devices ?? envDevices() ?? [0];
@@ -125,10 +131,18 @@ export function resolveDevice(options: { device?: Device; cuda?: CudaOptions } =
   if (cuda.tf32 !== undefined && cuda.precision !== undefined && (cuda.precision === 'tf32') !== cuda.tf32) {
     throw invalid('cuda.tf32', `nothing, or ${cuda.precision === 'tf32'} to agree with cuda.precision '${cuda.precision}'`, cuda.tf32);
   }
+  if (asked !== undefined && cuda.precision !== undefined && cuda.precision !== asked) {
+    throw invalid('cuda.precision', `nothing, or '${asked}' to agree with precision`, cuda.precision);
+  }
+  if (device === 'cpu' && asked === 'tf32') {
+    throw new ArgumentError('precision', 'Expected "fp32" or "bf16" for precision on the CPU (TF32 is a GPU tensor-core format) but received "tf32"');
+  }
   const fromEnv = process.env.ALEXNET_CUDA_PRECISION || (process.env.ALEXNET_CUDA_TF32 === '1' ? 'tf32' : undefined);
-  const precision = cuda.precision !== undefined ? oneOf('cuda.precision', cuda.precision, PRECISIONS)
+  const cudaPrecision = cuda.precision !== undefined ? oneOf('cuda.precision', cuda.precision, PRECISIONS)
     : cuda.tf32 !== undefined ? (cuda.tf32 ? 'tf32' : 'fp32')
     : fromEnv !== undefined ? oneOf('ALEXNET_CUDA_PRECISION', fromEnv, PRECISIONS) : 'fp32';
+  // The CUDA options and environment are the GPU's: the CPU multiplies in fp32 unless asked.
+  const precision = asked ?? (device === 'cpu' ? 'fp32' : cudaPrecision);
   if (parallel === 'model' && devices.length > 2) throw invalid('cuda.devices', "one or two device ids for parallel 'model' (the paper's two columns)", devices);
   return { device, devices, parallel, precision };
 }

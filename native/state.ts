@@ -121,7 +121,7 @@ const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.by
 // into the network's memory as they arrive, and the sha256 over them is computed on the
 // way and checked against the metadata's. Refuses what decodeState and loadStateInto
 // refuse, with the same errors (StateError, SafetensorsError), and a truncated stream.
-export async function readStateNetwork(stream: AsyncIterable<Uint8Array | string>, source: string, options: Pick<NetworkOptions, 'threads' | 'device' | 'cuda'> = {}): Promise<{ net: Network; metadata: Record<string, string>; config: NetConfig }> {
+export async function readStateNetwork(stream: AsyncIterable<Uint8Array | string>, source: string, options: Pick<NetworkOptions, 'threads' | 'device' | 'precision' | 'cuda'> = {}): Promise<{ net: Network; metadata: Record<string, string>; config: NetConfig }> {
   let net: Network | undefined;
   let config: NetConfig | undefined;
   const file = await readSafetensors(stream, source, (header) => {

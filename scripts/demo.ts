@@ -45,8 +45,11 @@ async function run(): Promise<void> {
   // 20 epochs fit in 30 minutes on 2 cores, setup included (docs/setup.md has the run);
   // 14 gave 91.56% 10-crop top-1 (2026-12-01), 10 gave 90.86%.
   const epochs = envInt('ALEXNET_DEMO_EPOCHS', 20);
+  // ALEXNET_DEMO_PRECISION=bf16 trains with bf16 GEMM inputs (docs/model.md#precision).
+  const precision = process.env.ALEXNET_DEMO_PRECISION || 'fp32';
+  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`ALEXNET_DEMO_PRECISION must be fp32 or bf16, not '${precision}'`);
   const store = `s3://${BUCKET}`;
-  console.log(`alexnet demo: Fashion-MNIST (70,000 real images) -> JPEGs -> PrepareDataset -> TrainAlexNet (alexnet-32, ${epochs} epochs) -> EvaluateAlexNet (10-crop) -> report`);
+  console.log(`alexnet demo: Fashion-MNIST (70,000 real images) -> JPEGs -> PrepareDataset -> TrainAlexNet (alexnet-32, ${epochs} epochs, ${precision}) -> EvaluateAlexNet (10-crop) -> report`);
   console.log(`state under ${dir}: interrupt at any time (Ctrl-C) and run \`npm run demo\` again to resume; delete it to start over`);
 
   const services: { temporal?: TemporalService; minio?: MinioService } = {};
@@ -117,6 +120,7 @@ async function run(): Promise<void> {
       // epoch 11 of 14, and the drop was worth 1.6 points).
       lrPolicy: { type: 'step', initialLr: 0.01, factor: 0.1, everyEpochs: Math.max(1, Math.round(0.7 * epochs)), maxReductions: 1 },
       runId: RUN,
+      ...(precision === 'bf16' ? { precision } : {}),
     };
     let trainHandle;
     try {

@@ -4,7 +4,10 @@
 0.0005) and of inference (eval, no_grad), median over --iters after --warmup.
 
   PYTHONPATH=.cache/pylib /usr/bin/python3 scripts/torch_bench.py \
-      [--config cfg.json|W.safetensors] [--batch 128] [--threads N] [--warmup 1] [--iters 3]
+      [--config cfg.json|W.safetensors] [--batch 128] [--threads N] [--warmup 1] [--iters 3] [--bf16]
+
+--bf16: the forward under torch.autocast("cpu", dtype=torch.bfloat16) (convolutions and
+linear layers in bf16, weights and the update fp32), PyTorch's mixed precision on the CPU.
 
 Last line: {"backend":"pytorch-cpu","batch":..,"threads":..,"train_img_s":..,"infer_img_s":..}
 """
@@ -41,6 +44,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--bf16", action="store_true", help="forward under CPU autocast to bfloat16")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -54,10 +58,14 @@ def main():
     x = torch.randn(a.batch, inp["channels"], inp["height"], inp["width"])
     y = torch.randint(0, cfg["classes"], (a.batch,))
 
+    def forward(inputs):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            return model(inputs).float()
+
     def train_step():
         for p in params:
             p.grad = None
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(forward(x), y).backward()
         with torch.no_grad():
             for p, v in zip(params, vel):
                 v.mul_(0.9).add_(p, alpha=-0.0005 * a.lr).add_(p.grad, alpha=-a.lr)
@@ -65,13 +73,13 @@ def main():
 
     def infer():
         with torch.no_grad():
-            model(x)
+            forward(x)
 
     model.train()
     t_train = timed(train_step, a.warmup, a.iters)
     model.eval()
     t_infer = timed(infer, a.warmup, a.iters)
-    print(json.dumps({"backend": "pytorch-cpu", "batch": a.batch, "threads": torch.get_num_threads(),
+    print(json.dumps({"backend": "pytorch-cpu" + (" bf16 autocast" if a.bf16 else ""), "batch": a.batch, "threads": torch.get_num_threads(),
                       "train_img_s": round(a.batch / t_train, 2), "infer_img_s": round(a.batch / t_infer, 2)}))
 
 

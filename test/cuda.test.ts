@@ -42,8 +42,12 @@ test('resolveDevice: cpu by default, ALEXNET_DEVICE and ALEXNET_CUDA_* set the d
   t.deepEqual(withEnv(env, () => resolveDevice()), { device: 'cuda', devices: [0, 1], parallel: 'data', precision: 'bf16' });
   t.deepEqual(withEnv(env, () => resolveDevice({ device: 'cpu', cuda: { devices: [1], parallel: 'model', precision: 'fp32' } })),
     { device: 'cpu', devices: [1], parallel: 'model', precision: 'fp32' }, 'options win over the environment');
-  t.is(withEnv({ ...none, ALEXNET_CUDA_TF32: '1' }, () => resolveDevice()).precision, 'tf32', 'ALEXNET_CUDA_TF32=1, the older spelling');
-  t.is(withEnv(none, () => resolveDevice({ cuda: { tf32: true } })).precision, 'tf32', 'cuda.tf32, the older spelling');
+  t.is(withEnv({ ...none, ALEXNET_CUDA_TF32: '1' }, () => resolveDevice({ device: 'cuda' })).precision, 'tf32', 'ALEXNET_CUDA_TF32=1, the older spelling');
+  t.is(withEnv(none, () => resolveDevice({ device: 'cuda', cuda: { tf32: true } })).precision, 'tf32', 'cuda.tf32, the older spelling');
+  t.is(withEnv({ ...none, ALEXNET_CUDA_PRECISION: 'bf16' }, () => resolveDevice()).precision, 'fp32', 'the GPU\'s settings leave the CPU in fp32');
+  t.is(withEnv(none, () => resolveDevice({ precision: 'bf16' })).precision, 'bf16', 'precision asks for the CPU\'s bf16');
+  t.is(withEnv({ ...none, ALEXNET_CUDA_PRECISION: 'tf32' }, () => resolveDevice({ device: 'cuda', precision: 'bf16' })).precision, 'bf16', 'precision wins over the environment');
+  t.throws(() => resolveDevice({ device: 'cuda', precision: 'bf16', cuda: { precision: 'tf32' } }), { message: /for cuda\.precision but received "tf32"/ });
   t.throws(() => withEnv({ ALEXNET_CUDA_DEVICES: '0,x' }, () => resolveDevice()), { message: /for ALEXNET_CUDA_DEVICES/ });
   t.throws(() => withEnv({ ...none, ALEXNET_CUDA_PRECISION: 'fp16' }, () => resolveDevice()), { message: /for ALEXNET_CUDA_PRECISION but received "fp16"/ });
   t.throws(() => resolveDevice({ cuda: { precision: 'fp8' as never } }), { message: /Expected one of "fp32", "tf32", "bf16" for cuda\.precision but received "fp8"/ });

@@ -102,3 +102,33 @@ test('sgd: the update follows the paper across a learning-rate drop (velocity no
   t.true(err < 1e-6 && vErr < 1e-7, `weights differ from the paper's rule by ${err}, velocities by ${vErr}`);
   t.true(torchGap > 100 * err, `the result is not torch.optim.SGD's (gap ${torchGap} vs error ${err})`);
 });
+
+// bf16 GEMM inputs (opt-in): on a CPU with AVX512_BF16 the logits and the training losses
+// move by bf16's rounding and no more, and weights stay fp32; elsewhere the fp32 GEMMs run
+// and the device string says so. TF32 is refused on the CPU by name.
+test('Network: precision bf16 on the CPU stays within bf16 rounding of fp32, in predictions and in training', async (t) => {
+  const fp32 = new Network('alexnet-32', { seed: 5 });
+  const bf16 = new Network('alexnet-32', { seed: 5, precision: 'bf16' });
+  t.is(fp32.device, 'cpu');
+  t.regex(bf16.device, /^cpu \(bf16 (GEMMs, AVX512_BF16|asked, fp32 GEMMs: no AVX512_BF16)\)$/);
+  const hardware = /AVX512_BF16\)$/.test(bf16.device);
+  const { images, labels } = makeBatch(32, fp32.inputSize, 10, 3);
+  const [a, b] = [await fp32.predict(images), await bf16.predict(images)];
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += a[i] ** 2; }
+  const rel = Math.sqrt(num / den);
+  if (hardware) t.true(rel > 0 && rel < 2e-2, `logits within bf16 rounding of fp32 (relative ${rel.toExponential(2)})`);
+  else t.is(rel, 0, 'without AVX512_BF16 the fp32 GEMMs run');
+  // Eight training steps each: bf16's losses track fp32's, and its weights moved otherwise.
+  let worstLoss = 0;
+  for (let i = 0; i < 8; i++) {
+    const [lf, lb] = [(await fp32.step(images, labels, { lr: 0.05 })).loss, (await bf16.step(images, labels, { lr: 0.05 })).loss];
+    worstLoss = Math.max(worstLoss, Math.abs(lf - lb) / lf);
+  }
+  t.true(worstLoss < 1e-2, `bf16's training losses within 1% of fp32's (worst ${worstLoss.toExponential(2)})`);
+  const [wf, wb] = [fp32.weight('conv2.weight'), bf16.weight('conv2.weight')];
+  t.is(wf.some((v, i) => v !== wb[i]), hardware, hardware ? 'bf16 GEMMs changed the weights\' path' : 'fp32 GEMMs: the same weights');
+  t.true(bf16.weight('fc8.weight') instanceof Float32Array, 'weights stay fp32');
+  t.throws(() => new Network('tiny', { precision: 'tf32' }), { message: /for precision on the CPU .* but received "tf32"/ });
+  t.throws(() => new Network('tiny', { precision: 'fp16' as never }), { message: /Expected one of "fp32", "tf32", "bf16" for precision but received "fp16"/ });
+});

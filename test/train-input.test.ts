@@ -10,12 +10,13 @@ test('validateTrainInput: precision is absent by default and passes through with
   t.is(validateTrainInput(base, 'run').precision, undefined);
   t.is(validateTrainInput({ ...base, device: 'cuda', precision: 'bf16' }, 'run').precision, 'bf16');
   t.is(validateTrainInput({ ...base, device: 'cuda', precision: 'tf32' }, 'run').precision, 'tf32');
-  t.is(validateTrainInput({ ...base, precision: 'fp32' }, 'run').precision, 'fp32', 'fp32 is what the CPU computes anyway');
+  t.is(validateTrainInput({ ...base, precision: 'fp32' }, 'run').precision, 'fp32');
+  t.is(validateTrainInput({ ...base, precision: 'bf16' }, 'run').precision, 'bf16', 'bf16 on the CPU (AVX512_BF16 where it has it)');
 });
 
-test('validateTrainInput: an unknown precision, or bf16/tf32 on the CPU, is refused by name', (t) => {
+test('validateTrainInput: an unknown precision, or tf32 on the CPU, is refused by name', (t) => {
   t.throws(() => validateTrainInput({ ...base, device: 'cuda', precision: 'fp16' as never }, 'run'),
     { message: 'Expected one of "fp32", "tf32", "bf16" for precision but received "fp16"' });
-  t.throws(() => validateTrainInput({ ...base, precision: 'bf16' }, 'run'),
-    { message: "precision 'bf16' needs device 'cuda' (the CPU backend multiplies in fp32)" });
+  t.throws(() => validateTrainInput({ ...base, precision: 'tf32' }, 'run'),
+    { message: "precision 'tf32' needs device 'cuda' (TF32 is a GPU tensor-core format; the CPU takes 'fp32' or 'bf16')" });
 });

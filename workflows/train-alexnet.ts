@@ -79,8 +79,8 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
   inputObject(raw, 'store, datasetName, ...');
   const device = oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const);
   const precision = raw.precision === undefined ? undefined : oneOf('precision', raw.precision, GEMM_PRECISIONS);
-  if (precision !== undefined && precision !== 'fp32' && device !== 'cuda') {
-    throw new ArgumentError('precision', `precision '${precision}' needs device 'cuda' (the CPU backend multiplies in fp32)`);
+  if (precision === 'tf32' && device !== 'cuda') {
+    throw new ArgumentError('precision', "precision 'tf32' needs device 'cuda' (TF32 is a GPU tensor-core format; the CPU takes 'fp32' or 'bf16')");
   }
   return {
     store: nonEmptyString('store', raw.store),

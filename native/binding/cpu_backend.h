@@ -8,8 +8,17 @@ namespace alexnet {
 
 class CpuBackend : public NetworkBackend {
  public:
-  CpuBackend(const NetConfig& cfg, uint64_t seed, int threads, bool init = true) : net_(cfg, seed, threads, init) {}
-  std::string device_name() const override { return "cpu"; }
+  CpuBackend(const NetConfig& cfg, uint64_t seed, int threads, bool init = true,
+             Precision precision = Precision::Fp32)
+      : net_(cfg, seed, threads, init) {
+    net_.set_precision(precision);
+  }
+  // "cpu", or with bf16 GEMMs "cpu (bf16 GEMMs, AVX512_BF16)" where the CPU has them and
+  // "cpu (bf16 asked, fp32 GEMMs: no AVX512_BF16)" where it does not.
+  std::string device_name() const override {
+    if (net_.precision() == Precision::Fp32) return "cpu";
+    return bf16_gemm_available() ? "cpu (bf16 GEMMs, AVX512_BF16)" : "cpu (bf16 asked, fp32 GEMMs: no AVX512_BF16)";
+  }
   const NetConfig& config() const override { return net_.config(); }
   std::vector<Param>& params() override { return net_.params(); }
   Param* find_param(const std::string& name) override { return net_.find_param(name); }
@@ -31,7 +40,7 @@ class CpuBackend : public NetworkBackend {
   int threads() const override { return net_.threads(); }
   void set_threads(int threads) override { net_.set_threads(threads); }
   LayerSeconds layer_seconds() const override { return {net_.forward_seconds(), net_.backward_seconds()}; }
-  void reset_layer_seconds() override { net_.reset_layer_seconds(); }
+  void reset_layer_seconds() override { net_.reset_timers(); }
 
  private:
   Network net_;

@@ -106,7 +106,8 @@ NetworkWrap::NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Netw
   }
   if (device.device != "cpu") throw type_error(env, "device must be 'cpu' or 'cuda', not '" + device.device + "'");
   try {
-    net = std::make_shared<CpuBackend>(cfg, seed, threads, !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value());
+    net = std::make_shared<CpuBackend>(cfg, seed, threads, !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value(),
+                                       parse_precision(device.precision.c_str()));
   } catch (const std::exception& e) {
     throw js_error(env, e, "invalid network config: ");
   }

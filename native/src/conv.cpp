@@ -19,13 +19,13 @@
 //   stage (O/G, nb*OH*OW)      = weight_g (O/G, C/G*K*K) @ col        -> scattered to NCHW
 // Backward: stage = gather(dout); dweight_g += stage @ col^T; dcol = weight_g^T @ stage;
 // dinp = col2im(dcol). Chunks are visited in order, so sums are deterministic.
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "grad_slots.h"
+#include "gemm.h"
 #include "layers.h"
 #include "winograd.h"
 
@@ -170,7 +170,7 @@ void conv_forward_per_image(float* out, const float* inp, const float* weight, c
       for (int g = 0; g < G; g++) {
         im2col_image(col, inp + ((int64_t)n * C + g * Cg) * H * W, Cg, H, W, K, S, P, OH, OW);
         float* y = out + ((int64_t)n * O + g * Og) * ohw;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Og, (int)ohw, rows, 1.0f,
+        gemm(scratch.precision, false, false, Og, (int)ohw, rows, 1.0f,
                     weight + (int64_t)g * Og * rows, rows, col, (int)ohw, 0.0f, y, (int)ohw);
         for (int o = 0; o < Og; o++) {
           const float bo = bias[g * Og + o];
@@ -207,11 +207,11 @@ void conv_backward_per_image(float* dinp, float* dweight, float* dbias, const fl
           for (int o = 0; o < Og; o++) db[g * Og + o] += sum_in_lanes(dy + o * ohw, ohw);
           const float* x = inp + ((int64_t)n * C + g * Cg) * H * W;
           im2col_image(col, x, Cg, H, W, K, S, P, OH, OW);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Og, rows, (int)ohw, 1.0f, dy,
+          gemm(scratch.precision, false, true, Og, rows, (int)ohw, 1.0f, dy,
                       (int)ohw, col, (int)ohw, n == n0 ? 0.0f : 1.0f, dw + (int64_t)g * Og * rows,
                       rows);
           if (dinp) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, (int)ohw, Og, 1.0f,
+            gemm(scratch.precision, true, false, rows, (int)ohw, Og, 1.0f,
                         weight + (int64_t)g * Og * rows, rows, dy, (int)ohw, 0.0f, dcol, (int)ohw);
             float* dx = dinp + ((int64_t)n * C + g * Cg) * H * W;
             std::memset(dx, 0, sizeof(float) * (size_t)Cg * H * W);
@@ -234,7 +234,7 @@ void conv_forward_chunked(float* out, const float* inp, const float* weight, con
     const int64_t cols = nb * ohw;
     for (int g = 0; g < G; g++) {
       im2col(scratch.col.data(), inp, n0, nb, C, H, W, g * Cg, Cg, K, S, P, OH, OW);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Og, (int)cols, rows, 1.0f,
+      gemm(scratch.precision, false, false, Og, (int)cols, rows, 1.0f,
                   weight + (int64_t)g * Og * rows, rows, scratch.col.data(), (int)cols, 0.0f,
                   scratch.stage.data(), (int)cols);
       const float* stage = scratch.stage.data();
@@ -281,11 +281,11 @@ void conv_backward_chunked(float* dinp, float* dweight, float* dbias, const floa
         dbias[g * Og + o] += (float)sum;
       }
       im2col(scratch.col.data(), inp, n0, nb, C, H, W, g * Cg, Cg, K, S, P, OH, OW);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Og, rows, (int)cols, 1.0f, stage,
+      gemm(scratch.precision, false, true, Og, rows, (int)cols, 1.0f, stage,
                   (int)cols, scratch.col.data(), (int)cols, n0 == 0 ? 0.0f : 1.0f,
                   dweight + (int64_t)g * Og * rows, rows);
       if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, (int)cols, Og, 1.0f,
+        gemm(scratch.precision, true, false, rows, (int)cols, Og, 1.0f,
                     weight + (int64_t)g * Og * rows, rows, stage, (int)cols, 0.0f,
                     scratch.dcol.data(), (int)cols);
         col2im(dinp, scratch.dcol.data(), n0, nb, C, H, W, g * Cg, Cg, K, S, P, OH, OW);

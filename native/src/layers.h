@@ -13,10 +13,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "gemm.h"
+
 namespace alexnet {
 
-// Scratch memory reused across calls (im2col columns, GEMM staging).
+// Scratch memory reused across calls (im2col columns, GEMM staging), and the precision the
+// convolutions' GEMMs take (gemm.h).
 struct Scratch {
+  Precision precision = Precision::Fp32;
   std::vector<float> col, dcol, stage;
   std::vector<float> grad_slots;   // per-image conv backward: the weight gradient per slot
   std::vector<double> bias_slots;  // and the bias gradient per slot
@@ -66,12 +70,14 @@ void maxpool_forward(float* out, int32_t* argmax, const float* inp, int N, int C
 void maxpool_backward(float* dinp, const float* dout, const int32_t* argmax, int N, int C, int H,
                       int W, int K, int S);
 
-// Fully connected. inp (N,I), weight (O,I), bias (O), out (N,O).
+// Fully connected. inp (N,I), weight (O,I), bias (O), out (N,O). The GEMMs in `precision`
+// (gemm.h), except a forward of up to 16 images: it streams the weights once, in fp32.
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                    int I, int O);
+                    int I, int O, Precision precision = Precision::Fp32);
 // dinp may be null.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int I, int O);
+                     const float* inp, const float* weight, int N, int I, int O,
+                     Precision precision = Precision::Fp32);
 
 // Inverted dropout: keep with probability 1-p and scale by 1/(1-p) at training time,
 // so that test time uses all neurons unscaled (equal to the paper's "multiply by 0.5").

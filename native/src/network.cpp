@@ -137,7 +137,7 @@ float Network::forward(const float* images, const int32_t* labels, int N, bool t
         break;
       case LayerType::Linear:
         linear_forward(y, x, params_[b.weight].value.data(), params_[b.bias].value.data(), N,
-                       (int)in.size(), l.out);
+                       (int)in.size(), l.out, scratch_.precision);
         break;
       case LayerType::Dropout:
         if (train)
@@ -178,7 +178,7 @@ void Network::backward() {
         break;
       case LayerType::Linear:
         linear_backward(dx, params_[b.weight].grad.data(), params_[b.bias].grad.data(), dout, x,
-                        params_[b.weight].value.data(), N, (int)in.size(), l.out);
+                        params_[b.weight].value.data(), N, (int)in.size(), l.out, scratch_.precision);
         break;
       case LayerType::Relu:
         if (dx) relu_backward(dx, dout, b.out.data(), n_in);

@@ -110,11 +110,11 @@ class Network {
   // benchmarks: where the time goes).
   const std::vector<double>& forward_seconds() const { return forward_seconds_; }
   const std::vector<double>& backward_seconds() const { return backward_seconds_; }
-  void reset_layer_seconds() {
-    std::fill(forward_seconds_.begin(), forward_seconds_.end(), 0.0);
-    std::fill(backward_seconds_.begin(), backward_seconds_.end(), 0.0);
-  }
   void reset_timers();
+  // What the GEMMs take (gemm.h): fp32 (the default) or bf16 inputs with fp32 sums; weights,
+  // momentum, activations and the update stay fp32.
+  Precision precision() const { return scratch_.precision; }
+  void set_precision(Precision p) { scratch_.precision = p; }
   int threads() const { return threads_; }
   void set_threads(int threads) { threads_ = threads > 0 ? threads : default_compute_threads(); }
 

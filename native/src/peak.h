@@ -9,7 +9,7 @@ struct PeakFlops {
   double sgemm_gflops;  // one large SGEMM (1536^3) on all threads: what a GEMM reaches here
 };
 
-// About a quarter of a second; best of three rounds each. threads <= 0: all cores.
+// About a third of a second; best of three rounds each after a warm-up. threads <= 0: all cores.
 PeakFlops measure_peak_flops(int threads);
 
 }  // namespace alexnet

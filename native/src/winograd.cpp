@@ -17,12 +17,12 @@
 // a parallel region), as conv.cpp's per-image way, which it is used instead of.
 #include "winograd.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "gemm.h"
 #include "grad_slots.h"
 
 namespace alexnet {
@@ -208,7 +208,7 @@ void winograd_apply(float* out, const float* inp, const float* U, const float* b
         transform_input(V, T, inp, n0, nb, C, g * Cg, Cg, H, W, P, tl);
         const float* Ug = U + (int64_t)g * kXi * Og * Cg;
         for (int xi = 0; xi < kXi; xi++)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Og, (int)t, Cg, 1.0f,
+          gemm(scratch.precision, false, false, Og, (int)t, Cg, 1.0f,
                       Ug + (int64_t)xi * Og * Cg, Cg, V + xi * Cg * T, (int)T, 0.0f,
                       M + xi * Og * T, (int)T);
         transform_output(out, M, T, n0, nb, O, g * Og, Og, bias, tl);
@@ -278,7 +278,7 @@ void winograd_conv_backward(float* dinp, float* dweight, float* dbias, const flo
           transform_input(V, T, inp, n0, nb, C, g * Cg, Cg, H, W, P, tl);
           transform_output_grad(dM, T, dout, n0, nb, O, g * Og, Og, tl);
           for (int xi = 0; xi < kXi; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Og, Cg, (int)t, 1.0f,
+            gemm(scratch.precision, false, true, Og, Cg, (int)t, 1.0f,
                         dM + xi * Og * T, (int)T, V + xi * Cg * T, (int)T, 0.0f,
                         dU + xi * Og * Cg, Cg);
           filter_grad(dw + (int64_t)g * Og * Cg * 9, dU, Og, Cg, n0 != s0);

@@ -3,7 +3,8 @@
 // backward time, GFLOP/s and the share of this machine's roof (a register-FMA and SGEMM
 // probe at the start); batch-1 latency. --compare-torch runs PyTorch
 // (scripts/torch_bench.py) and --compare-onnxruntime runs onnxruntime-node on our ONNX
-// export of the same architecture, both in the same run.
+// export of the same architecture (fp32), both in the same run. --precision bf16 runs ours
+// with bf16 GEMM inputs and PyTorch under bf16 autocast.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -20,6 +21,7 @@ export interface BenchNetworkOptions {
   batch: number;
   iters: number;
   threads: number;
+  precision: 'fp32' | 'bf16';  // ours, and PyTorch's autocast with --compare-torch
   compareTorch?: boolean;
   compareOnnxruntime?: boolean;
   log: (line: string) => void;
@@ -38,7 +40,7 @@ export interface LayerFigures {
 }
 
 export interface BenchNetworkResult {
-  backend: 'cpu'; model: string; batch: number; threads: number;
+  backend: 'cpu'; device: string; precision: 'fp32' | 'bf16'; model: string; batch: number; threads: number;
   train_img_s: number; infer_img_s: number; batch1_ms: number;
   peak: { fma_gflops: number; sgemm_gflops: number };
   step_gflop_per_image: number; train_gflops: number;
@@ -76,7 +78,8 @@ export async function benchNetwork(o: BenchNetworkOptions): Promise<BenchNetwork
   const peak: PeakFlops = await measurePeakFlops(threads);
   log(`roof on ${threads} threads: register FMAs ${peak.fmaGflops.toFixed(1)} GFLOP/s, a 1536^3 SGEMM ${peak.sgemmGflops.toFixed(1)} GFLOP/s (the table's shares are of the FMA roof; ` +
     'GFLOP/s count a direct convolution\'s multiply-adds, so a layer that does fewer, by Winograd, can pass 100%)');
-  const net = new Network(o.config, { seed: 1, threads });
+  const net = new Network(o.config, { seed: 1, threads, device: 'cpu', precision: o.precision });
+  log(`network: ${net.device}`);
   const images = new Float32Array(batch * net.inputSize);
   for (let i = 0; i < images.length; i++) images[i] = Math.sin(i * 12.9898) * 0.5;
   const labels = Int32Array.from({ length: batch }, (_, i) => i % net.config.classes);
@@ -126,7 +129,7 @@ export async function benchNetwork(o: BenchNetworkOptions): Promise<BenchNetwork
   });
   const stepFlops = flops.reduce((a, f, i) => a + f + backwardFlops(f, i), 0);
   const result: BenchNetworkResult = {
-    backend: 'cpu', model: o.model, batch, threads, train_img_s: round(median(train)), infer_img_s: round(median(infer)), batch1_ms: round(percentile(latencies, 0.5), 3),
+    backend: 'cpu', device: net.device, precision: o.precision, model: o.model, batch, threads, train_img_s: round(median(train)), infer_img_s: round(median(infer)), batch1_ms: round(percentile(latencies, 0.5), 3),
     peak: { fma_gflops: round(peak.fmaGflops, 1), sgemm_gflops: round(peak.sgemmGflops, 1) },
     step_gflop_per_image: round(stepFlops / 1e9, 4), train_gflops: round((stepFlops * median(train)) / 1e9, 1), layers,
   };
@@ -146,11 +149,11 @@ export async function benchNetwork(o: BenchNetworkOptions): Promise<BenchNetwork
   if (o.compareTorch) {
     const cfgFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-bench-')), 'config.json');
     fs.writeFileSync(cfgFile, JSON.stringify(net.config));
-    const r = runPython('torch_bench.py', ['--config', cfgFile, '--batch', String(batch), '--threads', String(threads), '--iters', String(iters)]);
+    const r = runPython('torch_bench.py', ['--config', cfgFile, '--batch', String(batch), '--threads', String(threads), '--iters', String(iters), ...(o.precision === 'bf16' ? ['--bf16'] : [])]);
     if (r.status !== 0) throw new Error(`PyTorch benchmark failed:\n${r.stderr}`);
     const peer = lastJsonLine<PeerResult & { train_img_s: number }>(r.stdout);
     result.pytorch = { backend: peer.backend, train_img_s: round(peer.train_img_s), infer_img_s: round(peer.infer_img_s) };
-    log(`pytorch:     train ${result.pytorch.train_img_s} img/s, infer ${result.pytorch.infer_img_s} img/s`);
+    log(`${peer.backend}: train ${result.pytorch.train_img_s} img/s, infer ${result.pytorch.infer_img_s} img/s`);
     log(`  ratio:     train x${(result.train_img_s / peer.train_img_s).toFixed(2)}, infer x${(result.infer_img_s / peer.infer_img_s).toFixed(2)}`);
   }
   if (o.compareOnnxruntime) {
@@ -161,7 +164,7 @@ export async function benchNetwork(o: BenchNetworkOptions): Promise<BenchNetwork
     const seconds = Math.max(2, iters);
     const big = await timeSession(session, [feed(batch)], seconds);
     const single = await timeSession(session, [feed(1)], seconds);
-    result.onnxruntime = { backend: `onnxruntime-node ${ort.env.versions.node ?? ''} (cpu, our ONNX export)`, infer_img_s: round(big.img_s), batch1_ms: round(single.p50_ms, 3) };
+    result.onnxruntime = { backend: `onnxruntime-node ${ort.env.versions.node ?? ''} (cpu, fp32, our ONNX export)`, infer_img_s: round(big.img_s), batch1_ms: round(single.p50_ms, 3) };
     log(`onnxruntime: infer ${result.onnxruntime.infer_img_s} img/s, batch-1 latency ${result.onnxruntime.batch1_ms} ms`);
     log(`  ratio:     infer x${(result.infer_img_s / big.img_s).toFixed(2)}, batch-1 latency x${(result.batch1_ms / single.p50_ms).toFixed(2)} (below 1: ours answers sooner)`);
   }

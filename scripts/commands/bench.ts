@@ -2,9 +2,10 @@
 // a mode flag, of preprocessing, checkpoints, the pipeline or the server (scripts/bench/).
 import { buildInfo } from '../../native/index';
 import { benchNetwork } from '../bench/network';
+import { oneOf } from '../../common/validate';
 import { intOption, parse, resolveModel } from './args';
 
-const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N] [--iters 3] [--compare-torch] [--compare-onnxruntime] [--json]
+const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N] [--iters 3] [--precision fp32|bf16] [--compare-torch] [--compare-onnxruntime] [--json]
        alexnet bench --preprocess [--images 200] [--size 256] [--rounds 5] [--json]
        alexnet bench --checkpoint [--model alexnet] [--rounds 3] [--stages] [--json]
        alexnet bench --pipeline [--images 12800] [--model alexnet-32] [--batch 128] [--json]
@@ -27,17 +28,19 @@ Without a mode: training-step and inference images/s (median of --iters after a 
 batch-1 latency, and per layer the forward and backward time, GFLOP/s and share of this
 machine's roof (measured first: register FMAs and a large SGEMM on the same threads).
 --compare-torch runs PyTorch on the same architecture, --compare-onnxruntime runs
-onnxruntime-node on our ONNX export of it (batch and batch 1), both in the same run.
+onnxruntime-node on our ONNX export of it (batch and batch 1, fp32), both in the same run.
+--precision bf16: our GEMMs take bf16 inputs (AVX512_BF16 where the CPU has it; the network
+line says), and PyTorch runs under bf16 autocast.
 
 With --json the last line is one JSON object:
-  {"backend","model","batch","threads","train_img_s","infer_img_s","batch1_ms","peak",
+  {"backend","device","precision","model","batch","threads","train_img_s","infer_img_s","batch1_ms","peak",
    "step_gflop_per_image","train_gflops","layers":[...][, "pytorch"][, "onnxruntime"]}`;
 
 
 export async function bench(argv: string[]): Promise<void> {
   const o = parse(argv, {
     model: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' }, iters: { type: 'string' },
-    'compare-torch': { type: 'boolean' }, 'compare-onnxruntime': { type: 'boolean' }, json: { type: 'boolean' },
+    'compare-torch': { type: 'boolean' }, 'compare-onnxruntime': { type: 'boolean' }, json: { type: 'boolean' }, precision: { type: 'string' },
     preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' }, rounds: { type: 'string' }, checkpoint: { type: 'boolean' },
     pipeline: { type: 'boolean' }, stages: { type: 'boolean' }, serve: { type: 'boolean' },
   }, HELP);
@@ -60,7 +63,7 @@ export async function bench(argv: string[]): Promise<void> {
   const log = (line: string) => (o.json ? process.stderr : process.stdout).write(line + '\n');
   const result = await benchNetwork({
     model, config: resolveModel(model), batch: intOption(o.batch, 'batch', 128), iters: intOption(o.iters, 'iters', 3),
-    threads: intOption(o.threads, 'threads', buildInfo().defaultThreads), compareTorch: !!o['compare-torch'], compareOnnxruntime: !!o['compare-onnxruntime'], log,
+    threads: intOption(o.threads, 'threads', buildInfo().defaultThreads), precision: oneOf('--precision', o.precision ?? 'fp32', ['fp32', 'bf16'] as const), compareTorch: !!o['compare-torch'], compareOnnxruntime: !!o['compare-onnxruntime'], log,
   });
   if (o.json) console.log(JSON.stringify(result));
 }

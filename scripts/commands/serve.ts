@@ -3,19 +3,20 @@
 // limits on bodies and on the queue, and hot reload (scripts/serve/). Reloads on SIGHUP;
 // SIGTERM or SIGINT stops accepting, answers the requests in flight and exits 0.
 import { sizeDecodeThreadpool } from '../../activities/decode-image';
-import { DEVICES, type Device } from '../../native/index';
+import { DEVICES, PRECISIONS, type Device, type Precision } from '../../native/index';
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE, startServer } from '../serve/server';
 import { intOption, parse, UsageError } from './args';
 
 const HELP = `usage: alexnet serve --store URI (--run RUN_ID | --checkpoint KEY) [--name alexnet]
-                     [--host 127.0.0.1] [--port 8080] [--device cpu|cuda] [--threads N]
+                     [--host 127.0.0.1] [--port 8080] [--device cpu|cuda] [--threads N] [--precision fp32|bf16|tf32]
                      [--max-batch 32] [--max-delay-ms 5] [--max-queue ${DEFAULT_MAX_QUEUE}] [--max-body 20m]
                      [--reload-seconds 30] [--top 5] [--crops 1|10] [--dataset-name NAME]
 
 Serves a trained run's model over HTTP. The model is the run's promoted checkpoint
 (runs/RUN_ID/serving.json), else its newest (latest.json), or --checkpoint KEY; its classes
 and preprocessing are evaluation's, as in alexnet classify. Stateless: run any number
-behind a load balancer.
+behind a load balancer. --precision bf16 feeds the GEMMs bf16 (on the CPU through
+AVX512_BF16 where it has it; /v2/models/NAME's device says which), fp32 by default.
 
 Routes (NAME = --name):
   POST /v1/classify                the image file as the body (JPEG, PNG, WebP...; ?top=5&crops=1|10)
@@ -53,7 +54,7 @@ export function sizeOption(value: string | undefined, flag: string, fallback: nu
 export async function serve(argv: string[]): Promise<void> {
   const o = parse(argv, {
     store: { type: 'string' }, run: { type: 'string' }, checkpoint: { type: 'string' }, 'dataset-name': { type: 'string' },
-    name: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
+    name: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
     'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body': { type: 'string' }, 'reload-seconds': { type: 'string' },
     top: { type: 'string' }, crops: { type: 'string' },
   }, HELP);
@@ -63,6 +64,9 @@ export async function serve(argv: string[]): Promise<void> {
   if (crops !== 1 && crops !== 10) throw new UsageError(`--crops must be 1 or 10, got ${crops}`);
   const device = (o.device ?? 'cpu') as Device;
   if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got '${o.device}'`);
+  const precision = o.precision as Precision | undefined;
+  if (precision !== undefined && !PRECISIONS.includes(precision)) throw new UsageError(`--precision must be one of ${PRECISIONS.join(', ')}, got '${o.precision}'`);
+  if (precision === 'tf32' && device !== 'cuda') throw new UsageError("--precision tf32 needs --device cuda (the CPU takes fp32 or bf16)");
   const name = o.name ?? 'alexnet';
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name must be letters, digits, '.', '_' or '-', got '${name}'`);
   const port = intOption(o.port, 'port', 8080, 0);
@@ -70,7 +74,7 @@ export async function serve(argv: string[]): Promise<void> {
 
   sizeDecodeThreadpool();  // before anything uses libuv's pool
   const server = await startServer({
-    store: o.store, run: o.run, checkpoint: o.checkpoint, datasetName: o['dataset-name'], device,
+    store: o.store, run: o.run, checkpoint: o.checkpoint, datasetName: o['dataset-name'], device, precision,
     threads: o.threads === undefined ? undefined : intOption(o.threads, 'threads', 1),
     name, host: o.host ?? '127.0.0.1', port,
     maxBatch: intOption(o['max-batch'], 'max-batch', 32),

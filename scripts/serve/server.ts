@@ -110,7 +110,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   if (!(reloadSeconds >= 0)) throw new RangeError(`reloadSeconds must be >= 0, got ${reloadSeconds}`);
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`maxBodyBytes must be an integer >= 1, got ${maxBodyBytes}`);
   if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError(`maxQueue must be an integer >= 1, got ${maxQueue}`);
-  const source: ModelSource = { store: options.store, run: options.run, checkpoint: options.checkpoint, datasetName: options.datasetName, device: options.device, threads: options.threads };
+  const source: ModelSource = { store: options.store, run: options.run, checkpoint: options.checkpoint, datasetName: options.datasetName, device: options.device, threads: options.threads, precision: options.precision };
   // The queue gauge reads the batcher (below) at each scrape.
   const metrics = serveMetrics({ defaultMetrics: options.defaultMetrics, queued: () => queue.queued });
   metrics.ready.set(0);

@@ -1,0 +1,199 @@
+// bf16 GEMM with fp32 accumulation on AVX512_BF16 (VDPBF16PS: each fp32 lane adds the
+// products of two bf16 pairs, so a 512-bit instruction does 32 multiply-adds where an fp32
+// FMA does 16). Row-major, cblas_sgemm's arguments; A and B are rounded to bf16 (nearest
+// even) as they are packed, C and the sums stay fp32.
+//
+// Packing, per block of kKc values of K (kKc/2 pairs):
+//   B: panels of kNr = 32 columns; per pair p, 32 x uint32 (B[2p][j] low half, B[2p+1][j]
+//      high half): two zmm registers. Columns past N and the odd K's partner are zeros.
+//   A: panels of kMr = 12 rows; per pair p, 12 x uint32 (A[i][2p], A[i][2p+1]), each
+//      broadcast to a zmm register in the kernel.
+// The kernel keeps a 12 x 32 tile of C in 24 zmm accumulators. Blocks of K are visited in
+// order, so the sums do not depend on the thread count (threads take row panels).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined values.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+namespace alexnet {
+namespace {
+
+constexpr int kMr = 12, kNr = 32, kKc = 512;
+
+// 16 pairs (lo[j], hi[j]) of bf16, as 16 x uint32 (lo in the low half).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+inline __m512i pairs16(__m512 lo, __m512 hi) {
+  const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
+  const __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
+  return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
+// 16 consecutive pairs from 32 consecutive floats x[0..31] (x[2q] low, x[2q+1] high); n < 32
+// floats are read, the rest taken as zeros.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+inline __m512i pairs_of_run(const float* x, int n) {
+  const __mmask16 m_lo = (__mmask16)(n >= 16 ? 0xffff : (1u << std::max(n, 0)) - 1);
+  const __mmask16 m_hi = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const __m512 lo = _mm512_maskz_loadu_ps(m_lo, x), hi = _mm512_maskz_loadu_ps(m_hi, x + 16);
+  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+// B's block of rows [k0, k0+kc), all N columns, into panels. An untransposed B is converted
+// 16 columns of a row pair at a time; a transposed one (column j contiguous along K) 16
+// pairs of a column at a time; only the columns past N are zeros.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void pack_b(uint32_t* out, const float* B, int ldb, bool trans_b, int N, int k0, int kc) {
+  const int pairs = (kc + 1) / 2, panels = (N + kNr - 1) / kNr;
+  for (int p = 0; p < panels; p++) {
+    uint32_t* panel = out + (int64_t)p * pairs * kNr;
+    const int cols = std::min(kNr, N - p * kNr);
+    if (!trans_b) {
+      const __mmask16 m[2] = {(__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1),
+                              (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0)};
+      for (int q = 0; q < pairs; q++) {
+        const float* lo = B + (int64_t)(k0 + 2 * q) * ldb + p * kNr;
+        const bool has_hi = 2 * q + 1 < kc;
+        for (int h = 0; h < 2; h++) {
+          const __m512 vl = _mm512_maskz_loadu_ps(m[h], lo + 16 * h);
+          const __m512 vh = has_hi ? _mm512_maskz_loadu_ps(m[h], lo + ldb + 16 * h) : _mm512_setzero_ps();
+          _mm512_storeu_si512(panel + q * kNr + 16 * h, pairs16(vl, vh));
+        }
+      }
+    } else {
+      alignas(64) uint32_t run[16];
+      for (int j = 0; j < kNr; j++) {
+        if (j >= cols) {
+          for (int q = 0; q < pairs; q++) panel[q * kNr + j] = 0;
+          continue;
+        }
+        const float* col = B + (int64_t)(p * kNr + j) * ldb + k0;
+        for (int q0 = 0; q0 < pairs; q0 += 16) {
+          _mm512_store_si512(run, pairs_of_run(col + 2 * q0, kc - 2 * q0));
+          for (int q = q0; q < std::min(pairs, q0 + 16); q++) panel[q * kNr + j] = run[q - q0];
+        }
+      }
+    }
+  }
+}
+
+// A's rows [i0, i0+kMr) (zeros past M), columns [k0, k0+kc): 12 pairs per K pair. A
+// transposed A (row k contiguous along M) gives a pair row in one go; an untransposed one
+// 16 pairs of a row at a time.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void pack_a(uint32_t* out, const float* A, int lda, bool trans_a, int M, int i0, int k0, int kc) {
+  const int pairs = (kc + 1) / 2, rows = std::min(kMr, M - i0);
+  if (trans_a) {
+    const __mmask16 m = (__mmask16)((1u << rows) - 1);
+    alignas(64) uint32_t row[16];
+    for (int q = 0; q < pairs; q++) {
+      const float* lo = A + (int64_t)(k0 + 2 * q) * lda + i0;
+      const __m512 vl = _mm512_maskz_loadu_ps(m, lo);
+      const __m512 vh = 2 * q + 1 < kc ? _mm512_maskz_loadu_ps(m, lo + lda) : _mm512_setzero_ps();
+      _mm512_store_si512(row, pairs16(vl, vh));
+      std::memcpy(out + q * kMr, row, sizeof(uint32_t) * kMr);
+    }
+    return;
+  }
+  alignas(64) uint32_t run[16];
+  for (int r = 0; r < kMr; r++) {
+    if (r >= rows) {
+      for (int q = 0; q < pairs; q++) out[q * kMr + r] = 0;
+      continue;
+    }
+    const float* row = A + (int64_t)(i0 + r) * lda + k0;
+    for (int q0 = 0; q0 < pairs; q0 += 16) {
+      _mm512_store_si512(run, pairs_of_run(row + 2 * q0, kc - 2 * q0));
+      for (int q = q0; q < std::min(pairs, q0 + 16); q++) out[q * kMr + r] = run[q - q0];
+    }
+  }
+}
+
+// C[0:mr, 0:nr] (ldc) = alpha * (Ap @ Bp) + (first ? beta * C : C); mr <= kMr, nr <= kNr.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void kernel(int pairs, const uint32_t* Ap, const uint32_t* Bp, float* C, int ldc, int mr, int nr,
+            float alpha, float beta, bool first) {
+  __m512 acc[kMr][2];
+  for (int r = 0; r < kMr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int q = 0; q < pairs; q++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + q * kNr);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + q * kNr + 16);
+    const uint32_t* a = Ap + q * kMr;
+#pragma GCC unroll 12
+    for (int r = 0; r < kMr; r++) {
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+    }
+  }
+  const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+  const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < mr; r++) {
+    float* c = C + (int64_t)r * ldc;
+    const __mmask16 masks[2] = {m0, m1};
+    for (int h = 0; h < 2; h++) {
+      if (!masks[h]) continue;
+      __m512 v = _mm512_mul_ps(va, acc[r][h]);
+      if (!first) {
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(masks[h], c + 16 * h), v);
+      } else if (beta != 0.0f) {  // beta 0: C is not read (it may hold anything), as in BLAS
+        v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(masks[h], c + 16 * h), v);
+      }
+      _mm512_mask_storeu_ps(c + 16 * h, masks[h], v);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+               int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // C = beta * C
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(int64_t)i * ldc + j];
+    return;
+  }
+  const int panels = (N + kNr - 1) / kNr, row_panels = (M + kMr - 1) / kMr;
+  static thread_local std::vector<uint32_t> packed_b, packed_a;
+  for (int k0 = 0; k0 < K; k0 += kKc) {
+    const int kc = std::min(kKc, K - k0), pairs = (kc + 1) / 2;
+    packed_b.resize((size_t)panels * pairs * kNr);
+    pack_b(packed_b.data(), B, ldb, trans_b, N, k0, kc);
+    const uint32_t* Bp = packed_b.data();
+    const bool first = k0 == 0;
+    // Outside a parallel region, threads take row panels (each packs its own A panel).
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && row_panels > 1)
+    for (int rp = 0; rp < row_panels; rp++) {
+      std::vector<uint32_t>& Ap = packed_a;  // thread_local: this thread's
+      Ap.resize((size_t)pairs * kMr);
+      const int i0 = rp * kMr, mr = std::min(kMr, M - i0);
+      pack_a(Ap.data(), A, lda, trans_a, M, i0, k0, kc);
+      for (int p = 0; p < panels; p++)
+        kernel(pairs, Ap.data(), Bp + (int64_t)p * pairs * kNr, C + (int64_t)i0 * ldc + p * kNr, ldc, mr,
+               std::min(kNr, N - p * kNr), alpha, beta, first);
+    }
+  }
+}
+
+}  // namespace alexnet
+
+#else  // not x86-64: bf16_gemm_available() is false and gemm() never calls this
+
+namespace alexnet {
+void gemm_bf16(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int) {
+  throw std::logic_error("gemm_bf16: no AVX512_BF16 on this architecture");
+}
+}  // namespace alexnet
+
+#endif
