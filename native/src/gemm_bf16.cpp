@@ -48,6 +48,31 @@ inline __m512i pairs_of_run(const float* x, int n) {
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
+// out[c] = column c of the 16x16 matrix of 32-bit values whose rows are in[0..15].
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+inline void transpose16(const __m512i in[16], __m512i out[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // u[4b + k] holds, in its four 128-bit lanes, columns k, k+4, k+8, k+12 of rows 4b..4b+3.
+  for (int k = 0; k < 4; k++) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88), v3 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+    out[k] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    out[k + 8] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+    out[k + 4] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    out[k + 12] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+  }
+}
+
 // B's block of rows [k0, k0+kc), all N columns, into panels. An untransposed B is converted
 // 16 columns of a row pair at a time; a transposed one (column j contiguous along K) 16
 // pairs of a column at a time; only the columns past N are zeros.
@@ -70,18 +95,16 @@ void pack_b(uint32_t* out, const float* B, int ldb, bool trans_b, int N, int k0,
         }
       }
     } else {
-      alignas(64) uint32_t run[16];
-      for (int j = 0; j < kNr; j++) {
-        if (j >= cols) {
-          for (int q = 0; q < pairs; q++) panel[q * kNr + j] = 0;
-          continue;
-        }
-        const float* col = B + (int64_t)(p * kNr + j) * ldb + k0;
+      // Column j's pairs are a run along K: 16 columns x 16 pairs at a time, transposed.
+      __m512i rows[16], cols16[16];
+      for (int j0 = 0; j0 < kNr; j0 += 16)
         for (int q0 = 0; q0 < pairs; q0 += 16) {
-          _mm512_store_si512(run, pairs_of_run(col + 2 * q0, kc - 2 * q0));
-          for (int q = q0; q < std::min(pairs, q0 + 16); q++) panel[q * kNr + j] = run[q - q0];
+          for (int j = 0; j < 16; j++)
+            rows[j] = j0 + j < cols ? pairs_of_run(B + (int64_t)(p * kNr + j0 + j) * ldb + k0 + 2 * q0, kc - 2 * q0)
+                                    : _mm512_setzero_si512();
+          transpose16(rows, cols16);
+          for (int q = 0; q < std::min(16, pairs - q0); q++) _mm512_storeu_si512(panel + (q0 + q) * kNr + j0, cols16[q]);
         }
-      }
     }
   }
 }
@@ -104,17 +127,14 @@ void pack_a(uint32_t* out, const float* A, int lda, bool trans_a, int M, int i0,
     }
     return;
   }
-  alignas(64) uint32_t run[16];
-  for (int r = 0; r < kMr; r++) {
-    if (r >= rows) {
-      for (int q = 0; q < pairs; q++) out[q * kMr + r] = 0;
-      continue;
-    }
-    const float* row = A + (int64_t)(i0 + r) * lda + k0;
-    for (int q0 = 0; q0 < pairs; q0 += 16) {
-      _mm512_store_si512(run, pairs_of_run(row + 2 * q0, kc - 2 * q0));
-      for (int q = q0; q < std::min(pairs, q0 + 16); q++) out[q * kMr + r] = run[q - q0];
-    }
+  // Row r's pairs are a run along K: 12 rows (and 4 of zeros) x 16 pairs at a time, transposed.
+  __m512i rows_in[16], cols16[16];
+  for (int r = kMr; r < 16; r++) rows_in[r] = _mm512_setzero_si512();
+  for (int q0 = 0; q0 < pairs; q0 += 16) {
+    for (int r = 0; r < kMr; r++)
+      rows_in[r] = r < rows ? pairs_of_run(A + (int64_t)(i0 + r) * lda + k0 + 2 * q0, kc - 2 * q0) : _mm512_setzero_si512();
+    transpose16(rows_in, cols16);
+    for (int q = 0; q < std::min(16, pairs - q0); q++) _mm512_mask_storeu_epi32(out + (q0 + q) * kMr, (__mmask16)0x0fff, cols16[q]);
   }
 }
 
