@@ -35,7 +35,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
   export: { run: async (argv) => (await import('./commands/export')).exportCommand(argv), summary: 'write a trained model\'s inference forward as an ONNX file (--onnx OUT.onnx)' },
   init: { run: init, summary: 'write a freshly initialized network state (safetensors)' },
   step: { run: step, summary: 'one SGD step from safetensors weights and input; writes logits, loss, gradients, new weights' },
-  bench: { run: bench, summary: 'training and inference images/s of the paper AlexNet (optionally beside PyTorch)' },
+  bench: { run: bench, summary: 'training and inference speed per layer against this machine\'s roof, beside PyTorch and onnxruntime' },
   import: { run: importCommand, summary: 'import fashion-mnist as JPEG class folders, or check and list imagenet (or any class folders) in place' },
   models: { run: models, summary: 'list the built-in models, or print one config as JSON' },
   up: { run: up, summary: 'start the local Temporal dev server and MinIO in the background' },
@@ -43,7 +43,8 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; summary
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(13)} ${c.summary}`);
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length)) + 1;
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)} ${c.summary}`);
   return `usage: alexnet <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nalexnet <command> --help shows a command's options.`;
 }
 
