@@ -151,6 +151,10 @@ export async function decodeToRgb(data: Buffer, size: number, maxPixels = DEFAUL
     return { pixels, note: notes.length ? notes.join('; ') : undefined };
   } catch (e) {
     if (e instanceof ImageSkip) throw e;
-    throw new ImageSkip(`corrupt or truncated ${meta.format === 'jpeg' ? 'JPEG' : meta.format}: ${(e as Error).message.split('\n')[0]}`);
+    // Not libvips's own words: sharp reads them from libvips's process-wide error buffer,
+    // which concurrent decodes share, so the same file got another image's message in CI
+    // ("buffer is not in a known format" for a truncated JPEG). The reason must not depend on
+    // what else is decoding.
+    throw new ImageSkip(`corrupt or truncated ${meta.format === 'jpeg' ? 'JPEG' : meta.format} (the decoder stopped before the end of the image)`);
   }
 }
