@@ -79,6 +79,9 @@ inline void transpose16(const __m512i in[16], __m512i out[16]) {
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 void pack_b(uint32_t* out, const float* B, int ldb, bool trans_b, int N, int k0, int kc) {
   const int pairs = (kc + 1) / 2, panels = (N + kNr - 1) / kNr;
+  // Outside a parallel region every thread packs panels (a linear layer's B is all of its
+  // weights: one thread packing them alone left the others waiting).
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && panels > 1)
   for (int p = 0; p < panels; p++) {
     uint32_t* panel = out + (int64_t)p * pairs * kNr;
     const int cols = std::min(kNr, N - p * kNr);
