@@ -7,7 +7,7 @@ import { Network } from '../native/index';
 import { SafetensorsError } from '../native/safetensors';
 import { encodeStateParts, readStateNetwork, StateError } from '../native/state';
 import type { GemmPrecision } from '../common/contract';
-import { getJson, type ObjectStore } from './store';
+import { getJson, ObjectNotFoundError, type ObjectStore } from './store';
 import { parseCheckpointKey, runKeys } from '../common/store-layout';
 
 export interface Cursor {
@@ -78,7 +78,7 @@ const newestFirst = (a: string, b: string) => {
 
 // A network from the newest valid checkpoint at or before latest.json (config, weights,
 // momentum, RNG). A corrupt one (bad checksum, truncated, wrong shapes) is passed over
-// with a warning. undefined when the run has no checkpoint yet. Each candidate streams
+// with a warning, as is a missing one. undefined when the run has no checkpoint yet. Each candidate streams
 // from the store into the network's memory (readStateNetwork), its sha256 over the
 // tensor bytes checked on the way: that end-to-end check is why the read skips the
 // store's own transfer checksum (S3's CRC32), which it would only repeat.
@@ -100,7 +100,9 @@ export async function loadNewestCheckpoint(store: ObjectStore, runId: string, op
       const c = cursorOfKey(key)!;
       return { net, pointer: { key, ...c, lr: Number(metadata.lr ?? latest.lr) }, warnings };
     } catch (e) {
-      if (!(e instanceof StateError) && !(e instanceof SafetensorsError)) throw e;
+      // Missing: latest.json named a checkpoint that a raced retention pass deleted, or that
+      // was never whole on a store without atomic puts; the previous valid one serves.
+      if (!(e instanceof StateError) && !(e instanceof SafetensorsError) && !(e instanceof ObjectNotFoundError)) throw e;
       warnings.push(`checkpoint ${key} passed over: ${(e as Error).message}`);
     }
   }

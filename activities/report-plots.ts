@@ -8,7 +8,18 @@ import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 
 import type { EvaluationReport } from '../common/contract';
-import type { HistoryEntry } from './report-render';
+
+// One epoch of the run's training history, as report.json carries it. null where the epoch
+// had no validation (or a value was not finite: JSON has no NaN).
+export interface HistoryEntry {
+  epoch: number;            // 0-based, as in metrics.jsonl
+  lr: number;
+  trainLoss: number | null; // train.meanLoss
+  valLoss: number | null;
+  valTop1Error: number | null;
+  valTop5Error: number | null;
+  imagesPerSecond: number | null;
+}
 
 export interface Plot {
   id: string;       // unique within a report: prefixes the SVG's own ids

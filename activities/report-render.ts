@@ -6,21 +6,9 @@
 // as the CLI does. Every string from the report (class names come from user data) is escaped
 // for the format it goes into.
 import type { EpochMetrics, EvaluationReport } from '../common/contract';
-import { renderPlots, type Plot } from './report-plots';
+import { renderPlots, type HistoryEntry, type Plot } from './report-plots';
 
 export interface RenderedReport { json: string; markdown: string; html: string }
-
-// One epoch of the run's training history, as report.json carries it. null where the epoch
-// had no validation (or a value was not finite: JSON has no NaN).
-export interface HistoryEntry {
-  epoch: number;            // 0-based, as in metrics.jsonl
-  lr: number;
-  trainLoss: number | null; // train.meanLoss
-  valLoss: number | null;
-  valTop1Error: number | null;
-  valTop5Error: number | null;
-  imagesPerSecond: number | null;
-}
 
 const CONFUSION_TABLE_LIMIT = 20;
 

@@ -12,13 +12,13 @@
 //   - every checkpoint a report names (runs/<run>/reports/**/report.json) or an evaluation
 //     in progress holds (runs/<run>/holds/<workflowId>.json, written when it resolves its
 //     checkpoint, removed with its report).
-// Kept by the policy (RetentionPolicy): the newest `keepLast` checkpoints, and the last
-// checkpoint of every `keepEpochEvery`-th completed epoch.
+// Kept by the policy (RetentionPolicy): the newest `keepLast` mid-epoch checkpoints before
+// latest.json's, and the last checkpoint of every `keepEpochEvery`-th completed epoch.
 // Deleting is idempotent and runs only on what latest.json has moved past, so two attempts
 // (a zombie and its successor) pruning at once delete the same things and nothing needed.
 import type { RetentionPolicy } from '../common/contract';
 import { DEFAULT_RETENTION } from '../common/contract';
-import { cursorOfKey } from './checkpoint';
+import { cursorOfKey, readLatest } from './checkpoint';
 import { getJson, type ObjectStore } from './store';
 import { runKeys } from '../common/store-layout';
 
@@ -35,15 +35,18 @@ export function checkpointsToKeep(all: Listed[], latestKey: string, policy: Requ
   const sorted = [...all].sort(order);
   if (sorted.length && sorted[0].epoch === 0 && sorted[0].batch === 0) keep.add(sorted[0].key);  // the initial state
   for (const c of sorted) if (order(c, latest) >= 0) keep.add(c.key);  // at or after latest: untouched
-  // The newest keepLast (latest among them).
-  const before = sorted.filter((c) => order(c, latest) < 0);
-  for (const c of before.slice(Math.max(0, before.length - (policy.keepLast - 1)))) keep.add(c.key);
-  // The last checkpoint of every keepEpochEvery-th completed epoch (epochs before latest's).
+  // The last checkpoint of each epoch before latest's: the epoch ends. Every
+  // keepEpochEvery-th is kept (0: none).
+  const lastOfEpoch = new Map<number, Listed>();
+  for (const c of sorted) if (c.epoch < latest.epoch) lastOfEpoch.set(c.epoch, c);
+  const epochEnds = new Set([...lastOfEpoch.values()].map((c) => c.key));
   if (policy.keepEpochEvery > 0) {
-    const lastOfEpoch = new Map<number, Listed>();
-    for (const c of sorted) if (c.epoch < latest.epoch) lastOfEpoch.set(c.epoch, c);
     for (const [epoch, c] of lastOfEpoch) if ((epoch + 1) % policy.keepEpochEvery === 0) keep.add(c.key);
   }
+  // The newest keepLast mid-epoch checkpoints before latest's: the fallbacks a resume takes
+  // should latest.json's checkpoint turn out corrupt.
+  const midEpoch = sorted.filter((c) => order(c, latest) < 0 && !epochEnds.has(c.key) && !(c.epoch === 0 && c.batch === 0));
+  for (const c of midEpoch.slice(Math.max(0, midEpoch.length - policy.keepLast))) keep.add(c.key);
   return keep;
 }
 
@@ -88,8 +91,9 @@ async function pinnedCheckpoints(store: ObjectStore, runId: string): Promise<Set
 // Deletes what the policy does not keep; returns the deleted keys (for the metrics) and
 // first records them in runs/<run>/deletions/<after>.json, so what an attempt deleted is
 // on record even when that attempt is later killed. `after`: the checkpoint this attempt
-// just wrote and pointed latest.json at (saveCheckpoint), taken as latest: if a newer
-// attempt has moved latest.json on since, everything from `after` on is kept all the same.
+// just wrote and pointed latest.json at (saveCheckpoint). latest.json is read again here:
+// a zombie attempt whose write raced this attempt's may have moved it back since, and
+// whichever of the two is older is the one taken as latest, so neither is deleted.
 export async function pruneCheckpoints(store: ObjectStore, runId: string, policy: RetentionPolicy | undefined, after: string): Promise<string[]> {
   const p: Required<RetentionPolicy> = { ...DEFAULT_RETENTION, ...policy };
   if (p.keepAll) return [];
@@ -98,7 +102,11 @@ export async function pruneCheckpoints(store: ObjectStore, runId: string, policy
     const c = cursorOfListed(o.key);
     if (c) all.push(c);
   }
-  const keep = checkpointsToKeep(all, after, p, await pinnedCheckpoints(store, runId));
+  const pointed = (await readLatest(store, runId))?.key;
+  const [a, b] = [cursorOfListed(after), pointed === undefined ? undefined : cursorOfListed(pointed)];
+  const cut = a && b && order(b, a) < 0 ? pointed! : after;
+  const keep = checkpointsToKeep(all, cut, p, await pinnedCheckpoints(store, runId));
+  if (pointed) keep.add(pointed);
   const doomed = all.filter((c) => !keep.has(c.key)).map((c) => c.key);
   if (!doomed.length) return doomed;
   await store.put(runKeys(runId).deletionLog(after), JSON.stringify({ after, deleted: doomed, at: new Date().toISOString() }));

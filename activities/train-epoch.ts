@@ -46,14 +46,22 @@ interface AttemptRecord {
 // one started has made no progress, and maxFailuresPerCheckpoint of those in a row fail
 // the run (NoProgress) naming the checkpoint and the last error. The record lives in the
 // store, not in heartbeat details, so a thrown error reaches the next attempt for sure.
-async function startAttempt(store: ObjectStore, input: TrainEpochInput, attempt: number): Promise<(error: unknown) => Promise<void>> {
+//
+// The attempt number that orders checkpoints (saveCheckpoint's zombie check) rises within
+// an epoch whatever Temporal's own count does: a pause or resume schedules a new activity
+// and `temporal activity unpause --reset-attempts` resets the count, and both start again
+// at 1 after attempts that already moved latest.json. Temporal's count alone would then
+// have every save of the live attempt refused as a zombie's.
+async function startAttempt(store: ObjectStore, input: TrainEpochInput, temporalAttempt: number): Promise<{ attempt: number; failed: (error: unknown) => Promise<void> }> {
   const key = runKeys(input.runId).attempts(input.epoch);
   const from = (await readLatest(store, input.runId))?.key ?? null;
-  // A first attempt (also after a pause: the workflow schedules a new activity) starts afresh.
-  const previous = attempt > 1 && await store.head(key) ? await getJson<AttemptRecord>(store, key) : undefined;
+  const previous = await store.head(key) ? await getJson<AttemptRecord>(store, key) : undefined;
+  const attempt = Math.max(temporalAttempt, (previous?.attempt ?? 0) + 1);
   // An operator's pause is not a failure; the workflow shows 'paused' until this attempt.
   if (previous?.paused) await signalOwnWorkflow(TRAINING_STATE_SIGNAL, { phase: 'training', checkpoint: from });
-  const failuresInARow = previous && !previous.paused && previous.startedFrom === from ? previous.failuresInARow + 1 : 0;
+  // Failures count within one activity: the first attempt of a newly scheduled one (after a
+  // pause, a resume) starts the count afresh.
+  const failuresInARow = temporalAttempt > 1 && previous && !previous.paused && previous.startedFrom === from ? previous.failuresInARow + 1 : 0;
   const limit = input.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT;
   if (failuresInARow >= limit) {
     throw ApplicationFailure.nonRetryable(
@@ -62,7 +70,7 @@ async function startAttempt(store: ObjectStore, input: TrainEpochInput, attempt:
   }
   const record: AttemptRecord = { epoch: input.epoch, attempt, startedFrom: from, failuresInARow };
   await store.put(key, JSON.stringify(record));
-  return async (error: unknown) => {
+  const failed = async (error: unknown) => {
     if (error instanceof CancelledFailure && pausedByOperator()) {
       record.paused = true;
       await store.put(key, JSON.stringify(record));
@@ -73,12 +81,12 @@ async function startAttempt(store: ObjectStore, input: TrainEpochInput, attempt:
     record.lastError = (error instanceof Error ? error.message : String(error)).slice(0, 1000);
     await store.put(key, JSON.stringify(record)).catch(() => undefined);  // best effort: the error is what matters
   };
+  return { attempt, failed };
 }
 
 export async function trainEpoch(input: TrainEpochInput): Promise<EpochResult> {
   const store = openStore(input.store);
-  const attempt = activityAttempt();
-  const failed = await startAttempt(store, input, attempt);
+  const { attempt, failed } = await startAttempt(store, input, activityAttempt());
   try {
     return await runEpoch(store, input, attempt);
   } catch (e) {

@@ -129,7 +129,7 @@ export interface TrainEpochInput {
 // newer, the best epoch's last checkpoint (lowest validation top-1 error), and any
 // checkpoint a report names or a running evaluation holds.
 export interface RetentionPolicy {
-  keepLast?: number;        // the newest mid-epoch checkpoints kept (default 2)
+  keepLast?: number;        // the newest mid-epoch checkpoints kept before latest.json's (default 2)
   keepEpochEvery?: number;  // each M-th epoch's last checkpoint kept (default 1: every epoch's; 0: none)
   keepAll?: boolean;        // delete nothing (default false)
 }

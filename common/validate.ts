@@ -14,7 +14,8 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (ArrayBuffer.isView(value)) {
-    return `${value.constructor.name}(${(value as unknown as { length?: number }).length ?? value.byteLength})`;
+    // Typed arrays by element count; a DataView (no length) by bytes.
+    return `${value.constructor.name}(${'length' in value && typeof value.length === 'number' ? value.length : value.byteLength})`;
   }
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value);
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);

@@ -91,6 +91,27 @@ export async function startMinio(opts: MinioOptions): Promise<MinioService> {
   return service;
 }
 
+// The AWS environment of a client of this MinIO, as `alexnet up` has a user export it: its
+// root keys, region and endpoint (path-style addressing follows from the endpoint), and
+// undefined for what would override those (a profile, which the SDK's chain prefers to
+// keys in the environment; a session token; an S3-only endpoint; a path-style setting).
+// For a child: spawn(..., { env: { ...process.env, ...minioAwsEnv(m) } }) (spawn leaves
+// out undefined values); for this process: useMinioCredentials(m).
+export function minioAwsEnv(m: MinioService): Record<string, string | undefined> {
+  return {
+    AWS_ACCESS_KEY_ID: m.accessKeyId, AWS_SECRET_ACCESS_KEY: m.secretAccessKey, AWS_REGION: m.region, AWS_ENDPOINT_URL: m.endpoint,
+    AWS_PROFILE: undefined, AWS_SESSION_TOKEN: undefined, AWS_ENDPOINT_URL_S3: undefined, ALEXNET_S3_FORCE_PATH_STYLE: undefined,
+  };
+}
+
+// Applies minioAwsEnv(m) to this process's environment (children started later inherit it).
+export function useMinioCredentials(m: MinioService): void {
+  for (const [name, value] of Object.entries(minioAwsEnv(m))) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+}
+
 // The root credentials live in <dir>/minio.env (mode 0600, sourceable by a shell), made
 // once per dir: MinIO's stored config stays readable when the same dir restarts.
 function credentials(dir: string): { file: string; accessKeyId: string; secretAccessKey: string } {

@@ -33,6 +33,7 @@ const CTORS = {
 } as const;
 
 export class SafetensorsError extends Error {
+  readonly code = 'CORRUPT_STATE';
   constructor(source: string, detail: string) {
     super(`${source} is not a valid safetensors file: ${detail}`);
     this.name = 'SafetensorsError';
@@ -185,9 +186,6 @@ const WAKE_BYTES = 1 << 20;
 // alike (else byte by byte, 5-10 times slower): misaligned bytes (a socket's chunks start
 // anywhere) first go, in pieces this large, to a scratch buffer at the ring's alignment.
 const SCRATCH_BYTES = 64 << 10;
-// Atomics.waitAsync (V8, Node 16+) is not in the ES2023 library types this compiles with.
-type WaitAsync = (a: Int32Array, index: number, value: number, timeoutMs: number) => { async: boolean; value: Promise<string> | string };
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 const HASH_THREAD = `
 const { parentPort, workerData } = require('worker_threads');
@@ -252,7 +250,8 @@ function threadHasher(): Hasher {
       const free = RING_BYTES - ((written - hashed) >>> 0);
       if (free === 0) {
         wake(true);
-        return Promise.resolve(waitAsync(ctl, HASHED, hashed, 1000).value).then(() => write(bytes, off));
+        // Atomics.waitAsync: V8 since Node 16, typed by tsconfig's lib es2024.sharedmemory.
+        return Promise.resolve(Atomics.waitAsync(ctl, HASHED, hashed, 1000).value).then(() => write(bytes, off));
       }
       const at = written % RING_BYTES;
       let n = Math.min(bytes.length - off, free, RING_BYTES - at);

@@ -9,7 +9,10 @@ import { dataChecksum, decodeSafetensors, encodeSafetensorsParts, readSafetensor
 export const STATE_FORMAT = 'alexnet-state';
 export const STATE_VERSION = '1';
 
+// A state file that does not decode as a network state (bad checksum, wrong shapes or
+// config, truncated). Decoded here, not in C++, so the code is set here.
 export class StateError extends Error {
+  readonly code = 'CORRUPT_STATE';
   constructor(message: string) {
     super(message);
     this.name = 'StateError';

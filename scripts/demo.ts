@@ -6,7 +6,6 @@
 // dropout, augmentation; checkpoints in S3), EvaluateAlexNet (the paper's 10-crop test)
 // and the report, copied to .data/demo/report/; then alexnet serve on the trained run
 // classifies a few test JPEGs over HTTP.
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { Presets, SingleBar } from 'cli-progress';
@@ -17,7 +16,8 @@ import { requestWorkerStop } from '../activities/activity-context';
 import { sizeDecodeThreadpool } from '../activities/decode-image';
 import { importFashionMnist } from './importers/fashion-mnist';
 import { openStore } from '../activities/store';
-import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import { ensureBucket } from '../activities/store/bucket';
+import { MinioService, startMinio, startTemporal, TemporalService, useMinioCredentials } from '../infra/services';
 import type { EvaluateAlexNetInput, PrepareDatasetInput, TrainAlexNetInput } from '../common/contract';
 import { followEvaluation, followPrepare, followTraining } from './follow';
 import { InProcessWorker, startInProcessWorker } from './in-process-worker';
@@ -76,16 +76,9 @@ async function run(): Promise<void> {
     services.minio = await startMinio({ dir: path.join(dir, 'minio') });
     console.log(`services: Temporal ${services.temporal.address} (web UI ${services.temporal.uiUrl}), MinIO ${services.minio.endpoint} (bucket ${BUCKET})`);
     // The activities find the store's credentials the standard AWS way: the environment.
-    Object.assign(process.env, {
-      AWS_ACCESS_KEY_ID: services.minio.accessKeyId, AWS_SECRET_ACCESS_KEY: services.minio.secretAccessKey,
-      AWS_REGION: services.minio.region, AWS_ENDPOINT_URL: services.minio.endpoint,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    });
-    const s3 = new S3Client({ endpoint: services.minio.endpoint, region: services.minio.region, forcePathStyle: true });
-    await s3.send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e: Error) => {
-      if (!/BucketAlreadyOwnedByYou|BucketAlreadyExists/.test(e.name)) throw e;
-    });
-    s3.destroy();
+    useMinioCredentials(services.minio);
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+    await ensureBucket(store);
 
     inProcess = await startInProcessWorker(services.temporal.address, TASK_QUEUE);
     const client = inProcess.client;

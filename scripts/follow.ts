@@ -22,7 +22,7 @@ const POLL_DEADLINE_MS = 10_000;
 export async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
   const settled = await Promise.allSettled(promises);
   for (const s of settled) if (s.status === 'rejected') throw s.reason;
-  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  return Promise.all(promises);  // all fulfilled: their values, typed as T
 }
 
 // One poll's calls, under a deadline and cancellable by `signal` when the connection

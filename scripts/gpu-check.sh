@@ -8,6 +8,8 @@
 #      an nvcc that refuses the host compiler gets one retry with -allow-unsupported-compiler;
 #   2. runs test_cuda: every layer on CUDA against the CPU in fp32/TF32/BF16, whole networks
 #      against the CPU (training and inference), two streams vs one, data vs model parallel;
+#      the tests it skips here (its "SKIP NAME: REASON" lines: the two-GPU placements on one
+#      GPU) go into summary.txt and results.json's "skipped";
 #   3. runs bench_cuda --layers (ours: the paper's AlexNet at batch 128, two columns and one
 #      column on one GPU, fp32/TF32/BF16, then per-layer times) and
 #      scripts/torch_gpu_bench.py --profile (PyTorch eager + cuDNN, same architecture);
@@ -131,6 +133,23 @@ for sec in re.findall(r"^==== run (\S+): (.*?)\n(.*?)^==== end \S+ rc=(\d+) seco
     if status == "skipped": entry["reason"] = unsupported.group(0).replace("========= ", "").strip()
     san.append(entry)
 skipped = [dict(zip(("step", "reason"), l.split("\t", 1))) for l in env("SKIPPED").splitlines() if "\t" in l]
+# test_cuda's "SKIP NAME: REASON" lines. A test's name may hold ": ", so NAME is the one of
+# the "== NAME" line that opened the test; a SKIP outside a test ("SKIP test_cuda: no CUDA
+# device ...") is the whole program's.
+test_skips, current = [], None
+for line in test_log.splitlines():
+    if line.startswith("== "): current = line[3:]; continue
+    if current is not None and line.startswith("-- " + current + ": "): current = None; continue
+    if not line.startswith("SKIP "): continue
+    rest = line[5:]
+    if current is not None and rest.startswith(current + ": "):
+        test_skips.append({"step": "test_cuda", "test": current, "reason": rest[len(current) + 2:].strip()})
+    else:
+        name, _, reason = rest.partition(": ")
+        entry = {"step": "test_cuda", "reason": reason.strip()}
+        if name != "test_cuda": entry["test"] = name
+        test_skips.append(entry)
+skipped += test_skips
 for s in san:
     if s["status"] == "skipped": skipped.append({"step": s["tool"], "reason": s["reason"]})
 fails = [l for l in test_log.splitlines() if l.startswith("FAIL")][:50]
@@ -142,7 +161,7 @@ res = {
               "blas": env("BLAS"), "retried_allow_unsupported_compiler": env("BUILD_RETRY") == "yes"},
     "test_cuda": {"exit": test_rc, "passed": int(m[-1][0]) if m else None, "failed": int(m[-1][1]) if m else None,
                   "seconds": num(env("TEST_S")), "skipped_no_device": test_rc == 77, "timed_out": test_rc in (124, 137),
-                  "failures": fails},
+                  "skipped_tests": [s["test"] for s in test_skips if "test" in s], "failures": fails},
     "bench_exit": num(env("BENCH_RC")), "bench_seconds": num(env("BENCH_S")),
     "torch_exit": num(env("TORCH_RC")), "torch_seconds": num(env("TORCH_S")),
     "skipped": skipped, "sanitizer": san,
@@ -184,7 +203,7 @@ for p in ("fp32", "bf16"):
 for s in san:
     print(f"  sanitizer {s['tool']}: {s['status']} ({s['summary'] or s.get('reason') or 'no summary'})")
 for s in skipped:
-    print(f"  skipped {s['step']}: {s['reason']}")
+    print(f"  skipped {s['step']}" + (f" test '{s['test']}'" if "test" in s else "") + f": {s['reason']}")
 PYEOF
     [ -s "$OUT/results.json" ] || say "results: writing results.json failed (see the end of build.log)"
   else
@@ -327,8 +346,10 @@ if lim=$(step_limit 120 20); then
   test_s=$(( $(date +%s) - t0 ))
   timed_out "$test_rc" && say "test_cuda timed out after ${lim}s"
   summary_line="$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/test_cuda.log" | tail -1)"
-  say "test_cuda: exit $test_rc in ${test_s}s: ${summary_line:-no summary}"
+  test_skips="$(grep -c '^SKIP ' "$OUT/test_cuda.log")"
+  say "test_cuda: exit $test_rc in ${test_s}s: ${summary_line:-no summary}, ${test_skips:-0} skipped"
   grep -E '^FAIL|^test_cuda:' "$OUT/test_cuda.log" | head -20 | tee -a "$OUT/summary.txt"
+  grep -E '^SKIP ' "$OUT/test_cuda.log" | head -20 | tee -a "$OUT/summary.txt"
 else
   skip test_cuda "out of time budget"
 fi

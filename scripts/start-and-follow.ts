@@ -12,16 +12,18 @@ import {
 import { followClassification, followEvaluation, followPrepare, followTraining } from './follow';
 import { checkStoreBucket, CREATE_BUCKET_FLAG, CREATE_BUCKET_HELP } from './store-bucket';
 import { CONNECTION_FLAGS, connectClient } from './temporal-connection';
+import { UsageError } from './commands/args';
 
 // The flags every workflow-starting command takes.
 export const START_FLAGS = {
-  ...CONNECTION_FLAGS, ...CREATE_BUCKET_FLAG, id: { type: 'string' }, 'task-queue': { type: 'string' }, detach: { type: 'boolean' },
+  ...CONNECTION_FLAGS, ...CREATE_BUCKET_FLAG, id: { type: 'string' }, 'task-queue': { type: 'string' }, detach: { type: 'boolean' }, wait: { type: 'boolean' },
 } as const;
-export const START_USAGE = '[--id WORKFLOW_ID] [--task-queue alexnet] [--detach] [--create-bucket] [connection flags]';
+export const START_USAGE = '[--id WORKFLOW_ID] [--task-queue alexnet] [--wait | --detach] [--create-bucket] [connection flags]';
 export const START_HELP = `--id             the workflow id (default: a new one)
 --task-queue     the workers' task queue (default ${TASK_QUEUE})
 --detach         print {"workflowId"} once the workflow has started and return; by default
                  the command follows it to the end (progress on stderr)
+--wait           follow it to the end (the default; for scripts that say so)
 ${CREATE_BUCKET_HELP}`;
 
 export type StartFlags = { [K in keyof typeof START_FLAGS]?: (typeof START_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
@@ -48,6 +50,7 @@ export interface StartOptions<K extends WorkflowType> {
 }
 
 export async function startAndFollow<K extends WorkflowType>(flags: StartFlags, type: K, input: Workflows[K]['input'], options: StartOptions<K>): Promise<void> {
+  if (flags.wait && flags.detach) throw new UsageError('--wait and --detach contradict each other (following is the default)');
   await checkStoreBucket(input.store, !!flags['create-bucket']);
   const { client, connection, settings } = await connectClient(flags);
   try {

@@ -3,16 +3,14 @@
 // too, with what the fast path there relies on: a streamed upload with its CRC32, a
 // download of the expected length, retries of a streamed upload.
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'crypto';
 import { Readable } from 'stream';
-import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 
 import { loadNewestCheckpoint, readLatest, saveCheckpoint, SupersededError } from '../activities/checkpoint';
-import { openStore, S3Store } from '../activities/store';
-import { binaryPath, startMinio, type MinioService } from '../infra/services';
+import { openStore, type OpenStoreOptions, type S3Store } from '../activities/store';
 import { Network } from '../native/index';
 import { encodeState } from '../native/state';
-import { flakyProxy } from './store-helpers';
+import { BUCKET, flakyProxy, s3, s3Test } from './store-helpers';
 import { makeBatch, tmpDir } from './helpers';
 
 // Node 20 is what we run; the SDK's notice about its future Node 22 minimum is noise here.
@@ -65,44 +63,12 @@ test('checkpoint: a zombie attempt cannot overwrite a newer attempt\'s latest.js
 
 // ---------------------------------------------------------------- on S3 (MinIO)
 
-const BUCKET = 'alexnet-checkpoint-test';
-let minio: MinioService | undefined;
-let minioSkip: string | undefined;
+// A fresh S3 store for one test (store-helpers: MinIO with bucket BUCKET runs for this file),
+// by default straight at MinIO; `endpoint` puts a proxy in front of it.
+const s3Store = (t: ExecutionContext, options: OpenStoreOptions = {}): S3Store => s3.fresh(t, options) as S3Store;
 
-test.before(async () => {
-  try {
-    binaryPath('minio');
-  } catch (e) {
-    minioSkip = (e as Error).message;
-    return;
-  }
-  minio = await startMinio({ dir: tmpDir('alexnet-checkpoint-minio-') });
-  // The store reads credentials only from the standard chain: give them as AWS env vars.
-  process.env.AWS_ACCESS_KEY_ID = minio.accessKeyId;
-  process.env.AWS_SECRET_ACCESS_KEY = minio.secretAccessKey;
-  process.env.AWS_REGION = minio.region;
-  for (const v of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3']) delete process.env[v];
-  await (openStore(`s3://${BUCKET}`, { endpoint: minio.endpoint }) as S3Store).client.send(new CreateBucketCommand({ Bucket: BUCKET }));
-});
-
-test.after.always(async () => {
-  await minio?.stop();
-});
-
-// A fresh S3 store for one test, or undefined when MinIO is not installed: then the test
-// fails, unless ALEXNET_SKIP_S3_TESTS=1 says to skip (as the store tests do).
-function s3Store(t: ExecutionContext, endpoint?: string, options: { maxAttempts?: number } = {}): S3Store | undefined {
-  if (!minio) {
-    if (process.env.ALEXNET_SKIP_S3_TESTS === '1') { t.log(`skipped: ${minioSkip}`); t.pass(); } else t.fail(`MinIO unavailable: ${minioSkip}`);
-    return undefined;
-  }
-  const id = t.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 40) + '-' + randomBytes(3).toString('hex');
-  return openStore(`s3://${BUCKET}/t/${id}`, { endpoint: endpoint ?? minio.endpoint, ...options }) as S3Store;
-}
-
-test('checkpoint on S3: saved with a CRC32 the server checked, loaded back exactly; a corrupt one is passed over', async (t) => {
+s3Test('checkpoint: saved with a CRC32 the server checked, loaded back exactly; a corrupt one is passed over', async (t) => {
   const store = s3Store(t);
-  if (!store) return;
   const net = new Network('alexnet-32', { seed: 2 });
   const { images, labels } = makeBatch(2, net.inputSize, net.config.classes);
   await net.step(images, labels, { lr: 0.01 });
@@ -122,9 +88,8 @@ test('checkpoint on S3: saved with a CRC32 the server checked, loaded back exact
   t.regex(again!.warnings.join(), /00000-0000002-001\.safetensors passed over: .*corrupt/);
 });
 
-test('S3 get: a transfer shorter than the object fails naming the key', async (t) => {
+s3Test('get: a transfer shorter than the object fails naming the key', async (t) => {
   const store = s3Store(t);
-  if (!store) return;
   await store.put('k', Buffer.alloc(100_000, 7));
   t.is((await store.get('k')).length, 100_000);
   // The connection delivers only part of the body, without the CRC32 that would catch it.
@@ -138,21 +103,20 @@ test('S3 get: a transfer shorter than the object fails naming the key', async (t
     }
     return out;
   }, { step: 'deserialize', name: 'cutBodyForTest', priority: 'low' });
-  await t.throwsAsync(store.get('k'), { message: /get 'k' in s3:\/\/alexnet-checkpoint-test\/.*: the object has 100000 bytes but the transfer gave 10 \(cut short\)/ });
+  await t.throwsAsync(store.get('k'), { message: new RegExp(`get 'k' in s3://${BUCKET}/.*: the object has 100000 bytes but the transfer gave 10 \\(cut short\\)`) });
 });
 
 
-test('S3 put of several buffers: one streamed PutObject, retried after transient errors', async (t) => {
-  if (!s3Store(t)) return;
-  const proxy = await flakyProxy(minio!.endpoint, 2);
+s3Test('put of several buffers: one streamed PutObject, retried after transient errors', async (t, m) => {
+  const proxy = await flakyProxy(m.endpoint, 2);
   t.teardown(proxy.close);
-  const store = s3Store(t, proxy.endpoint)!;
+  const store = s3Store(t, { endpoint: proxy.endpoint });
   await store.put('k', [Buffer.from('head|'), new Uint8Array([0x61, 0x62]), Buffer.alloc(0), Buffer.from('|tail')]);
   t.is(proxy.requests(), 3, 'two 503s, then success');
   t.is((await store.get('k')).toString(), 'head|ab|tail');
-  const proxy2 = await flakyProxy(minio!.endpoint, 5);
+  const proxy2 = await flakyProxy(m.endpoint, 5);
   t.teardown(proxy2.close);
-  const impatient = s3Store(t, proxy2.endpoint, { maxAttempts: 2 })!;
+  const impatient = s3Store(t, { endpoint: proxy2.endpoint, maxAttempts: 2 });
   await t.throwsAsync(impatient.put('k2', [Buffer.from('x')]), { message: /put 'k2' .*SlowDown/ });
   t.is(proxy2.requests(), 2);
 });

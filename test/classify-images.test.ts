@@ -184,6 +184,7 @@ test.serial('ClassifyImages: bad input fails at once, naming the field', async (
     ['source', { source: 'http://example.com/images/' }, /for source but received "http:/],
     ['output', { output: '../elsewhere/' }, /for output but received "\.\.\/elsewhere\/"/],
     ['checkpoint', { checkpoint: { runs: RUN } }, /for checkpoint but received/],
+    ['store', { store: '' }, /for store but received ""/],
   ];
   for (const [id, patch, message] of cases) {
     const err = await t.throwsAsync(client.workflow.execute('ClassifyImages', {

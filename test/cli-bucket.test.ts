@@ -10,7 +10,7 @@ import * as path from 'path';
 import { HeadBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 
-import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import { minioAwsEnv, MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
 import { CLI, tmpDir } from './helpers';
 
 let minio: MinioService;
@@ -23,10 +23,7 @@ test.before(async () => {
   const dir = tmpDir('alexnet-cli-bucket-');
   [temporal, minio] = await Promise.all([startTemporal({ dir: path.join(dir, 'temporal') }), startMinio({ dir: path.join(dir, 'minio') })]);
   // What `alexnet up` tells a user to export (path style follows from the endpoint).
-  env = {
-    ...process.env, TEMPORAL_ADDRESS: temporal.address,
-    AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey, AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint,
-  };
+  env = { ...process.env, TEMPORAL_ADDRESS: temporal.address, ...minioAwsEnv(minio) };
   s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true,
     credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
   // Class folders: listing goes by file name, so the bytes need not be images.

@@ -1,5 +1,5 @@
 // Clean exits (issue 13): every CLI command that follows a workflow (prepare --wait, train,
-// eval) exits 0 after its result, with no uncaught error, even when it starts before any
+// eval, classify-batch) exits 0 after its result, with no uncaught error, even when it starts before any
 // worker: its progress queries then wait on the server (and overlapping ones came back
 // RESOURCE_EXHAUSTED, retried by the client on a timer that outlived connection.close():
 // "Error: Channel has been shut down", exit 1, after the summary was printed).
@@ -96,4 +96,12 @@ test.serial('eval started before the worker: summary, exit 0, no uncaught error'
   const summary = assertCleanExit(t, r);
   t.like(summary, { workflowId: 'exit-eval', images: 48 });
   t.log(`eval: ${r.seconds.toFixed(1)} s`);
+});
+
+test.serial('classify-batch --wait started before the worker: summary, exit 0, no uncaught error', async (t) => {
+  const r = await commandBeforeWorker('exit-classify', ['classify-batch', '--source', `${images}/test`, '--store', store, '--run', 'exit-train',
+    '--shard-size', '16', '--parallel', '2', '--id', 'exit-classify', '--wait']);
+  const summary = assertCleanExit(t, r);
+  t.like(summary, { workflowId: 'exit-classify', images: 48, skipped: 0, parts: 3 });
+  t.log(`classify-batch: ${r.seconds.toFixed(1)} s`);
 });

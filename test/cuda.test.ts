@@ -1,13 +1,18 @@
 // The CUDA device option from TypeScript: validation with messages naming the option, the
-// environment defaults, the clear error where no GPU or driver is, what buildInfo reports,
-// and (on a GPU machine) CUDA training against the CPU.
+// environment defaults, the clear error where no GPU or driver is (from Network and through
+// `alexnet classify --device cuda`), what buildInfo reports, and (on a GPU machine) CUDA
+// training against the CPU.
 import test from 'ava';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { openStore } from '../activities/store';
+import { datasetKeys, runKeys } from '../common/store-layout';
 import { buildInfo, cudaDevices, Network, resolveDevice } from '../native/index';
-import { makeBatch, ROOT } from './helpers';
+import { encodeSafetensors, tensor } from '../native/safetensors';
+import { encodeState } from '../native/state';
+import { CLI, makeBatch, ROOT, tmpDir } from './helpers';
 
 const CUDA_LIBRARY = path.join(ROOT, 'native', 'build', 'libalexnet_cuda.so');
 
@@ -71,8 +76,8 @@ test('buildInfo: reports CUDA compiled in exactly when libalexnet_cuda.so was bu
   t.truthy(devices.info);
 });
 
-// Each of the next two runs where it can (the other one is reported as skipped): without
-// a GPU the clear error, on a GPU CUDA against the CPU.
+// Each of the next three runs where it can (the others are reported as skipped): without a
+// GPU the clear error (from Network, and through the CLI), on a GPU CUDA against the CPU.
 const gpus = cudaDevices().count;
 const withoutGpu = gpus === 0 ? test : test.skip;
 const onGpu = gpus > 0 ? test : test.skip;
@@ -80,10 +85,42 @@ const onGpu = gpus > 0 ? test : test.skip;
 withoutGpu("Network: device 'cuda' without a GPU fails with the clear error", (t) => {
   const err = t.throws(() => new Network('tiny', { device: 'cuda' }));
   if (buildInfo().cuda) {
-    t.regex(err!.message, /^CUDA requested but no CUDA device is available: .+; run on a GPU machine or unset ALEXNET_DEVICE$/);
+    t.regex(err!.message, /^CUDA requested but no CUDA device is available: .+; run on a GPU machine, or ask for the CPU \(--device cpu, device: 'cpu', or ALEXNET_DEVICE unset\)$/);
   } else {
     t.regex(err!.message, /has no CUDA backend/);
   }
+});
+
+// The CLI's routing of --device cuda without a GPU: a store holding only what loading a
+// model reads (a tiny network's checkpoint, a dataset manifest and mean image; written
+// here, no training), then `alexnet classify --device cuda` as a child process. The model
+// load must stop at the CUDA network with the clear error, exit 1, no crash, no output.
+withoutGpu("alexnet classify --device cuda without a GPU: the clear error, exit 1, no crash", async (t) => {
+  const dir = tmpDir('alexnet-cuda-route-', t);
+  const store = openStore(dir);
+  const net = new Network('tiny', { seed: 1, device: 'cpu' });
+  const { classes } = net.config;
+  const side = net.config.input.height;
+  const dataset = 'cuda-route';
+  const checkpoint = runKeys('cuda-route-run').checkpoint(0, 0, 0);
+  await store.put(checkpoint, encodeState(net));
+  await store.put(datasetKeys(dataset).manifest, JSON.stringify({
+    name: dataset, source: dir, imageSize: side, seed: 1, shardSize: 1, classes, splits: {}, statsKey: '', createdAt: new Date().toISOString(), resizeKernel: 'linear',
+  }));
+  await store.put(datasetKeys(dataset).meanImage, encodeSafetensors({ mean: tensor('F32', [side, side, 3], new Float32Array(side * side * 3)) }));
+  const image = path.join(dir, 'never-read.jpg');  // the model fails to load before any image is read
+  const r = spawnSync(process.execPath, [CLI, 'classify', image, '--store', dir, '--checkpoint', checkpoint, '--dataset-name', dataset, '--device', 'cuda'],
+    { encoding: 'utf8', timeout: 20_000 });
+  const detail = `exit ${r.status}, signal ${r.signal}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+  t.is(r.signal, null, `no crash or timeout: ${detail}`);
+  t.is(r.status, 1, `exit 1 (an error, not a usage error): ${detail}`);
+  t.is(r.stdout, '', 'nothing classified');
+  if (buildInfo().cuda) {
+    t.regex(r.stderr, /^alexnet: \w*Error: CUDA requested but no CUDA device is available: .+; run on a GPU machine/m, detail);
+  } else {
+    t.regex(r.stderr, /has no CUDA backend/, detail);
+  }
+  t.notRegex(r.stderr, /terminate called|Aborted|Segmentation|core dumped|\n\s+at /, 'no native abort and no stack trace');
 });
 
 onGpu('Network: on a GPU, CUDA steps track the CPU (tiny, model parallel and data parallel)', async (t) => {

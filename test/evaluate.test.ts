@@ -130,13 +130,15 @@ test.serial('EvaluateAlexNet: bad input fails at once, naming the field', async 
   t.regex(split!.cause!.message, /has no split 'holdout': it has test, train, val/);
 });
 
-test.serial('schedule-eval: a triggered schedule evaluates the checkpoint latest.json names when it runs', async (t) => {
+test.serial('schedule-eval --promote: a triggered schedule evaluates the checkpoint latest.json names when it runs, and promotes it', async (t) => {
   const run = promisify(execFile);
   const env = { ...process.env, TEMPORAL_ADDRESS: temporal.address };
   const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { env });
-  const created = await cli('schedule-eval', '--run', 'eval-run', '--store', store, '--dataset-name', 'fashion', '--every', '1h', '--crops', '1', '--task-queue', QUEUE);
+  const created = await cli('schedule-eval', '--run', 'eval-run', '--store', store, '--dataset-name', 'fashion', '--every', '1h', '--crops', '1', '--promote', '--task-queue', QUEUE);
   t.is(JSON.parse(created.stdout).scheduleId, 'eval-eval-run');
   const s = openStore(store);
+  const servingKey = runKeys('eval-run').serving;
+  t.falsy(await s.head(servingKey), 'nothing promoted before the schedule runs');
   // After the schedule was created, point latest.json at the run's first checkpoint:
   // the scheduled evaluation must pick that up, not what was latest at creation.
   const latestKey = runKeys('eval-run').latest;
@@ -159,11 +161,15 @@ test.serial('schedule-eval: a triggered schedule evaluates the checkpoint latest
     }
     t.truthy(report, 'the scheduled evaluation wrote its report');
     t.is(report!.images, TEST_IMAGES);
+    // serving.json is written last, after the report: wait for it.
+    for (let i = 0; i < 60 && !(await s.head(servingKey)); i++) await new Promise((r) => setTimeout(r, 500));
+    t.is((await getJson<{ checkpoint: string }>(s, servingKey)).checkpoint, first, 'the first scheduled evaluation promoted its checkpoint (none was served)');
     const described = JSON.parse((await cli('schedule-eval', 'describe', 'eval-eval-run')).stdout) as { overlap: string; recentRuns: unknown[] };
     t.is(described.overlap, 'SKIP');
     t.true(described.recentRuns.length >= 1);
   } finally {
     await s.put(latestKey, saved);
+    await s.delete(servingKey);
     await cli('schedule-eval', 'delete', 'eval-eval-run');
   }
   const after = await cli('schedule-eval', 'list');

@@ -7,6 +7,7 @@ import { randomBytes } from 'crypto';
 import * as http from 'http';
 import { Readable } from 'stream';
 
+import { inLanes } from '../common/lanes';
 import { compareKeys, LocalStore, openStore, type ObjectInfo, type ObjectStore, type OpenStoreOptions } from '../activities/store/index';
 import { binaryPath, type MinioService } from '../infra/services';
 import { tmpDir } from './helpers';
@@ -53,12 +54,9 @@ export function chunked(buf: Buffer, chunk: number, opts: { delayMs?: number; fa
   return Readable.from(gen());
 }
 
-export async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
-}
+// fn for every item, at most `width` at once (common/lanes.ts).
+export const pool = <T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> =>
+  inLanes(items.length, width, (i) => fn(items[i]));
 
 export const sorted = (keys: string[]) => [...keys].sort(compareKeys);
 
@@ -94,7 +92,8 @@ export async function flakyProxy(target: string, failures: number): Promise<{ en
 
 export interface Backend {
   name: 'local' | 's3';
-  // A fresh, empty store for one test (its own folder or S3 prefix).
+  // A fresh, empty store for one test (its own folder or S3 prefix). On S3, options go to
+  // openStore: options.endpoint replaces MinIO's (a flakyProxy in front of it, say).
   fresh(t: ExecutionContext, options?: OpenStoreOptions): ObjectStore;
   // Registers a case titled `<name>: <title>` that runs on this backend.
   test(title: string, fn: (t: ExecutionContext) => Promise<void>): void;

@@ -8,7 +8,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 
 import { importFashionMnist } from '../scripts/importers/fashion-mnist';
-import { MinioService, startMinio, startTemporal, TemporalService } from '../infra/services';
+import { MinioService, startMinio, startTemporal, TemporalService, useMinioCredentials } from '../infra/services';
 import type { PrepareDatasetResult } from '../common/contract';
 import { InProcessWorker, startInProcessWorker } from '../scripts/in-process-worker';
 import { tmpDir } from './helpers';
@@ -24,9 +24,10 @@ export function tensorBytes(buf: Buffer): Buffer {
 
 // MinIO on `dir` with an empty bucket, and this process's environment set as a
 // deployment's would be for the S3 store (which reads credentials only from the standard
-// chain): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and
-// ALEXNET_S3_FORCE_PATH_STYLE=1; AWS_PROFILE, AWS_SESSION_TOKEN and AWS_ENDPOINT_URL_S3,
-// which would override them, are removed. Child processes inherit it all. `minio` is the
+// chain), by useMinioCredentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+// AWS_ENDPOINT_URL (path style follows from it); AWS_PROFILE, AWS_SESSION_TOKEN,
+// AWS_ENDPOINT_URL_S3 and ALEXNET_S3_FORCE_PATH_STYLE, which would override them, are
+// removed. Child processes inherit it all. `minio` is the
 // running server: restart() stops it and starts a new one on the same folder and port
 // (same data, same credentials), after `pauseMs` down.
 export interface S3Fixture {
@@ -39,11 +40,7 @@ export interface S3Fixture {
 
 export async function startS3(bucket: string, dir = tmpDir('alexnet-minio-')): Promise<S3Fixture> {
   let minio = await startMinio({ dir });
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey,
-    AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1',
-  });
-  for (const v of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL_S3']) delete process.env[v];
+  useMinioCredentials(minio);
   // A plain SDK client, not the store under test.
   const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
   try {

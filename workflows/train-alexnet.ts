@@ -10,7 +10,7 @@
 // run after maxFailuresPerCheckpoint attempts in a row from the same checkpoint: see
 // trainEpoch).
 import {
-  ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal, defineUpdate,
+  ActivityFailure, ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal, defineUpdate,
   executeChild, isCancellation, patched, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 
@@ -252,9 +252,9 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
       }
       if (stopRequested) break;
       progress.phase = 'training';
-      scope = new CancellationScope();
+      const epochScope = scope = new CancellationScope();
       try {
-        result = await scope.run(() => gpu.trainEpoch({
+        result = await epochScope.run(() => gpu.trainEpoch({
           runId: input.runId, store: input.store, dataset: input.datasetName, trainSplit: prepared!.trainSplit,
           epoch, lr: lrState.lr, batchSize: input.batchSize, seed: input.seed, crop: prepared!.crop,
           pcaSigma: input.pcaSigma, checkpointEvery: input.checkpointEvery, stallBatches: input.stallBatches,
@@ -263,7 +263,14 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
           ...(input.retention ? { retention: input.retention } : {}),
         }));
       } catch (e) {
-        if (!isCancellation(e)) throw e;  // paused or stopped: loop (the next attempt resumes at the checkpoint)
+        // Paused or stopped: loop (the next attempt resumes at the checkpoint). Also when the
+        // attempt the cancel found had died with its worker: the server then retries no more
+        // (retry state CANCEL_REQUESTED) and reports its heartbeat timeout, or whatever
+        // retryable error ended it, in place of a cancellation; its work up to the last
+        // checkpoint is safe all the same.
+        const endedByCancel = epochScope.consideredCancelled && e instanceof ActivityFailure && e.retryState === 'CANCEL_REQUESTED' &&
+          patched('cancel-over-lost-attempt');
+        if (!isCancellation(e) && !endedByCancel) throw e;
       } finally {
         scope = undefined;
       }

@@ -30,12 +30,14 @@ Napi::Value PresetNames(const Napi::CallbackInfo& info) {
 // Checks a config without allocating a network: returns the layer output shapes.
 Napi::Value InferShapes(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw type_error(info.Env(), "config must be an object");
-  const NetConfig cfg = config_from_js(info[0].As<Napi::Object>());
+  const NetConfig cfg = with_js_errors(info.Env(), [&] { return config_from_js(info[0].As<Napi::Object>()); });
   std::vector<Shape> shapes;
   try {
     shapes = infer_shapes(cfg);
   } catch (const std::exception& e) {
     throw js_error(info.Env(), e, "invalid network config: ");
+  } catch (...) {  // a JS Error (code INTERNAL), never std::terminate
+    throw js_error(info.Env(), ErrorCode::Internal, std::string("checking the network config: ") + kUnknownException);
   }
   Napi::Array a = Napi::Array::New(info.Env(), shapes.size());
   for (size_t i = 0; i < shapes.size(); i++) {

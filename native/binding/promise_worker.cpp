@@ -46,6 +46,8 @@ void PromiseWorker::OnOK() {
     deferred_.Reject(e.Value());
   } catch (const std::exception& e) {
     deferred_.Reject(js_error(env, e).Value());
+  } catch (...) {  // never terminate the process: the promise rejects, code INTERNAL
+    deferred_.Reject(js_error(env, ErrorCode::Internal, kUnknownException).Value());
   }
 }
 

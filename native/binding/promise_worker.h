@@ -1,7 +1,8 @@
 // The base of every asynchronous operation: Run() computes on the libuv pool, touching no
 // JS value, and the promise resolves with Result() or rejects with a JS Error whose `code`
-// says what failed (errors.h). Whatever Run() throws is caught: a std::exception with its
-// message and code, anything else as INTERNAL. Buffers the work reads or writes are kept
+// says what failed (errors.h). Whatever Run() or Result() throws is caught and rejects
+// the promise: a Napi::Error as it is, a std::exception with its message and code,
+// anything else as INTERNAL. Buffers the work reads or writes are kept
 // referenced (Keep) until the promise settles.
 #pragma once
 #include <napi.h>

@@ -15,7 +15,7 @@ namespace {
 
 Error no_device(const std::string& detail) {
   return Error(ErrorCode::CudaUnavailable, "CUDA requested but no CUDA device is available: " + detail +
-                                               "; run on a GPU machine or unset ALEXNET_DEVICE");
+                                               "; run on a GPU machine, or ask for the CPU (--device cpu, device: 'cpu', or ALEXNET_DEVICE unset)");
 }
 
 Layout full_layout(int C, int64_t HW) {

@@ -4,7 +4,7 @@
 // FULL activation, the plan branches no preset reaches) on CUDA against the CPU for a few
 // training steps and for inference; two columns on two streams against one stream; data
 // parallel against one replica; the API the CPU tests exercise (eval forward + backward,
-// resume from copied state, NaN refusal, bad options, layer timing).
+// resume from copied state, NaN refusal, bad options, error codes, layer timing).
 //
 // Tolerance: "rel" is max|cuda - cpu| / max|cpu| over a tensor (fp32 GEMMs sum in other
 // orders than OpenBLAS, so results differ in the last bits). Layers: 1e-4 (relu, maxpool
@@ -18,10 +18,17 @@
 //
 // Run: native/build/test_cuda [substring...]   only the tests whose name contains one of
 //      the substrings (none: all); --list prints the names.
-// Every test runs on its own: an exception (a CUDA or cuBLAS error) fails that test and
-// the next one runs. Output is line-buffered and each test ends with a running tally, so
-// a run killed by a timeout still shows what passed; SIGTERM/SIGINT print the count.
-// Exit 0: all passed; 1: a check failed; 77: skipped, no CUDA device.
+// Every test runs on its own: an exception of any type (a CUDA or cuBLAS error, or
+// anything else) fails that test and the next one runs. Output is line-buffered and each
+// test ends with a running tally, so a run killed by a timeout still shows what passed;
+// SIGTERM/SIGINT print the count. A test that cannot run on this machine (the two-GPU
+// placements on one GPU) prints one machine-readable line, inside its "== NAME" block,
+//   SKIP NAME: REASON
+// (NAME exactly as in the "== NAME" line above it; scripts/gpu-check.sh collects these
+// into results.json's "skipped"), as does the whole program without a device
+// ("SKIP test_cuda: no CUDA device ...").
+// Exit 0: all passed (some may have been skipped); 1: a check failed; 77: skipped, no
+// CUDA device.
 #include <unistd.h>
 
 #include <algorithm>
@@ -142,6 +149,16 @@ static void add(const std::string& name, std::function<void()> fn) { g_tests.pus
 
 static volatile sig_atomic_t g_in_test = 0;
 static char g_current[256] = "";
+static bool g_current_skipped = false;
+static int g_skipped = 0;
+
+// Inside a test: it cannot run here. Prints "SKIP <name>: <reason>" (the test's name as its
+// "== " line gave it), for gpu-check.sh to collect; the test should return next.
+static void skip_test(const char* reason) {
+  if (!g_current_skipped) g_skipped++;
+  g_current_skipped = true;
+  std::printf("SKIP %s: %s\n", g_current, reason);
+}
 
 // A timeout's SIGTERM (or ^C) still leaves the count: the test in progress counts as failed.
 static void on_signal(int sig) {
@@ -156,6 +173,7 @@ static void run_test(const TestCase& t) {
   std::snprintf(g_current, sizeof g_current, "%s", t.name.c_str());
   g_in_test = 1;
   std::printf("== %s\n", t.name.c_str());
+  g_current_skipped = false;
   const int failed_before = g_failed;
   const auto t0 = std::chrono::steady_clock::now();
   try {
@@ -166,11 +184,15 @@ static void run_test(const TestCase& t) {
   } catch (const std::exception& e) {
     g_failed++;
     std::fprintf(stderr, "FAIL %s: threw: %s\n", t.name.c_str(), e.what());
+  } catch (...) {  // not a std::exception: still this test's failure, and the next one runs
+    g_failed++;
+    std::fprintf(stderr, "FAIL %s: threw an exception that is not a std::exception\n", t.name.c_str());
   }
   cudaGetLastError();  // clear a non-sticky error: the next test starts clean
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("-- %s: %s in %.2f s (so far %d passed, %d failed)\n", t.name.c_str(),
-              g_failed == failed_before ? "ok" : "FAILED", s, g_passed, g_failed);
+  const char* outcome = g_failed != failed_before ? "FAILED" : g_current_skipped ? "skipped" : "ok";
+  std::printf("-- %s: %s in %.2f s (so far %d passed, %d failed, %d skipped)\n", t.name.c_str(), outcome, s,
+              g_passed, g_failed, g_skipped);
   g_in_test = 0;
 }
 
@@ -775,6 +797,52 @@ static void test_bad_options(const DeviceOptions& model) {
   std::printf("  all refused with messages\n");
 }
 
+// test_network.cpp's test_error_codes on the CUDA backend, through what the addon uses (the
+// NetworkBackend that alexnet_cuda_create returns): a call out of order is BAD_STATE, a bad
+// label or batch size BAD_ARGUMENT, and neither leaves the network unusable.
+static void test_error_codes(const DeviceOptions& opt) {
+  auto code_of = [](auto fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::printf("  refused (%s): %s\n", error_code_name(error_code_of(e)), e.what());
+      return error_code_of(e);
+    }
+    return ErrorCode::Internal;  // did not throw
+  };
+  const NetConfig cfg = preset_config("tiny");
+  NetworkBackend* raw = nullptr;
+  char err[512] = {0};
+  const int rc = alexnet_cuda_create(&cfg, 3, &opt, &raw, err, sizeof err);
+  std::unique_ptr<NetworkBackend> net(raw);
+  CHECK(rc == 0 && net, "alexnet_cuda_create: %d '%s'", rc, err);
+  if (!net) return;
+  Vec images;
+  std::vector<int32_t> labels;
+  batch_for(cfg, 2, 4, images, labels);
+  CHECK(code_of([&] { net->backward(); }) == ErrorCode::BadState, "backward before a forward: BAD_STATE");
+  std::vector<int32_t> bad = labels;
+  bad[1] = cfg.classes;
+  CHECK(code_of([&] { net->forward(images.data(), bad.data(), 2, false); }) == ErrorCode::BadArgument,
+        "a label out of range (= classes): BAD_ARGUMENT");
+  bad[1] = -1;
+  CHECK(code_of([&] { net->forward(images.data(), bad.data(), 2, true); }) == ErrorCode::BadArgument,
+        "a negative label: BAD_ARGUMENT");
+  CHECK(code_of([&] { net->forward(images.data(), labels.data(), 0, false); }) == ErrorCode::BadArgument,
+        "batch size 0: BAD_ARGUMENT");
+  CHECK(code_of([&] { net->backward(); }) == ErrorCode::BadState, "a refused forward loads nothing: still BAD_STATE");
+  net->forward(images.data(), nullptr, 2, false);
+  CHECK(code_of([&] { net->backward(); }) == ErrorCode::BadState, "backward after a forward without labels: BAD_STATE");
+  const float loss = net->forward(images.data(), labels.data(), 2, false);
+  net->backward();
+  net->params_to_host();
+  double g = 0;
+  for (const Param& p : net->params())
+    for (float v : p.grad) g += std::fabs(v);
+  CHECK(std::isfinite(loss) && std::isfinite(g) && g > 0,
+        "after the refusals a forward and backward run (loss %g, sum |grad| %g)", loss, g);
+}
+
 // set_layer_timing/layer_times (what bench_cuda --layers reports): one entry per layer,
 // named and typed, non-negative times, some time in all; timing changes no result.
 static void test_layer_timing(const DeviceOptions& opt) {
@@ -904,6 +972,8 @@ static void register_tests() {
   add("api resume from copied state: alexnet-32, model, bitwise", [=] { test_resume(model); });
   add("api a NaN loss is refused: tiny, model", [=] { test_nan_refused(model); });
   add("api bad device, precision, parallel and config are refused", [=] { test_bad_options(model); });
+  add("api error codes: backward before a forward BAD_STATE, a bad label BAD_ARGUMENT: tiny, model",
+      [=] { test_error_codes(model); });
   add("api layer timing: alexnet-32, one column", [=] { test_layer_timing(one); });
   add("api layer timing: alexnet-32, two columns", [=] { test_layer_timing(model); });
 
@@ -916,13 +986,13 @@ static void register_tests() {
   add("placement data parallel (2 replicas) vs model parallel: alexnet-64",
       [=] { test_cuda_vs_cuda(preset_config("alexnet-64"), 16, 3, data, model, 1e-5); });
   add("placement two columns on two GPUs vs one GPU: alexnet", [=] {
-    if (g_device_count < 2) return (void)std::printf("  one device: not run\n");
+    if (g_device_count < 2) return skip_test("needs two CUDA devices, this machine has one");
     DeviceOptions two = model;
     two.devices = {0, 1};
     test_cuda_vs_cuda(preset_config("alexnet"), 8, 2, two, model, 1e-5);
   });
   add("placement data parallel on two GPUs vs model parallel: alexnet-64", [=] {
-    if (g_device_count < 2) return (void)std::printf("  one device: not run\n");
+    if (g_device_count < 2) return skip_test("needs two CUDA devices, this machine has one");
     DeviceOptions data2 = data;
     data2.devices = {0, 1};
     test_cuda_vs_cuda(preset_config("alexnet-64"), 16, 2, data2, model, 1e-5);
@@ -973,7 +1043,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::printf("running %zu of %zu tests\n", selected.size(), g_tests.size());
   for (const TestCase* t : selected) run_test(*t);
-  if (g_device_count < 2) std::printf("one device: the two-GPU placements were not run\n");
+  if (g_skipped) std::printf("%d test(s) skipped (the SKIP lines above say why)\n", g_skipped);
   g_gpu.reset();
   return check_summary();
 }

@@ -1,7 +1,9 @@
 // Standalone network tests (no Node): whole-network gradients by finite differences,
 // bitwise determinism, exact continuation after a state copy (what a checkpoint
-// carries: weights, momentum, RNG seed and counter), NaN rejection, config errors.
+// carries: weights, momentum, RNG seed and counter), NaN rejection, config errors, error
+// codes, and weight initialisation bit-identical for any thread count.
 // Run: native/build/test_network  (prints "N passed, N failed"; exit 1 on failure).
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -174,8 +176,36 @@ static void test_error_codes() {
         "a code survives the C boundary; a value that is none reads as INTERNAL");
 }
 
+// The weights' initialisation runs an OpenMP loop over a counter-based RNG (each draw a pure
+// function of seed, stream and index): the same bits with 1 thread and with many. OpenMP's
+// current thread count is what that loop uses (set_compute_threads), not the network's own.
+static void test_init_thread_independent() {
+  const int many = std::max(4, default_compute_threads());  // more threads than slices is fine too
+  for (const char* model : {"alexnet-32", "alexnet"}) {
+    const NetConfig cfg = preset_config(model);
+    set_compute_threads(1);
+    Network one(cfg, 17, 1);
+    set_compute_threads(many);
+    Network par(cfg, 17, many);
+    bool same = one.params().size() == par.params().size();
+    size_t big = 0;
+    for (size_t i = 0; same && i < one.params().size(); i++) {
+      const Param &p = one.params()[i], &q = par.params()[i];
+      same = p.value.size() == q.value.size() &&
+             std::memcmp(p.value.data(), q.value.data(), p.value.size() * sizeof(float)) == 0;
+      if (p.value.size() >= 65536) big++;  // the loop goes parallel from 65536 weights
+    }
+    CHECK(big > 0, "%s has a tensor large enough for the parallel initialisation", model);
+    CHECK(same, "%s: weights initialised with 1 thread and with %d are bit-identical", model, many);
+    std::printf("init %-10s 1 thread vs %d: %s (%zu tensors parallel)\n", model, many,
+                same ? "bit-identical" : "DIFFERENT", big);
+  }
+  set_compute_threads(0);
+}
+
 int main() {
   set_compute_threads(0);
+  test_init_thread_independent();
   test_network_gradients();
   test_determinism_and_resume();
   test_nan_loss_is_refused();

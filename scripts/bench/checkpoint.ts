@@ -14,8 +14,9 @@ import { round } from './numbers';
 // streamed into a new network, its sha256 checked on the way) against a raw PutObject
 // and GetObject of the same bytes (the SDK's defaults: CRC32 on both).
 export async function benchCheckpoint(model: string, rounds: number, stages: boolean, json: boolean): Promise<void> {
-  const { startMinio } = await import('../../infra/services');
-  const { S3Client, CreateBucketCommand, PutObjectCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const { startMinio, useMinioCredentials } = await import('../../infra/services');
+  const { S3Client, PutObjectCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const { ensureBucket } = await import('../../activities/store/bucket');
   const { openStore } = await import('../../activities/store');
   const { saveCheckpoint, loadNewestCheckpoint } = await import('../../activities/checkpoint');
   const { encodeState, encodeStateParts, readStateNetwork } = await import('../../native/state');
@@ -25,9 +26,9 @@ export async function benchCheckpoint(model: string, rounds: number, stages: boo
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-ckpt-bench-'));
   const minio = await startMinio({ dir });
   try {
-    Object.assign(process.env, { AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey, AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint });
+    useMinioCredentials(minio);
     const s3 = new S3Client({ endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
-    await s3.send(new CreateBucketCommand({ Bucket: 'bench' }));
+    await ensureBucket('s3://bench', { client: s3 });
     const net = new Network(resolveModel(model), { seed: 1 });
     const bytes = encodeState(net);
     const mb = bytes.length / 1e6;

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as path from 'path';
 
 import type { ClassifyImagesResult } from '../../common/contract';
-import { startMinio, startTemporal } from '../../infra/services';
+import { startMinio, startTemporal, useMinioCredentials } from '../../infra/services';
 import { connectClient } from '../temporal-connection';
 import { DIST_DIR } from '../paths';
 
@@ -12,17 +12,14 @@ async function run(): Promise<void> {
   const dir = path.resolve(process.argv[2] ?? '.data/demo');
   const temporal = await startTemporal({ dir: path.join(dir, 'temporal-bench') });
   const minio = await startMinio({ dir: path.join(dir, 'minio') });
-  const env = {
-    ...process.env, TEMPORAL_ADDRESS: temporal.address, AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey,
-    AWS_REGION: minio.region, AWS_ENDPOINT_URL: minio.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1',
-  };
-  Object.assign(process.env, env);
+  process.env.TEMPORAL_ADDRESS = temporal.address;
+  useMinioCredentials(minio);
   const workers: ChildProcess[] = [];
   const { client, connection } = await connectClient({});
   try {
     for (const count of [1, 2]) {
       const queue = `classify-bench-${count}`;
-      for (let i = 0; i < count; i++) workers.push(spawn(process.execPath, [path.join(DIST_DIR, 'scripts', 'alexnet.js'), 'worker', '--task-queue', queue], { env, stdio: 'ignore' }));
+      for (let i = 0; i < count; i++) workers.push(spawn(process.execPath, [path.join(DIST_DIR, 'scripts', 'alexnet.js'), 'worker', '--task-queue', queue], { stdio: 'ignore' }));
       const r = await client.workflow.execute('ClassifyImages', {
         taskQueue: queue, workflowId: `classify-bench-${count}-${Date.now()}`,
         args: [{ store: 's3://alexnet-demo', checkpoint: { run: 'demo-fashion-mnist' }, source: path.join(dir, 'fashion-mnist', 'test'), shardSize: 500, maxParallel: 4 }],

@@ -1,7 +1,6 @@
 // alexnet bench: the network's speed on the CPU backend (scripts/bench/network.ts) or, with
 // a mode flag, of preprocessing, checkpoints, the pipeline or the server (scripts/bench/).
 import { buildInfo } from '../../native/index';
-import { benchNetwork } from '../bench/network';
 import { oneOf } from '../../common/validate';
 import { intOption, parse, resolveModel } from './args';
 
@@ -10,6 +9,7 @@ const HELP = `usage: alexnet bench [--model alexnet] [--batch 128] [--threads N]
        alexnet bench --checkpoint [--model alexnet] [--rounds 3] [--stages] [--json]
        alexnet bench --pipeline [--images 12800] [--model alexnet-32] [--batch 128] [--json]
        alexnet bench --serve [--model alexnet] [--batch 32] [--threads N] [--json]
+       alexnet bench --preemption [--images 6000] [--epochs 3] [--batch 64] [--every 4] [--kills 20] [--heartbeat 4] [--json]
 
 --preprocess measures JPEG preprocessing (decode, resize the shorter side to S, centre
 crop) of ImageNet-sized JPEGs (500x375), ours and Pillow in the same run, each kernel
@@ -23,6 +23,10 @@ called directly (no Temporal), and TrainAlexNet on a local dev server; it report
 orchestration overhead (checkpoints every 100 batches in both).
 --serve: alexnet serve under 1, 8 and 32 closed-loop clients posting JPEGs to /v1/classify
 (images/s, p50, p99), beside onnxruntime-node at batch 1 and 32 (scripts/bench/serve.ts).
+--preemption trains alexnet-32 on Fashion-MNIST twice on worker processes: untouched, and
+with its worker SIGKILLed each time a new checkpoint lands (--kills times); it reports the
+seconds lost per kill, the attempts, bitwise equality of the two ends, and the checkpoint
+bytes kept by keepAll against the default retention (scripts/bench/preemption.ts).
 
 Without a mode: training-step and inference images/s (median of --iters after a warm-up),
 batch-1 latency, and per layer the forward and backward time, GFLOP/s and share of this
@@ -43,7 +47,14 @@ export async function bench(argv: string[]): Promise<void> {
     'compare-torch': { type: 'boolean' }, 'compare-onnxruntime': { type: 'boolean' }, json: { type: 'boolean' }, precision: { type: 'string' },
     preprocess: { type: 'boolean' }, images: { type: 'string' }, size: { type: 'string' }, rounds: { type: 'string' }, checkpoint: { type: 'boolean' },
     pipeline: { type: 'boolean' }, stages: { type: 'boolean' }, serve: { type: 'boolean' },
+    preemption: { type: 'boolean' }, epochs: { type: 'string' }, every: { type: 'string' }, kills: { type: 'string' }, heartbeat: { type: 'string' },
   }, HELP);
+  if (o.preemption) {
+    return (await import('../bench/preemption')).benchPreemption({
+      images: intOption(o.images, 'images', 6000), epochs: intOption(o.epochs, 'epochs', 3), batch: intOption(o.batch, 'batch', 64),
+      checkpointEvery: intOption(o.every, 'every', 4), kills: intOption(o.kills, 'kills', 20), heartbeatTimeoutSeconds: intOption(o.heartbeat, 'heartbeat', 4), json: !!o.json,
+    });
+  }
   if (o.serve) return (await import('../bench/serve')).benchServe({ model: o.model, batch: o.batch, threads: o.threads, json: o.json });
   if (o.pipeline) {
     const log = (s: string) => (o.json ? process.stderr : process.stdout).write(s + '\n');
@@ -61,6 +72,8 @@ export async function bench(argv: string[]): Promise<void> {
   if (o.preprocess) return (await import('../bench/preprocess')).benchPreprocess(intOption(o.images, 'images', 200), intOption(o.size, 'size', 256), intOption(o.rounds, 'rounds', 5), !!o.json);
   const model = o.model ?? 'alexnet';
   const log = (line: string) => (o.json ? process.stderr : process.stdout).write(line + '\n');
+  // Loaded only here, like the other benchmarks: it pulls in the ONNX export and the Python bridge.
+  const { benchNetwork } = await import('../bench/network');
   const result = await benchNetwork({
     model, config: resolveModel(model), batch: intOption(o.batch, 'batch', 128), iters: intOption(o.iters, 'iters', 3),
     threads: intOption(o.threads, 'threads', buildInfo().defaultThreads), precision: oneOf('--precision', o.precision ?? 'fp32', ['fp32', 'bf16'] as const), compareTorch: !!o['compare-torch'], compareOnnxruntime: !!o['compare-onnxruntime'], log,

@@ -5,7 +5,7 @@ import { DEFAULT_VALIDATION_FRACTION, type PrepareDatasetInput, type PrepareData
 import { manifestUri } from '../../common/store-layout';
 import { START_FLAGS, START_HELP, START_USAGE, startAndFollow } from '../start-and-follow';
 import { CONNECTION_HELP } from '../temporal-connection';
-import { intOption, numberOption, parse, required, UsageError } from './args';
+import { intOption, numberOption, parse, required } from './args';
 
 const HELP = `usage: alexnet prepare --dataset URI --store URI [--name NAME] [--image-size 256] [--shard-size 1000] [--resize-kernel lanczos3|cubic|linear]
                        [--seed 0] [--validation-fraction 0.0833] [--parallel 8]
@@ -18,7 +18,6 @@ progress and ends with one JSON line:
   {"workflowId","images","skipped","skippedByReason","shards","seconds","manifest"}
 
 ${START_HELP}
---wait           accepted for older scripts: following is the default
 
 ${CONNECTION_HELP}`;
 
@@ -40,9 +39,8 @@ export async function prepare(argv: string[]): Promise<void> {
   const o = parse(argv, {
     ...START_FLAGS, dataset: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' },
     'image-size': { type: 'string' }, 'shard-size': { type: 'string' }, 'resize-kernel': { type: 'string' }, seed: { type: 'string' }, parallel: { type: 'string' },
-    'validation-fraction': { type: 'string' }, wait: { type: 'boolean' },
+    'validation-fraction': { type: 'string' },
   }, HELP);
-  if (o.wait && o.detach) throw new UsageError(`--wait and --detach contradict each other (following is the default)\n\n${HELP}`);
   const input: PrepareDatasetInput = {
     dataset: required(o.dataset, 'dataset', HELP),
     store: required(o.store, 'store', HELP),

@@ -12,13 +12,15 @@ import { EVAL_FLAGS, evaluateInput } from './eval';
 import { parse, UsageError } from './args';
 
 const HELP = `usage: alexnet schedule-eval --run RUN_ID --store URI --dataset-name NAME (--every 1h | --cron '0 * * * *')
-                             [--split test|val] [--crops 10] [--catchup-window 10m] [--id SCHEDULE_ID] [--paused]
+                             [--split test|val] [--crops 10] [--promote] [--catchup-window 10m] [--id SCHEDULE_ID] [--paused]
        alexnet schedule-eval list
        alexnet schedule-eval describe|trigger|pause|unpause|delete SCHEDULE_ID
 
 Creates a Temporal Schedule (default id: eval-RUN_ID) that starts EvaluateAlexNet on the
 run's newest checkpoint, resolved from runs/RUN_ID/latest.json when each scheduled run
 starts. Overlap: skip. Catch-up window: how far back missed runs are taken after an outage.
+--promote: each scheduled evaluation moves runs/RUN_ID/serving.json to its checkpoint when
+that checkpoint's top-1 error beats the served one's (alexnet serve follows it).
 
 ${CONNECTION_HELP}`;
 
