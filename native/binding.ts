@@ -57,7 +57,8 @@ export interface Binding {
   presetNames(): string[];
   inferShapes(config: NetConfig): [number, number, number][];
   cudaDevices(): CudaDevices;
-  build: { cuda: boolean; cudaLibrary: string | null; blas: string; defaultThreads: number };
+  // blasCore: the SGEMM's kernel family (OpenBLAS's core name, or 'fallback').
+  build: { cuda: boolean; cudaLibrary: string | null; blas: string; blasCore: string; defaultThreads: number };
   augmentTrain(pixels: Uint8Array, n: number, size: number, crop: number, opts: NativeTrainOptions): Promise<Float32Array>;
   augmentCenter(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
   augmentTenCrop(pixels: Uint8Array, n: number, size: number, crop: number, opts: CropOptions): Promise<Float32Array>;
@@ -68,6 +69,30 @@ export interface Binding {
   measurePeakFlops(threads: number): Promise<PeakFlops>;
 }
 
+// OpenBLAS picks its kernels when the addon loads, from the CPU's family and model. The
+// Debian OpenBLAS this project installs (0.3.21) does not know Intel's Sapphire Rapids and
+// later and takes its generic SSE3 code ("Prescott"): SGEMM at 36 GFLOP/s on 2 cores where
+// its AVX-512 code runs at 250. On an Intel CPU with AVX-512 (F, BW, DQ, VL), unless the
+// user chose with OPENBLAS_CORETYPE, the loader asks for SkylakeX, the AVX-512 kernels it
+// would give a CPU it knows. build.blasCore says what OpenBLAS runs.
+export function openblasCoreType(cpuinfo: string): string | undefined {
+  if (!/^vendor_id\s*:\s*GenuineIntel$/m.test(cpuinfo)) return undefined;
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? '').trim().split(/\s+/));
+  return ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl'].every((f) => flags.has(f)) ? 'SkylakeX' : undefined;
+}
+
+function chooseOpenblasCore(): void {
+  if (process.env.OPENBLAS_CORETYPE) return;
+  let cpuinfo: string;
+  try {
+    cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return;  // not Linux: OpenBLAS decides
+  }
+  const core = openblasCoreType(cpuinfo);
+  if (core) process.env.OPENBLAS_CORETYPE = core;
+}
+
 const ADDON_PATH = process.env.ALEXNET_NATIVE_ADDON ?? path.resolve(__dirname, '..', '..', 'native', 'build', 'alexnet.node');
 let binding: Binding | undefined;
 
@@ -76,6 +101,7 @@ export function native(): Binding {
   if (!fs.existsSync(ADDON_PATH)) {
     throw new Error(`The native AlexNet library is not built (no ${ADDON_PATH}). Run \`npm run build:native\` (needs cmake, g++ and libopenblas-openmp-dev; \`npm test\` installs them).`);
   }
+  chooseOpenblasCore();  // before the addon (and with it OpenBLAS) loads
   try {
     binding = require(ADDON_PATH) as Binding;
   } catch (e) {

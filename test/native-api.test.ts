@@ -1,8 +1,11 @@
 // The TypeScript API over the addon: async work off the event loop, zero-copy views,
-// argument errors that name the argument, NaN refusal, and the paper's SGD rule.
+// argument errors that name the argument, NaN refusal, the paper's SGD rule, and the
+// OpenBLAS kernels the loader makes sure of.
 import test from 'ava';
+import * as fs from 'fs';
 
-import { modelConfig, Network, NonFiniteLossError } from '../native/index';
+import { openblasCoreType } from '../native/binding';
+import { buildInfo, modelConfig, Network, NonFiniteLossError } from '../native/index';
 import { makeBatch } from './helpers';
 
 test('Network: a long step runs off the event loop while a timer keeps firing', async (t) => {
@@ -131,4 +134,24 @@ test('Network: precision bf16 on the CPU stays within bf16 rounding of fp32, in 
   t.true(bf16.weight('fc8.weight') instanceof Float32Array, 'weights stay fp32');
   t.throws(() => new Network('tiny', { precision: 'tf32' }), { message: /for precision on the CPU .* but received "tf32"/ });
   t.throws(() => new Network('tiny', { precision: 'fp16' as never }), { message: /Expected one of "fp32", "tf32", "bf16" for precision but received "fp16"/ });
+});
+
+test('OpenBLAS core: SkylakeX asked for on an Intel CPU with AVX-512 (Debian 0.3.21 runs its generic code on Sapphire Rapids), nothing elsewhere', (t) => {
+  const cpu = (vendor: string, flags: string) => `processor\t: 0\nvendor_id\t: ${vendor}\nflags\t\t: fpu sse sse2 ${flags}\n`;
+  t.is(openblasCoreType(cpu('GenuineIntel', 'avx2 fma avx512f avx512dq avx512bw avx512vl amx_tile')), 'SkylakeX');
+  t.is(openblasCoreType(cpu('GenuineIntel', 'avx2 fma')), undefined, 'no AVX-512: OpenBLAS decides');
+  t.is(openblasCoreType(cpu('GenuineIntel', 'avx2 fma avx512f')), undefined, 'AVX-512F alone is not what SkylakeX kernels use');
+  t.is(openblasCoreType(cpu('AuthenticAMD', 'avx2 fma avx512f avx512dq avx512bw avx512vl')), undefined, 'AMD: OpenBLAS decides');
+});
+
+test('OpenBLAS core: on this machine the SGEMM runs vector kernels wherever the CPU has AVX2, not the generic SSE3 code', (t) => {
+  const { blas, blasCore } = buildInfo();
+  t.log(`BLAS ${blas}, core ${blasCore}, OPENBLAS_CORETYPE ${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
+  const avx2 = fs.existsSync('/proc/cpuinfo') && /^flags\s*:.*\bavx2\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+  if (blas !== 'openblas' || !avx2) {
+    t.is(typeof blasCore, 'string');
+    return;
+  }
+  t.false(['Prescott', 'Core2', 'Penryn', 'Dunnington', 'Nehalem', 'Atom', 'Katmai', 'Coppermine', 'Northwood'].includes(blasCore),
+    `OpenBLAS runs '${blasCore}' kernels on an AVX2 CPU: set OPENBLAS_CORETYPE (Haswell, SkylakeX, Zen) for this CPU`);
 });

@@ -6,6 +6,7 @@
 #include "convert.h"
 #include "cuda_loader.h"
 #include "errors.h"
+#include "gemm.h"
 #include "image_stats_wrap.h"
 #include "peak_wrap.h"
 #include "layers.h"
@@ -83,6 +84,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #else
   build.Set("blas", "openblas");
 #endif
+  build.Set("blasCore", blas_core());
   build.Set("defaultThreads", default_compute_threads());
   exports.Set("build", build);
   return exports;

@@ -28,6 +28,14 @@ bool bf16_gemm_available() {
 #endif
 }
 
+const char* blas_core() {
+#ifdef OPENBLAS_VERSION
+  return openblas_get_corename();
+#else
+  return "fallback";
+#endif
+}
+
 void gemm(Precision precision, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   if (precision == Precision::Bf16 && bf16_gemm_available())

@@ -18,6 +18,10 @@ const char* precision_name(Precision p);
 // Whether bf16 GEMMs run on bf16 hardware here (AVX512_BF16), not the fp32 fallback.
 bool bf16_gemm_available();
 
+// The kernel family the fp32 SGEMM runs: OpenBLAS's core name ("SkylakeX", "Haswell",
+// "Zen", ...; "Prescott" is its generic SSE3 code, several times slower), or "fallback".
+const char* blas_core();
+
 void gemm(Precision precision, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
 

@@ -74,7 +74,7 @@ const pad = (s: string | number, n: number) => String(s).padStart(n);
 
 export async function benchNetwork(o: BenchNetworkOptions): Promise<BenchNetworkResult> {
   const { batch, iters, threads, log } = o;
-  log(`bench ${o.model}: batch ${batch}, ${threads} threads, ${iters} iterations after 1 warm-up (backend cpu, ${buildInfo().blas}; ${os.cpus()[0]?.model ?? 'cpu'}, ${os.availableParallelism()} cores)`);
+  log(`bench ${o.model}: batch ${batch}, ${threads} threads, ${iters} iterations after 1 warm-up (backend cpu, ${buildInfo().blas} ${buildInfo().blasCore}; ${os.cpus()[0]?.model ?? 'cpu'}, ${os.availableParallelism()} cores)`);
   const peak: PeakFlops = await measurePeakFlops(threads);
   log(`roof on ${threads} threads: register FMAs ${peak.fmaGflops.toFixed(1)} GFLOP/s, a 1536^3 SGEMM ${peak.sgemmGflops.toFixed(1)} GFLOP/s (the table's shares are of the FMA roof; ` +
     'GFLOP/s count a direct convolution\'s multiply-adds, so a layer that does fewer, by Winograd, can pass 100%)');
