@@ -42,7 +42,10 @@ interface ProtoJson {
   fromJson(type: unknown, json: unknown, options: { ignoreUnknownFields: boolean }): History;
 }
 const protojson = require(require.resolve('protobufjs/ext/protojson', { paths: [path.dirname(require.resolve('@temporalio/proto'))] })) as ProtoJson;
-const historyType = (patchProtobufRoot(proto) as unknown as { lookupType(name: string): unknown }).lookupType('temporal.api.history.v1.History');
+// patchProtobufRoot returns protobufjs's Root at run time, typed as the namespace it was given.
+const protoRoot: object = patchProtobufRoot(proto);
+if (!('lookupType' in protoRoot) || typeof protoRoot.lookupType !== 'function') throw new Error('@temporalio/proto: patchProtobufRoot returned no protobufjs Root (lookupType missing)');
+const historyType: unknown = protoRoot.lookupType.call(protoRoot, 'temporal.api.history.v1.History');
 
 export function historyToProtoJSON(history: History): string {
   return JSON.stringify(protojson.toJson(historyType, proto.temporal.api.history.v1.History.fromObject(history)), null, 2);
