@@ -14,10 +14,11 @@ export interface InProcessWorker {
   stop(): Promise<void>;
 }
 
-export async function startInProcessWorker(address: string, taskQueue: string, activityOverrides: Partial<typeof activities> = {}): Promise<InProcessWorker> {
+// activityOverrides null: a worker of workflows only (it polls no activity tasks).
+export async function startInProcessWorker(address: string, taskQueue: string, activityOverrides: Partial<typeof activities> | null = {}): Promise<InProcessWorker> {
   const nativeConnection = await NativeConnection.connect({ address });
   const worker = await Worker.create({
-    connection: nativeConnection, taskQueue, activities: { ...activities, ...activityOverrides }, ...WORKER_TUNING,
+    connection: nativeConnection, taskQueue, ...(activityOverrides ? { activities: { ...activities, ...activityOverrides } } : {}), ...WORKER_TUNING,
     workflowsPath: WORKFLOWS_PATH,
   });
   const running = worker.run();
