@@ -102,11 +102,10 @@ export async function pruneCheckpoints(store: ObjectStore, runId: string, policy
     const c = cursorOfListed(o.key);
     if (c) all.push(c);
   }
-  const pointed = (await readLatest(store, runId))?.key;
-  const [a, b] = [cursorOfListed(after), pointed === undefined ? undefined : cursorOfListed(pointed)];
-  const cut = a && b && order(b, a) < 0 ? pointed! : after;
+  const pointed = cursorOfListed((await readLatest(store, runId))?.key ?? '');
+  const ours = cursorOfListed(after);
+  const cut = pointed && ours && order(pointed, ours) < 0 ? pointed.key : after;
   const keep = checkpointsToKeep(all, cut, p, await pinnedCheckpoints(store, runId));
-  if (pointed) keep.add(pointed);
   const doomed = all.filter((c) => !keep.has(c.key)).map((c) => c.key);
   if (!doomed.length) return doomed;
   await store.put(runKeys(runId).deletionLog(after), JSON.stringify({ after, deleted: doomed, at: new Date().toISOString() }));

@@ -40,6 +40,12 @@ export class SafetensorsError extends Error {
   }
 }
 
+// The tensor bytes of a safetensors file, without its header (whose metadata names, for a
+// checkpoint, the attempt that wrote it): equal for bitwise-identical network states.
+export function tensorBytes(buf: Buffer): Buffer {
+  return buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
+}
+
 export function tensor<D extends DType>(dtype: D, shape: number[], data: TypedArrayOf<D>): Tensor {
   const count = shape.reduce((a, b) => a * b, 1);
   if (data.length !== count) {

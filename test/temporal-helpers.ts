@@ -16,11 +16,7 @@ import { tmpDir } from './helpers';
 export type TestWorker = InProcessWorker;
 export const startTestWorker = startInProcessWorker;
 
-// The tensor bytes of a safetensors file, without its header (whose metadata names the
-// attempt that wrote it): equal for bitwise-identical network states.
-export function tensorBytes(buf: Buffer): Buffer {
-  return buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
-}
+export { tensorBytes } from '../native/safetensors';
 
 // MinIO on `dir` with an empty bucket, and this process's environment set as a
 // deployment's would be for the S3 store (which reads credentials only from the standard

@@ -15,6 +15,7 @@ import type { PrepareDatasetResult, TrainAlexNetInput } from '../../common/contr
 import { runKeys } from '../../common/store-layout';
 import { openStore, type ObjectStore } from '../../activities/store';
 import { startTemporal } from '../../infra/services';
+import { tensorBytes } from '../../native/safetensors';
 import { importFashionMnist } from '../importers/fashion-mnist';
 import { startInProcessWorker } from '../in-process-worker';
 import { DIST_DIR } from '../paths';
@@ -28,9 +29,6 @@ export interface PreemptionBenchOptions {
   heartbeatTimeoutSeconds: number;
   json: boolean;
 }
-
-// The tensor bytes of a safetensors file (after its header, whose metadata names the attempt).
-const tensorBytes = (buf: Buffer) => buf.subarray(8 + Number(buf.readBigUInt64LE(0)));
 
 async function checkpointBytes(store: ObjectStore, runId: string): Promise<{ count: number; bytes: number }> {
   let count = 0, bytes = 0;
