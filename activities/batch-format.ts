@@ -18,7 +18,9 @@
 //   ...     4*count  labels: int32 little-endian
 //
 // All integers little-endian. A reader checks magic, version, sizes against the file
-// length and the checksum, so a truncated or corrupted file is refused by name.
+// length and the checksum, so a truncated or corrupted file is refused by name; then
+// checkBatch holds what it decoded against the dataset it belongs to (image count, size,
+// RGB, labels among the classes), so a file that cannot train is refused before any step.
 import { crc32 } from 'zlib';
 
 export const BATCH_MAGIC = 'ALXB';
@@ -85,4 +87,27 @@ export function decodeBatch(buf: Buffer, source: string): Batch {
   const labels = new Int32Array(count);
   new Uint8Array(labels.buffer).set(buf.subarray(labelOffset, labelOffset + 4 * count));
   return { count, height, width, channels, pixels, labels };
+}
+
+// What one of a dataset's batch files must hold, from its manifest.
+export interface BatchExpectation {
+  images: number;     // the shard's image count (manifest splits[split].shardImages[i])
+  imageSize: number;  // S: every image S x S
+  classes: number;    // labels in 0..classes-1
+}
+
+// Refuses (BatchFormatError, naming the check) a well-formed file that does not belong to
+// its dataset: another shard's count, no image, another size, not RGB, a label that is no
+// class. Any of these would fail every attempt the same way (or, worse, train on garbage).
+export function checkBatch(b: Batch, expect: BatchExpectation, source: string): void {
+  if (b.count === 0) throw new BatchFormatError(source, 'it holds no image (count 0)');
+  if (b.count !== expect.images) throw new BatchFormatError(source, `it holds ${b.count} images but the dataset manifest says ${expect.images}`);
+  if (b.height !== expect.imageSize || b.width !== expect.imageSize) {
+    throw new BatchFormatError(source, `its images are ${b.height}x${b.width} but the dataset's are ${expect.imageSize}x${expect.imageSize}`);
+  }
+  if (b.channels !== 3) throw new BatchFormatError(source, `its images have ${b.channels} channels, not 3 (RGB)`);
+  for (let i = 0; i < b.count; i++) {
+    const label = b.labels[i];
+    if (label < 0 || label >= expect.classes) throw new BatchFormatError(source, `image ${i} has label ${label}, not a class of the dataset's ${expect.classes} (0..${expect.classes - 1})`);
+  }
 }

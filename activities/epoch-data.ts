@@ -5,7 +5,7 @@
 // Shuffling within shards (not across all images) keeps reads sequential: one batch file
 // at a time, prefetched, however large the data set.
 import { seededRandom, shuffleInPlace } from '../common/shuffle';
-import type { Batch } from './batch-format';
+import type { BatchExpectation } from './batch-format';
 import { readBatches } from './batch-reader';
 import type { ObjectStore } from './store';
 
@@ -52,8 +52,9 @@ export interface MiniBatch {
 }
 
 // Mini-batches from `startBatch` to the end of the epoch, reading the shards' batch files
-// (keys by shard index) in plan order with prefetch.
-export async function* miniBatches(store: ObjectStore, batchKeys: string[], plan: EpochPlan, options: { seed: number; epoch: number; startBatch: number; prefetch?: number }): AsyncGenerator<MiniBatch> {
+// (keys by shard index) in plan order with prefetch, each checked against the dataset
+// (its image count from the plan; `expect`: S and the classes).
+export async function* miniBatches(store: ObjectStore, batchKeys: string[], plan: EpochPlan, options: { seed: number; epoch: number; startBatch: number; prefetch?: number; expect: Omit<BatchExpectation, 'images'> }): AsyncGenerator<MiniBatch> {
   const B = plan.batchSize;
   let position = 0;  // global image position at the start of the current shard
   let firstShard = 0;
@@ -70,9 +71,9 @@ export async function* miniBatches(store: ObjectStore, batchKeys: string[], plan
   let imageBytes = 0;
   let size = 0;
   let s = 0;
-  for await (const batch of readBatches(store, shards.map((i) => batchKeys[i]), { prefetch: options.prefetch ?? 2 })) {
+  const expect = (i: number) => ({ ...options.expect, images: plan.counts[shards[i]] });
+  for await (const batch of readBatches(store, shards.map((i) => batchKeys[i]), { prefetch: options.prefetch ?? 2, expect })) {
     const shard = shards[s++];
-    checkShard(batch, plan.counts[shard], batchKeys[shard]);
     if (!pixels) {
       size = batch.height;
       imageBytes = batch.height * batch.width * batch.channels;
@@ -94,8 +95,4 @@ export async function* miniBatches(store: ObjectStore, batchKeys: string[], plan
     }
     position += batch.count;
   }
-}
-
-function checkShard(batch: Batch, expected: number, key: string): void {
-  if (batch.count !== expected) throw new Error(`${key} holds ${batch.count} images but the dataset manifest says ${expected}: re-run PrepareDataset`);
 }

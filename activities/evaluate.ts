@@ -94,11 +94,14 @@ export async function evaluateShard(input: { store: string; datasetName: string;
     const done = await getJson<ShardEvaluation & { checkpointKey: string }>(store, out);
     if (done.checkpointKey === input.checkpointKey) return { shard: done.shard, images: done.images, seconds: done.seconds };
   }
-  const [net, mean] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.datasetName)]);
+  const [net, mean, manifest] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.datasetName), readManifest(store, input.datasetName)]);
   const classes = net.config.classes;
   const result = emptyShard(input.shard, classes);
   const batchKey = datasetKeys(input.datasetName).batch(input.split, input.shard);
-  for await (const b of readBatches(store, [batchKey], { prefetch: 0 })) {
+  const images = manifest.splits[input.split]?.shardImages[input.shard];
+  if (images === undefined) throw ApplicationFailure.nonRetryable(`dataset '${input.datasetName}' has no shard ${input.shard} of split '${input.split}'`, 'InvalidInput');
+  const expect = () => ({ images, imageSize: manifest.imageSize, classes: manifest.classes });
+  for await (const b of readBatches(store, [batchKey], { prefetch: 0, expect })) {
     await scoreBatch(net, b, batchKey, mean, input.crops, input.batchSize, (probs, labels) => {
       labels.forEach((label, i) => {
         const higher = classesAbove(probs, i * classes, classes, label);

@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { planShards, Shard, SourceImage } from '../common/shard-plan';
 import type { CarvedValidation, DatasetManifest, PreprocessShardInput, ResizeKernel, ShardSummary, SplitSummary } from '../common/contract';
 import { heartbeat, throwIfCancelled } from './activity-context';
-import { decodeBatch, encodeBatch } from './batch-format';
+import { checkBatch, decodeBatch, encodeBatch } from './batch-format';
 import { DECODE_CONCURRENCY, DEFAULT_MAX_PIXELS, decodeToRgb, ImageSkip } from './decode-image';
 import { addImages, decodeSums, emptySums, encodeSums, finalizeStats, mergeSums } from '../native/image-stats';
 import { encodeSafetensors, tensor } from '../native/safetensors';
@@ -60,7 +60,11 @@ async function finishedShard(store: ObjectStore, input: PreprocessShardInput, sh
   if (report.plan !== planDigest(shard)) return undefined;
   try {
     const batch = decodeBatch(await store.get(report.batchKey), report.batchKey);
-    if (batch.count !== report.images || batch.height !== input.imageSize) return undefined;
+    // The plan's labels, less the skipped images', in order: what this shard's file holds.
+    const skipped = new Set(report.skipped.map((s) => s.key));
+    const labels = shard.images.filter((img) => !skipped.has(img.key)).map((img) => img.label);
+    checkBatch(batch, { images: labels.length, imageSize: input.imageSize, classes: Infinity }, report.batchKey);
+    if (batch.count !== report.images || labels.some((label, i) => batch.labels[i] !== label)) return undefined;
     if ((report.resizeKernel ?? 'lanczos3') !== (input.resizeKernel ?? 'lanczos3')) return undefined;
     if (!(await store.head(keys.shardStats(input.split, input.shard)))) return undefined;
   } catch {

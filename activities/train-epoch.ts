@@ -139,7 +139,7 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
       warnings.push(`checkpoint retention after ${lastKey}: ${(e as Error).message}`);
     }
   };
-  for await (const mb of miniBatches(store, batchKeys, plan, { seed: input.seed, epoch: input.epoch, startBatch })) {
+  for await (const mb of miniBatches(store, batchKeys, plan, { seed: input.seed, epoch: input.epoch, startBatch, expect: { imageSize: data.manifest.imageSize, classes: data.manifest.classes } })) {
     if (signal?.aborted) {
       await checkpoint();  // stop at a batch boundary with nothing lost
       throw new CancelledFailure(`epoch ${input.epoch} cancelled at batch ${batch}; checkpoint ${lastKey}`);

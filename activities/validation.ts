@@ -14,14 +14,16 @@ import { openStore } from './store';
 export async function validate(input: { store: string; dataset: string; split: string; checkpointKey: string; epoch: number; batchSize: number; threads?: number }): Promise<ValidationResult> {
   const t0 = Date.now();
   const store = openStore(input.store);
-  const split = (await readManifest(store, input.dataset)).splits[input.split];
+  const manifest = await readManifest(store, input.dataset);
+  const split = manifest.splits[input.split];
   if (!split) throw ApplicationFailure.nonRetryable(`dataset '${input.dataset}' has no split '${input.split}'`, 'InvalidInput');
   const [net, mean] = await Promise.all([loadEvaluationNetwork(store, input.checkpointKey, input.threads), readMeanImage(store, input.dataset)]);
   const classes = net.config.classes;
   let images = 0, lossSum = 0, top1 = 0, top5 = 0;
   const keys = datasetKeys(input.dataset);
   const batchKeys = Array.from({ length: split.shards }, (_, i) => keys.batch(input.split, i));
-  for await (const b of readBatches(store, batchKeys)) {
+  const expect = (i: number) => ({ images: split.shardImages[i], imageSize: manifest.imageSize, classes: manifest.classes });
+  for await (const b of readBatches(store, batchKeys, { expect })) {
     await scoreBatch(net, b, b.key, mean, 1, input.batchSize, (probs, labels) => {
       labels.forEach((label, i) => {
         const higher = classesAbove(probs, i * classes, classes, label);

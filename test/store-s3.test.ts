@@ -5,8 +5,10 @@
 // cases both backends share are in store.test.ts.
 import { spawnSync } from 'child_process';
 import { createHash, createHmac } from 'crypto';
+import * as net from 'net';
 import * as path from 'path';
 import { inspect } from 'util';
+import test from 'ava';
 import {
   AbortMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand,
 } from '@aws-sdk/client-s3';
@@ -192,5 +194,48 @@ s3Test('endpoint, path style and region come from the environment too', async (t
   for (const env of [{ AWS_ENDPOINT_URL_S3: m.endpoint, ALEXNET_S3_FORCE_PATH_STYLE: '1', AWS_REGION: m.region, AWS_ENDPOINT_URL: undefined },
     { AWS_ENDPOINT_URL: m.endpoint, AWS_REGION: undefined, AWS_DEFAULT_REGION: undefined, AWS_ENDPOINT_URL_S3: undefined, ALEXNET_S3_FORCE_PATH_STYLE: undefined }]) {
     t.regex(inChild(env, code).out, /read ok\nNO ERROR/, JSON.stringify(env));
+  }
+});
+
+// An endpoint that accepts connections and never answers (issue 23, finding 4): every
+// request fails once the read timeout has passed on each attempt, naming the store and
+// the settings to change, instead of hanging for ever.
+// Serial: ava runs it before the concurrent cases, so its environment changes meet none of them.
+test.serial('a store that accepts connections and never answers fails each request after the read timeout, retried, with a clear message', async (t) => {
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const silent = net.createServer((s) => {
+    connections++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    sockets.forEach((s) => s.destroy());
+    silent.close();
+  });
+  const endpoint = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+  const store = openStore('s3://silent-bucket/p', { endpoint, region: 'us-east-1', readTimeoutMs: 300, maxAttempts: 2 });
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  t.teardown(() => {
+    for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  process.env.AWS_ACCESS_KEY_ID = 'test-key-id';  // signing needs some; the server never reads them
+  process.env.AWS_SECRET_ACCESS_KEY = 'test-secret';
+  const t0 = performance.now();
+  const err = await t.throwsAsync(store.head('runs/r/latest.json'));
+  const seconds = (performance.now() - t0) / 1000;
+  t.regex(err!.message, /head 'runs\/r\/latest\.json' in s3:\/\/silent-bucket\/p at http:\/\/127\.0\.0\.1:\d+: the store did not answer in time .*ALEXNET_S3_READ_TIMEOUT_MS/);
+  t.is(connections, 2, 'the SDK retried the timed-out request once (maxAttempts 2)');
+  t.true(seconds < 10, `failed after ${seconds.toFixed(1)} s, not hung`);
+  // The environment sets the defaults; a bad value is refused naming the variable.
+  process.env.ALEXNET_S3_READ_TIMEOUT_MS = 'soon';
+  try {
+    t.throws(() => openStore('s3://silent-bucket', { endpoint }), { message: /ALEXNET_S3_READ_TIMEOUT_MS must be a whole number of milliseconds >= 1, got 'soon'/ });
+  } finally {
+    delete process.env.ALEXNET_S3_READ_TIMEOUT_MS;
   }
 });

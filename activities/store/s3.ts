@@ -27,6 +27,24 @@ export interface S3StoreOptions {
   retryMode?: 'standard' | 'adaptive'; // default: AWS_RETRY_MODE, then standard; adaptive also rate-limits the client
   listPageSize?: number;    // MaxKeys per ListObjectsV2 page; servers cap it at 1000
   partSize?: number;        // multipart part size of putStream, at least 5 MiB
+  connectTimeoutMs?: number; // default: ALEXNET_S3_CONNECT_TIMEOUT_MS, then 10 s: a connection not made by then fails (and is retried)
+  readTimeoutMs?: number;    // default: ALEXNET_S3_READ_TIMEOUT_MS, then 60 s: a request or body silent that long fails (and is retried)
+}
+
+// A store request whose connection or whose answer never comes must fail, so that the
+// SDK retries it and, after maxAttempts, the caller hears why (a serve whose first model
+// load hangs, a worker whose checkpoint read stalls). Read is an idle limit, not one on the
+// whole transfer: a 488 MB checkpoint over a slow link is slow, not stuck.
+export const DEFAULT_S3_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_S3_READ_TIMEOUT_MS = 60_000;
+
+function timeoutSetting(given: number | undefined, variable: string, fallback: number): number {
+  if (given !== undefined) return given;
+  const value = process.env[variable];
+  if (value === undefined || value.trim() === '') return fallback;
+  const ms = Number(value);
+  if (!Number.isInteger(ms) || ms < 1) throw new Error(`${variable} must be a whole number of milliseconds >= 1, got '${value}'`);
+  return ms;
 }
 
 const MiB = 1 << 20;
@@ -113,6 +131,13 @@ export class S3Store implements ObjectStore {
       retryMode: options.retryMode ?? (env.AWS_RETRY_MODE === 'adaptive' ? 'adaptive' : 'standard'),
       requestChecksumCalculation: 'WHEN_SUPPORTED',
       responseChecksumValidation: 'WHEN_SUPPORTED',
+      // The SDK's Node handler: connectionTimeout for the TCP/TLS connect, socketTimeout for
+      // a socket idle that long (no answer, a stalled body); both fail with TimeoutError,
+      // which the SDK's retry strategy retries.
+      requestHandler: {
+        connectionTimeout: timeoutSetting(options.connectTimeoutMs, 'ALEXNET_S3_CONNECT_TIMEOUT_MS', DEFAULT_S3_CONNECT_TIMEOUT_MS),
+        socketTimeout: timeoutSetting(options.readTimeoutMs, 'ALEXNET_S3_READ_TIMEOUT_MS', DEFAULT_S3_READ_TIMEOUT_MS),
+      },
     };
     this.client = new S3Client(this.clientConfig);
   }
@@ -139,6 +164,9 @@ export class S3Store implements ObjectStore {
         '(and AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE naming a profile in ~/.aws/credentials';
     } else if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
       msg = `${what}: the server rejected the credentials (${name}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
+    } else if (name === 'TimeoutError') {
+      msg = `${what}: the store did not answer in time (${e.message ?? 'timed out'}); ` +
+        'check that the endpoint is up and reachable, or raise ALEXNET_S3_CONNECT_TIMEOUT_MS / ALEXNET_S3_READ_TIMEOUT_MS';
     } else if (name === 'NoSuchBucket') {
       msg = `${what}: bucket '${this.bucket}' does not exist${this.where}`;
     } else if (name === 'AccessDenied' || name === 'Forbidden' || status === 403) {
