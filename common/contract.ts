@@ -11,6 +11,11 @@ export const GPU_TASK_QUEUE = 'alexnet-gpu';  // training and evaluation on GPU 
 export const RESIZE_KERNELS = ['lanczos3', 'cubic', 'linear'] as const;
 export type ResizeKernel = (typeof RESIZE_KERNELS)[number];
 
+// A workflow input's fields as a run-time list, for refusing the ones it does not know
+// (common/validate.ts inputObject). The literal must name every field of T and no other:
+// a field added to an input's interface and not to its list fails to compile.
+const fieldsOf = <T>(all: Record<keyof T, true>): readonly (keyof T & string)[] => Object.keys(all) as (keyof T & string)[];
+
 export interface PrepareDatasetInput {
   dataset: string;      // URI of the images (s3://..., file:///..., or a path)
   store: string;        // URI of the store that receives datasets/<name>/...
@@ -25,6 +30,11 @@ export interface PrepareDatasetInput {
   // class, chosen by `seed` (default DEFAULT_VALIDATION_FRACTION, 1/12).
   validationFraction?: number;
 }
+
+export const PREPARE_DATASET_INPUT_FIELDS = fieldsOf<PrepareDatasetInput>({
+  dataset: true, store: true, name: true, imageSize: true, shardSize: true, seed: true, maxParallel: true, maxPixels: true,
+  resizeKernel: true, validationFraction: true,
+});
 
 // Training validates on 'val' only, never on 'test'; a dataset that ships no val split
 // gets 1/12 of each training class held out as one.
@@ -133,6 +143,8 @@ export interface RetentionPolicy {
   keepEpochEvery?: number;  // each M-th epoch's last checkpoint kept (default 1: every epoch's; 0: none)
   keepAll?: boolean;        // delete nothing (default false)
 }
+
+export const RETENTION_POLICY_FIELDS = fieldsOf<RetentionPolicy>({ keepLast: true, keepEpochEvery: true, keepAll: true });
 export const DEFAULT_RETENTION: Required<RetentionPolicy> = { keepLast: 2, keepEpochEvery: 1, keepAll: false };
 
 export const DEFAULT_MAX_FAILURES_PER_CHECKPOINT = 5;
@@ -200,6 +212,12 @@ export interface TrainAlexNetInput {
   maxFailuresPerCheckpoint?: number;
   retention?: RetentionPolicy; // checkpoint retention; default DEFAULT_RETENTION (see RetentionPolicy)
 }
+
+export const TRAIN_ALEXNET_INPUT_FIELDS = fieldsOf<TrainAlexNetInput>({
+  store: true, datasetName: true, dataset: true, model: true, classes: true, epochs: true, batchSize: true, lrPolicy: true,
+  seed: true, imageSize: true, crop: true, pcaSigma: true, checkpointEvery: true, stallBatches: true, device: true,
+  precision: true, validationSplit: true, runId: true, heartbeatTimeoutSeconds: true, maxFailuresPerCheckpoint: true, retention: true,
+});
 
 // runs/<runId>/run.json: what a run trained on, so inference never asks the user again.
 export interface RunRecord {
@@ -270,6 +288,11 @@ export interface EvaluateAlexNetInput {
   // serving.json names on the same split and crops (or none is named). Default false.
   promote?: boolean;
 }
+
+export const EVALUATE_ALEXNET_INPUT_FIELDS = fieldsOf<EvaluateAlexNetInput>({
+  store: true, checkpoint: true, datasetName: true, split: true, crops: true, batchSize: true, maxParallel: true, device: true,
+  threads: true, promote: true,
+});
 
 // What promotion did: the checkpoint inference serves after this evaluation, and why.
 export interface PromotionResult {
@@ -369,6 +392,11 @@ export interface ClassifyImagesInput {
   device?: 'cpu' | 'cuda';  // which workers classify (default cpu)
   threads?: number;
 }
+
+export const CLASSIFY_IMAGES_INPUT_FIELDS = fieldsOf<ClassifyImagesInput>({
+  store: true, checkpoint: true, source: true, output: true, topK: true, crops: true, shardSize: true, maxParallel: true,
+  device: true, threads: true,
+});
 
 // The listing and the checkpoint, as planClassification leaves them in the store: the
 // listing itself is in <output>/shards/, never in a workflow payload.

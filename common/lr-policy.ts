@@ -7,7 +7,7 @@
 // edit of the config on restart (ILSVRC-2012: 0.01 -> 0.001 at epoch 25 -> 0.0001 at 51);
 // the plateau policy automates that judgement, and the setLearningRate signal
 // (overrideLr) keeps the human in the loop.
-import { ArgumentError, integerIn, invalid, numberIn, oneOf } from './validate';
+import { integerIn, invalid, numberIn, oneOf, refuseUnknownFields } from './validate';
 
 export interface PlateauPolicy {
   type: 'plateau';
@@ -91,13 +91,7 @@ export function validateLrPolicy(raw: unknown, name = 'lrPolicy'): LrPolicy {
   }
   const o = raw as Record<string, unknown>;
   const type = oneOf(`${name}.type`, o.type, ['plateau', 'step', 'fixed'] as const);
-  const allowed: readonly string[] = FIELDS[type];
-  for (const key of Object.keys(o)) {
-    if (!allowed.includes(key)) {
-      throw new ArgumentError(`${name}.${key}`,
-        `Expected only the fields ${allowed.join(', ')} for ${name} (a ${type} policy) but received unknown field ${JSON.stringify(key)}`);
-    }
-  }
+  refuseUnknownFields(name, o, FIELDS[type], `${name} (a ${type} policy)`);
   const given = (key: string) => o[key] !== undefined;
   switch (type) {
     case 'plateau': {

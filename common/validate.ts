@@ -53,9 +53,50 @@ export function nonEmptyString(name: string, value: unknown): string {
   return value;
 }
 
-// A workflow or command input must be a plain object; `fields` lists what it expects.
-export function inputObject<T>(raw: T, fields: string): T {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('input', `Expected an object {${fields}} for input`);
+// Edits (insertions, deletions, substitutions, swaps of neighbours) from a to b: how far
+// a misspelt field is from each known one.
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+// The known name a misspelt one most likely meant: the nearest by edits (case aside),
+// if near enough to be a slip rather than another word.
+export function nearestName(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const distance = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [k, distance];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+// Refuses the fields of `o` that `known` does not list, naming the first and the known
+// name it most likely meant. An unknown field is never ignored: a misspelt `epoch` would
+// otherwise train for the default number of epochs, an unsupported option silently do nothing.
+// `where`: the object's name in messages ('input', 'lrPolicy'); `what`: how to describe it.
+export function refuseUnknownFields(where: string, o: object, known: readonly string[], what = where): void {
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const near = nearestName(key, known);
+    const field = where === 'input' ? key : `${where}.${key}`;
+    throw new ArgumentError(field, `Unknown field ${JSON.stringify(key)} in ${what}${near ? `; did you mean ${JSON.stringify(near)}?` : '.'} Known fields: ${known.join(', ')}`);
+  }
+}
+
+// A workflow or command input must be a plain object of the fields it knows (`fields`:
+// every one, see the *_FIELDS lists in contract.ts).
+export function inputObject<T>(raw: T, fields: readonly string[], what = 'input'): T {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('input', `Expected an object {${fields.join(', ')}} for input`);
+  refuseUnknownFields('input', raw, fields, what);
   return raw;
 }
 

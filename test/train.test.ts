@@ -117,6 +117,18 @@ test.serial('official temporal CLI: start TrainAlexNet, query progress, signal s
   t.is(result.lastValidation?.images, fixture.images.val, 'the stopped run was validated');
 });
 
+test.serial('official temporal CLI: a misspelt field in --input fails the workflow at once, naming the field and the one meant; nothing is written', async (t) => {
+  const cli = binaryPath('temporal');
+  const run = async (...args: string[]) => (await promisify(execFile)(cli, [...args, '--address', temporal.address], { encoding: 'utf8' })).stdout;
+  const input = { store, datasetName: 'fashion', model: 'alexnet-32', epoch: 3, batchSize: 16 };
+  await run('workflow', 'start', '--type', 'TrainAlexNet', '--task-queue', QUEUE, '--workflow-id', 'train-misspelt', '--input', JSON.stringify(input));
+  const err = await t.throwsAsync(run('workflow', 'result', '--workflow-id', 'train-misspelt'));
+  t.regex(`${(err as Error & { stdout?: string }).stdout ?? ''}${err!.message}`, /Unknown field \\?"epoch\\?" in the TrainAlexNet input; did you mean \\?"epochs\\?"\?/);
+  const description = JSON.parse(await run('workflow', 'describe', '--workflow-id', 'train-misspelt', '--output', 'json')) as { workflowExecutionInfo: { status: string } };
+  t.is(description.workflowExecutionInfo.status, 'WORKFLOW_EXECUTION_STATUS_FAILED');
+  t.false(await openStore(store).head(runKeys('train-misspelt').record).then(Boolean), 'no run.json: nothing was written before the check');
+});
+
 test.serial('preemption: a worker SIGKILLed 21 times within one epoch (more than any retry limit), then a pause and a resume, ends bitwise identical to an uninterrupted run', async (t) => {
   // Batches of 2 with a checkpoint every 2: ~150 checkpoints in the epoch, and each kill lands
   // within a poll (25 ms) of a new one, so 21 kills use well under half the epoch and none can

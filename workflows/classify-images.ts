@@ -9,6 +9,7 @@ import { continueAsNew, defineQuery, setHandler, workflowInfo } from '@temporali
 
 import { cpuActivities, shardActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
+import { CLASSIFY_IMAGES_INPUT_FIELDS } from '../common/contract';
 import type { ClassificationPlan, ClassifyImagesInput, ClassifyImagesResult, ClassifyProgress } from '../common/contract';
 import { ArgumentError, checkpointRef, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
@@ -42,7 +43,7 @@ function outputField(v: unknown): string | undefined {
 }
 
 export function validateClassifyInput(raw: ClassifyImagesInput): ValidClassifyInput {
-  inputObject(raw, 'store, checkpoint, source, ...');
+  inputObject(raw, CLASSIFY_IMAGES_INPUT_FIELDS, 'the ClassifyImages input');
   const crops = raw.crops ?? 1;
   if (crops !== 1 && crops !== 10) throw new ArgumentError('crops', `Expected 1 (centre crop) or 10 (the paper's ten patches) for crops but received ${JSON.stringify(crops)}`);
   return {

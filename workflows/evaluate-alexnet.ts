@@ -7,6 +7,7 @@ import { defineQuery, setHandler, workflowInfo } from '@temporalio/workflow';
 
 import { cpuActivities, shardActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
+import { EVALUATE_ALEXNET_INPUT_FIELDS } from '../common/contract';
 import type { EvaluateAlexNetInput, EvaluateAlexNetResult, EvaluateProgress } from '../common/contract';
 import { ArgumentError, booleanValue, checkpointRef, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
@@ -19,7 +20,7 @@ export const evaluateProgressQuery = defineQuery<EvaluateProgress>('progress');
 export type ValidEvaluateInput = Required<Omit<EvaluateAlexNetInput, 'split' | 'threads'>> & Pick<EvaluateAlexNetInput, 'split' | 'threads'>;
 
 export function validateEvaluateInput(raw: EvaluateAlexNetInput): ValidEvaluateInput {
-  inputObject(raw, 'store, checkpoint, datasetName, ...');
+  inputObject(raw, EVALUATE_ALEXNET_INPUT_FIELDS, 'the EvaluateAlexNet input');
   const checkpoint = checkpointRef('checkpoint', raw.checkpoint, 'its newest checkpoint');
   const crops = raw.crops ?? 10;
   if (crops !== 1 && crops !== 10) throw new ArgumentError('crops', `Expected 1 (centre crop) or 10 (the paper's ten patches) for crops but received ${JSON.stringify(crops)}`);

@@ -6,7 +6,7 @@ import { ApplicationFailure, defineQuery, setHandler } from '@temporalio/workflo
 
 import { cpuActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
-import { DEFAULT_VALIDATION_FRACTION, RESIZE_KERNELS } from '../common/contract';
+import { DEFAULT_VALIDATION_FRACTION, PREPARE_DATASET_INPUT_FIELDS, RESIZE_KERNELS } from '../common/contract';
 import type { PrepareDatasetInput, PrepareDatasetResult, PrepareProgress, ShardSummary, SplitSummary } from '../common/contract';
 import { ArgumentError, inputObject, integerIn, numberIn, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
@@ -25,7 +25,7 @@ export function validatePrepareInput(raw: PrepareDatasetInput): ValidPrepareInpu
     if (typeof v !== 'string' || v.trim() === '') throw new ArgumentError(field, `Expected a URI (s3://bucket/prefix, file:///dir or a path) for ${field} but received ${JSON.stringify(v)}`);
     return v;
   };
-  inputObject(raw, 'dataset, store, ...');
+  inputObject(raw, PREPARE_DATASET_INPUT_FIELDS, 'the PrepareDataset input');
   const dataset = uri('dataset', raw.dataset);
   const store = uri('store', raw.store);
   const name = raw.name ?? dataset.replace(/\/+$/, '').split('/').pop() ?? '';

@@ -19,11 +19,11 @@ import { cpuActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from '../common/lr-policy';
 import {
-  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, DEFAULT_RETENTION, GEMM_PRECISIONS, GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES, RetentionPolicy, TRAINING_STATE_SIGNAL,
-  TrainAlexNetInput, TrainingState, TrainProgress,
+  DEFAULT_MAX_FAILURES_PER_CHECKPOINT, DEFAULT_RETENTION, GEMM_PRECISIONS, GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES, RETENTION_POLICY_FIELDS, RetentionPolicy,
+  TRAIN_ALEXNET_INPUT_FIELDS, TRAINING_STATE_SIGNAL, TrainAlexNetInput, TrainingState, TrainProgress,
 } from '../common/contract';
 import type { ControlResult, EpochResult, SetLearningRateResult, TrainResult, ValidationResult } from '../common/contract';
-import { ArgumentError, inputObject, integerIn, nonEmptyString, numberIn, oneOf } from '../common/validate';
+import { ArgumentError, inputObject, integerIn, nonEmptyString, numberIn, oneOf, refuseUnknownFields } from '../common/validate';
 import { PrepareDataset } from './prepare-dataset';
 
 const cpu = cpuActivities({ startToCloseTimeout: '1 hour', heartbeatTimeout: '2 minutes' });
@@ -64,9 +64,7 @@ export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'clas
 function validateRetention(raw: unknown): RetentionPolicy {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('retention', 'Expected an object {keepLast, keepEpochEvery, keepAll} for retention');
   const r = raw as RetentionPolicy;
-  for (const k of Object.keys(r)) {
-    if (!['keepLast', 'keepEpochEvery', 'keepAll'].includes(k)) throw new ArgumentError(`retention.${k}`, `Unknown field retention.${k}: expected keepLast, keepEpochEvery or keepAll`);
-  }
+  refuseUnknownFields('retention', r, RETENTION_POLICY_FIELDS);
   if (r.keepAll !== undefined && typeof r.keepAll !== 'boolean') throw new ArgumentError('retention.keepAll', `Expected boolean for retention.keepAll but received ${JSON.stringify(r.keepAll)}`);
   return {
     keepLast: integerIn('retention.keepLast', r.keepLast ?? DEFAULT_RETENTION.keepLast, 1, 1_000_000),
@@ -76,7 +74,7 @@ function validateRetention(raw: unknown): RetentionPolicy {
 }
 
 export function validateTrainInput(raw: TrainAlexNetInput, runId: string): ValidTrainInput {
-  inputObject(raw, 'store, datasetName, ...');
+  inputObject(raw, TRAIN_ALEXNET_INPUT_FIELDS, 'the TrainAlexNet input');
   const device = oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const);
   const precision = raw.precision === undefined ? undefined : oneOf('precision', raw.precision, GEMM_PRECISIONS);
   if (precision === 'tf32' && device !== 'cuda') {
