@@ -13,7 +13,7 @@ import {
   AbortMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand,
 } from '@aws-sdk/client-s3';
 
-import { openStore, S3Store } from '../activities/store/index';
+import { openStore, S3Store, StoreConfigurationError } from '../activities/store/index';
 import type { MinioService } from '../infra/services';
 import { ROOT } from './helpers';
 import { BUCKET, bytes, chunked, collect, flakyProxy, MiB, pool, s3, s3Test, sorted } from './store-helpers';
@@ -77,6 +77,7 @@ s3Test('a missing bucket gets a message naming it', async (t, m) => {
   for (const op of [() => store.get('k'), () => store.put('k', 'v'), () => collect(store.list(''))]) {
     const err = await t.throwsAsync(op);
     t.regex(err?.message ?? '', /bucket 'no-such-bucket-here' does not exist/);
+    t.true(err instanceof StoreConfigurationError, 'a configuration error: callers that retry on their own stop at it');
   }
 });
 

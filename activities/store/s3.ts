@@ -16,7 +16,7 @@ import * as zlib from 'zlib';
 
 import { MAX_KEY_BYTES, validateKey, validatePrefix } from './keys';
 import {
-  InvalidKeyError, InvalidStoreUriError, ObjectNotFoundError, type GetStreamOptions, type ObjectInfo, type ObjectStore, type PutBody,
+  InvalidKeyError, InvalidStoreUriError, ObjectNotFoundError, StoreConfigurationError, type GetStreamOptions, type ObjectInfo, type ObjectStore, type PutBody,
 } from './types';
 
 export interface S3StoreOptions {
@@ -159,6 +159,7 @@ export class S3Store implements ObjectStore {
     const status = e.$metadata?.httpStatusCode;
     const what = `${op}${key === undefined ? '' : ` '${key}'`} in ${this.uri}${this.where}`;
     let msg: string;
+    let permanent = true;  // unless the last branch: another attempt meets the same answer
     if (name === 'CredentialsProviderError' || /could not load credentials/i.test(e.message ?? '')) {
       msg = `${what}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ` +
         '(and AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE naming a profile in ~/.aws/credentials';
@@ -167,14 +168,16 @@ export class S3Store implements ObjectStore {
     } else if (name === 'TimeoutError') {
       msg = `${what}: the store did not answer in time (${e.message ?? 'timed out'}); ` +
         'check that the endpoint is up and reachable, or raise ALEXNET_S3_CONNECT_TIMEOUT_MS / ALEXNET_S3_READ_TIMEOUT_MS';
+      permanent = false;
     } else if (name === 'NoSuchBucket') {
       msg = `${what}: bucket '${this.bucket}' does not exist${this.where}`;
     } else if (name === 'AccessDenied' || name === 'Forbidden' || status === 403) {
       msg = `${what}: access denied to bucket '${this.bucket}'; the credentials lack permission for ${op}`;
     } else {
       msg = `${what} failed: ${name}${e.message ? `: ${e.message}` : ''}`;
+      permanent = false;
     }
-    return Object.assign(new Error(msg, { cause: err }), { code: name });
+    return permanent ? new StoreConfigurationError(msg, name, { cause: err }) : Object.assign(new Error(msg, { cause: err }), { code: name });
   }
 
   private isNotFound(err: unknown): boolean {

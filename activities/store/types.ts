@@ -37,6 +37,16 @@ export interface GetStreamOptions {
   verify?: boolean;
 }
 
+// A store error that another attempt will meet too (a bucket that does not exist, missing
+// or rejected credentials, denied access): the configuration has to change. Callers that
+// retry store errors on their own (alexnet serve's model load) stop at these.
+export class StoreConfigurationError extends Error {
+  constructor(message: string, readonly code: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StoreConfigurationError';
+  }
+}
+
 export class ObjectNotFoundError extends Error {
   constructor(readonly storeUri: string, readonly key: string) {
     super(`no object '${key}' in ${storeUri}`);

@@ -19,22 +19,18 @@ import * as http from 'http';
 import * as os from 'os';
 import * as path from 'path';
 
-import { saveCheckpoint } from '../../activities/checkpoint';
 import { DEFAULT_MAX_PIXELS, decodeToRgb, sizeDecodeThreadpool } from '../../activities/decode-image';
 import { averagedSoftmax } from '../../activities/scoring';
-import { openStore } from '../../activities/store';
-import type { DatasetManifest, RunRecord } from '../../common/contract';
-import { datasetKeys, runKeys } from '../../common/store-layout';
 import { augmentCenter } from '../../native/augment';
 import { buildInfo, Network } from '../../native/index';
 import { exportOnnx, ONNX_INPUT, ONNX_PROBABILITIES } from '../../native/onnx';
-import { encodeSafetensors, tensor } from '../../native/safetensors';
 import { intOption, resolveModel } from '../commands/args';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, importFashionMnist } from '../importers/fashion-mnist';
 import { histogramStats } from '../serve/metrics';
 import { startServer } from '../serve/server';
 import { loadOnnxruntime, cpuSession, timeSession } from './onnxruntime';
 import { percentile, round } from './numbers';
+import { writeServableRun } from './servable-run';
 import { photoLikeJpegs } from './jpegs';
 
 export interface BenchServeOptions {
@@ -103,22 +99,10 @@ async function closedLoop(url: URL, jpegs: Buffer[], clients: number, seconds: n
 // inference reads: manifest.json, mean.safetensors (the mean of the bench images at S),
 // classes.json, names.json, run.json, the checkpoint and latest.json.
 async function makeRun(store: string, net: Network, imageSize: number, classIds: string[], pixels: Buffer[]): Promise<Float32Array> {
-  const s = openStore(store);
-  const keys = datasetKeys(DATASET);
   const sums = new Float64Array(imageSize * imageSize * 3);
   for (const p of pixels) for (let i = 0; i < sums.length; i++) sums[i] += p[i];
   const mean = Float32Array.from(sums, (v) => v / pixels.length);
-  const manifest: DatasetManifest = {
-    name: DATASET, source: 'alexnet bench --serve', imageSize, seed: 0, shardSize: pixels.length, classes: classIds.length,
-    splits: {}, statsKey: keys.stats, createdAt: new Date().toISOString(), resizeKernel: 'lanczos3',
-  };
-  await s.put(keys.meanImage, encodeSafetensors({ mean: tensor('F32', [imageSize, imageSize, 3], mean) }, { layout: 'HWC', units: 'pixel values 0..255' }));
-  await s.put(keys.classes, JSON.stringify(classIds));
-  await s.put(keys.names, JSON.stringify(classIds));
-  await s.put(keys.manifest, JSON.stringify(manifest));
-  const record: RunRecord = { runId: RUN, datasetName: DATASET, model: net.config.name ?? 'custom', classes: classIds.length, seed: 1, createdAt: new Date().toISOString() };
-  await s.put(runKeys(RUN).record, JSON.stringify(record));
-  await saveCheckpoint(s, RUN, net, { epoch: 0, batch: 0 }, { attempt: 1, lr: 0 });
+  await writeServableRun(store, { run: RUN, dataset: DATASET, net, imageSize, classIds, mean, source: 'alexnet bench --serve' });
   return mean;
 }
 

@@ -1,15 +1,26 @@
 // alexnet serve: a trained run's model over HTTP (POST /v1/classify, KServe v2 / Open
 // Inference Protocol and TorchServe routes, Prometheus metrics), with dynamic batching,
-// limits on bodies and on the queue, and hot reload (scripts/serve/). Reloads on SIGHUP;
-// SIGTERM or SIGINT stops accepting, answers the requests in flight and exits 0.
+// limits on bodies, the queue and slow clients, and hot reload (scripts/serve/). Reloads on
+// SIGHUP; SIGTERM or SIGINT stops accepting, answers the requests in flight and exits 0.
 import { sizeDecodeThreadpool } from '../../activities/decode-image';
 import { DEVICES, PRECISIONS, type Device, type Precision } from '../../native/index';
-import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE, startServer } from '../serve/server';
-import { intOption, parse, UsageError } from './args';
+import { MAX_JSON_DEPTH } from '../serve/protocol';
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SHUTDOWN_GRACE_MS, startServer,
+} from '../serve/server';
+import { intOption, numberOption, parse, UsageError } from './args';
+
+// How long after the grace period a stopping server is given before the process exits anyway.
+const STOP_MARGIN_MS = 5000;
+
+const seconds = (ms: number) => ms / 1000;
+// A timeout flag in seconds (fractions allowed), as milliseconds.
+const timeoutMs = (value: string | undefined, flag: string, fallbackMs: number) => Math.max(1, Math.round(1000 * numberOption(value, flag, seconds(fallbackMs))));
 
 const HELP = `usage: alexnet serve --store URI (--run RUN_ID | --checkpoint KEY) [--name alexnet]
                      [--host 127.0.0.1] [--port 8080] [--device cpu|cuda] [--threads N] [--precision fp32|bf16|tf32]
                      [--max-batch 32] [--max-delay-ms 5] [--max-queue ${DEFAULT_MAX_QUEUE}] [--max-body 20m]
+                     [--headers-timeout ${seconds(DEFAULT_HEADERS_TIMEOUT_MS)}] [--request-timeout ${seconds(DEFAULT_REQUEST_TIMEOUT_MS)}] [--keep-alive-timeout ${seconds(DEFAULT_KEEP_ALIVE_TIMEOUT_MS)}]
                      [--reload-seconds 30] [--top 5] [--crops 1|10] [--dataset-name NAME]
 
 Serves a trained run's model over HTTP. The model is the run's promoted checkpoint
@@ -35,12 +46,22 @@ Routes (NAME = --name):
   company and are classified together, up to that many images (an idle server starts at once).
 --max-queue: more images than this waiting for a batch: 503 with Retry-After.
 --max-body: larger request bodies are refused with 413 (bytes, or with k, m, g: KiB, MiB, GiB).
+  An infer request declaring or holding more images than --max-queue is refused with 413
+  as soon as its bytes show it; JSON nested deeper than ${MAX_JSON_DEPTH} arrays and objects with 400.
+--headers-timeout, --request-timeout (seconds): a request's headers must arrive within the
+  first, all of it within the second, else 408 and the connection closes; a connection that
+  sends nothing closes after the first. --keep-alive-timeout: an idle connection closes
+  this many seconds (and Node's 1 s) after its last answer.
 --reload-seconds: how often to re-resolve the run's checkpoint (0: only on SIGHUP); a new
   one is loaded in the background and swapped in between batches; a failing reload keeps the old one.
+  A first load failing for a passing reason (a store timeout, network, 5xx) is retried
+  every 1 s doubling to 60 s, /v2/health/ready saying why; one that cannot pass (no such
+  run or checkpoint) ends the command (exit 1).
 --port 0 takes a free port; the URL is printed on stderr ("listening on http://...").
 --top: classes per image unless a request asks (top, top_k). --crops 10: the paper's ten patches.
 
-SIGHUP reloads now; SIGTERM/SIGINT stop accepting, answer the requests in flight, exit 0.`;
+SIGHUP reloads now; SIGTERM/SIGINT stop accepting, answer the requests in flight (for at most
+${seconds(DEFAULT_SHUTDOWN_GRACE_MS)} s) and exit 0, even with a store request hanging.`;
 
 // A size in bytes: 1048576, 512k, 20m, 1g (powers of 1024; an optional trailing 'b' or 'ib').
 export function sizeOption(value: string | undefined, flag: string, fallback: number): number {
@@ -56,6 +77,7 @@ export async function serve(argv: string[]): Promise<void> {
     store: { type: 'string' }, run: { type: 'string' }, checkpoint: { type: 'string' }, 'dataset-name': { type: 'string' },
     name: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
     'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body': { type: 'string' }, 'reload-seconds': { type: 'string' },
+    'headers-timeout': { type: 'string' }, 'request-timeout': { type: 'string' }, 'keep-alive-timeout': { type: 'string' },
     top: { type: 'string' }, crops: { type: 'string' },
   }, HELP);
   if (!o.store) throw new UsageError(`missing --store\n\n${HELP}`);
@@ -71,6 +93,9 @@ export async function serve(argv: string[]): Promise<void> {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name must be letters, digits, '.', '_' or '-', got '${name}'`);
   const port = intOption(o.port, 'port', 8080, 0);
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+  const headersTimeoutMs = timeoutMs(o['headers-timeout'], 'headers-timeout', DEFAULT_HEADERS_TIMEOUT_MS);
+  const requestTimeoutMs = timeoutMs(o['request-timeout'], 'request-timeout', DEFAULT_REQUEST_TIMEOUT_MS);
+  if (headersTimeoutMs > requestTimeoutMs) throw new UsageError(`--headers-timeout (${o['headers-timeout'] ?? seconds(DEFAULT_HEADERS_TIMEOUT_MS)}) must not be over --request-timeout (${o['request-timeout'] ?? seconds(DEFAULT_REQUEST_TIMEOUT_MS)}): the headers are part of the request`);
 
   sizeDecodeThreadpool();  // before anything uses libuv's pool
   const server = await startServer({
@@ -82,6 +107,8 @@ export async function serve(argv: string[]): Promise<void> {
     maxQueue: intOption(o['max-queue'], 'max-queue', DEFAULT_MAX_QUEUE),
     maxBodyBytes: sizeOption(o['max-body'], 'max-body', DEFAULT_MAX_BODY_BYTES),
     reloadSeconds: intOption(o['reload-seconds'], 'reload-seconds', 30, 0),
+    headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs: timeoutMs(o['keep-alive-timeout'], 'keep-alive-timeout', DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
+    shutdownGraceMs: DEFAULT_SHUTDOWN_GRACE_MS,
     topK: intOption(o.top, 'top', 5),
     crops,
   });
@@ -103,8 +130,17 @@ export async function serve(argv: string[]): Promise<void> {
     await Promise.race([server.ready, stopped]);
     const signal = await stopped;
     console.error(`alexnet serve: ${signal}: no longer accepting; answering the requests in flight (again to force)`);
+    // close() ends by the grace period (it then closes the connections left); this is for
+    // anything else that would keep it from ending.
+    setTimeout(() => {
+      console.error(`alexnet serve: still stopping ${seconds(DEFAULT_SHUTDOWN_GRACE_MS + STOP_MARGIN_MS)} s after ${signal}: exiting`);
+      process.exit(1);
+    }, DEFAULT_SHUTDOWN_GRACE_MS + STOP_MARGIN_MS).unref();
   } finally {
     await server.close();
     process.off('SIGHUP', onHup);
   }
+  // Every request answered. Exit rather than wait for the event loop to empty: a store
+  // request of a model load may never end (an endpoint that accepts and never answers).
+  process.exit(0);
 }

@@ -19,7 +19,7 @@ export function serveMetrics(options: ServeMetricsOptions = {}) {
   const queued = options.queued;
   return {
     registry,
-    requests: new Counter({ name: 'alexnet_serve_requests_total', help: 'HTTP requests answered, by route and status code.', labelNames: ['route', 'code'] as const, registers }),
+    requests: new Counter({ name: 'alexnet_serve_requests_total', help: 'HTTP requests answered, by route and status code (408 also: a request that never arrived whole, by its timeout or its client going; 499: its client went before the answer).', labelNames: ['route', 'code'] as const, registers }),
     latency: new Histogram({ name: 'alexnet_serve_request_duration_seconds', help: 'Time from a request\'s arrival to its answer, by route.', labelNames: ['route'] as const, buckets: SECONDS, registers }),
     inflight: new Gauge({ name: 'alexnet_serve_inflight_requests', help: 'Requests being answered now.', registers }),
     queue: new Gauge({

@@ -8,7 +8,7 @@
 //   POST /v1/classify[?top=K&crops=1|10]  the image file as the body (JPEG, PNG, WebP...) ->
 //                                          200 {"top": [{"class","name","probability"}...], "checkpoint", "ms"}
 //   GET  /v2/health/live                   200 {"live": true}
-//   GET  /v2/health/ready                  200 {"ready": true} | 503 {"ready": false}
+//   GET  /v2/health/ready                  200 {"ready": true} | 503 {"ready": false, "reason"}
 //   GET  /v2                               server metadata {"name", "version", "extensions": []}
 //   GET  /v2/models/{name}[/versions/{version}]          model metadata
 //   GET  /v2/models/{name}[/versions/{version}]/ready    200 {"name", "ready": true} | 503
@@ -17,24 +17,50 @@
 //   GET  /ping                             200 {"status": "Healthy"} | 503 {"status": "Unhealthy"}
 //   GET  /metrics                          Prometheus text format
 // Errors: {"error": "..."}; 400 a bad request or an image that does not decode, 404 an
-// unknown route, model or version, 405 a wrong method, 413 a body over maxBodyBytes, 503 no
-// model loaded yet, shutting down, or more than maxQueue images waiting (with Retry-After).
+// unknown route, model or version, 405 a wrong method, 408 a request not in within its
+// timeout, 413 a body over maxBodyBytes or more images than maxQueue, 503 no model loaded
+// yet, shutting down, or more than maxQueue images waiting (with Retry-After).
+//
+// Slow or idle clients do not hold connections: headers must be in within headersTimeoutMs
+// and the whole request within requestTimeoutMs, else 408 and the connection closes (Node's
+// checks, run every CONNECTIONS_CHECK_MS at most; Node 20 counts a new connection that never
+// sends a byte as waiting for headers, so no guard of our own is needed); an idle keep-alive
+// connection closes keepAliveTimeoutMs after its last answer (Node adds 1 s to what it
+// advertises in Keep-Alive: timeout=).
+//
+// The first model load is retried with backoff while it fails for a reason that may pass
+// (a timeout, the network, the store's 5xx: anything but a non-retryable
+// ApplicationFailure, such as no such run); /v2/health/ready says why it is not ready.
+import { ApplicationFailure } from '@temporalio/common';
 import * as fs from 'fs';
 import * as http from 'http';
+import type * as net from 'net';
 import * as path from 'path';
+import { setTimeout as sleep } from 'timers/promises';
 
 import { topClasses } from '../../activities/classify';
 import { describeModel, loadInferenceModel, resolveCheckpoint, type InferenceModel, type ModelSource, type ResolvedCheckpoint } from '../../activities/model';
-import { openStore } from '../../activities/store';
+import { openStore, StoreConfigurationError } from '../../activities/store';
 import { defaultDevice } from '../../native/index';
 import { REPO_ROOT } from '../paths';
 import { Batcher } from './batcher';
 import { scoreJobs, type Job, type Scored } from './inference';
 import { serveMetrics, type ServeMetrics } from './metrics';
-import { cropsParameter, HttpError, inferOutputs, message, parseInferRequest, readBody, scrubSecrets, send, sendText, topKParameter } from './protocol';
+import { cropsParameter, HttpError, inferOutputs, message, readBody, readInferRequest, scrubSecrets, send, sendText, tooManyImages, topKParameter } from './protocol';
 
 export const DEFAULT_MAX_BODY_BYTES = 20 << 20;
 export const DEFAULT_MAX_QUEUE = 256;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
+// How often Node checks its connections against the headers and request timeouts (its
+// default, 30 s, would let a 10 s timeout run to 40 s); a quarter of the shorter timeout
+// when that is less.
+const CONNECTIONS_CHECK_MS = 1000;
+// The first model load's retries: 1 s, doubling, at most a minute apart.
+const LOAD_RETRY_FIRST_MS = 1000;
+const LOAD_RETRY_MAX_MS = 60_000;
 
 export interface ServeOptions extends ModelSource {
   name?: string;            // the model's name in the routes (default 'alexnet')
@@ -50,6 +76,9 @@ export interface ServeOptions extends ModelSource {
   maxQueue?: number;        // images waiting for a batch beyond this are refused, 503 + Retry-After (default 256)
   defaultMetrics?: boolean; // Node's process metrics in /metrics too (default true)
   shutdownGraceMs?: number; // close() waits this long for requests in flight (default 30 s)
+  headersTimeoutMs?: number;   // a request's headers must be in within this, else 408 (default 10 s)
+  requestTimeoutMs?: number;   // a whole request (headers and body) within this, else 408 (default 60 s)
+  keepAliveTimeoutMs?: number; // an idle keep-alive connection closes after this (default 5 s)
   log?: (line: string) => void;  // default: stderr, prefixed 'alexnet serve: '
 }
 
@@ -62,7 +91,7 @@ export interface ReloadResult {
 
 export interface ServerHandle {
   url: string;                      // http://host:port, the port the server listens on
-  ready: Promise<void>;             // the first model loaded; rejects with why it could not be
+  ready: Promise<void>;             // the first model loaded; rejects with why it could not be (a reason that does not pass), or when closed first
   model(): InferenceModel | undefined;
   reload(trigger?: string): Promise<ReloadResult>;
   metrics: ServeMetrics;
@@ -90,6 +119,23 @@ function matchPattern(pattern: string[], segments: string[]): Record<string, str
   return params;
 }
 
+// Whether a failed model load may succeed when tried again: anything but a non-retryable
+// ApplicationFailure (activities/model.ts refuses a missing run, checkpoint or dataset so)
+// or a store that is configured wrong (no such bucket, credentials missing or refused,
+// access denied); the store's timeouts, network errors and 5xx may pass.
+const worthRetrying = (e: unknown) => !(e instanceof ApplicationFailure && e.nonRetryable) && !(e instanceof StoreConfigurationError);
+
+// `work`, or a rejection as soon as `signal` aborts (the work goes on unheeded: a store
+// request without a timeout may never end).
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(new Error('aborted'));
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort)).catch(() => undefined);
+  });
+}
+
 // started: the request's arrival (performance.now()).
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: Record<string, string>, query: URLSearchParams, started: number) => Promise<void> | void;
 
@@ -103,13 +149,20 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const crops = options.crops ?? 1;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
-  const graceMs = options.shutdownGraceMs ?? 30_000;
+  const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+  const headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS;
   const log = (line: string) => (options.log ?? ((l: string) => console.error(`alexnet serve: ${l}`)))(scrubSecrets(line));
   if (crops !== 1 && crops !== 10) throw new RangeError(`crops must be 1 or 10, got ${String(crops)}`);
   if (!Number.isInteger(defaultTopK) || defaultTopK < 1) throw new RangeError(`topK must be an integer >= 1, got ${defaultTopK}`);
   if (!(reloadSeconds >= 0)) throw new RangeError(`reloadSeconds must be >= 0, got ${reloadSeconds}`);
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`maxBodyBytes must be an integer >= 1, got ${maxBodyBytes}`);
   if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError(`maxQueue must be an integer >= 1, got ${maxQueue}`);
+  for (const [what, ms] of [['headersTimeoutMs', headersTimeoutMs], ['requestTimeoutMs', requestTimeoutMs], ['keepAliveTimeoutMs', keepAliveTimeoutMs]] as const) {
+    if (!Number.isInteger(ms) || ms < 1) throw new RangeError(`${what} must be an integer >= 1, got ${ms}`);
+  }
+  if (headersTimeoutMs > requestTimeoutMs) throw new RangeError(`headersTimeoutMs (${headersTimeoutMs}) must not be over requestTimeoutMs (${requestTimeoutMs}): the headers are part of the request`);
   const source: ModelSource = { store: options.store, run: options.run, checkpoint: options.checkpoint, datasetName: options.datasetName, device: options.device, threads: options.threads, precision: options.precision };
   // The queue gauge reads the batcher (below) at each scrape.
   const metrics = serveMetrics({ defaultMetrics: options.defaultMetrics, queued: () => queue.queued });
@@ -117,6 +170,8 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
 
   let current: InferenceModel | undefined;
   let closing = false;
+  let notReady = 'the model is loading';  // why /v2/health/ready answers 503 while no model serves
+  const stopping = new AbortController();  // aborted by close(): ends the first load's retries
   const swap = (next: InferenceModel) => {
     current = next;
     metrics.modelInfo.reset();
@@ -147,7 +202,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const servingModel = (params: Record<string, string>): InferenceModel => {
     if (params.name !== undefined && params.name !== name) throw new HttpError(404, `unknown model '${params.name}': this server serves '${name}'`);
     if (closing) throw new HttpError(503, `model '${name}' is not ready: the server is shutting down`, { Connection: 'close' });
-    if (!current) throw new HttpError(503, `model '${name}' is not ready: its checkpoint is still loading`, { 'Retry-After': '1' });
+    if (!current) throw new HttpError(503, `model '${name}' is not ready: ${notReady}`, { 'Retry-After': '1' });
     if (params.version !== undefined && params.version !== current.checkpoint.key) {
       throw new HttpError(404, `model '${name}' version '${params.version}' is not served; version ${current.checkpoint.key} is`);
     }
@@ -156,9 +211,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
 
   // Jobs into the batcher, unless that would leave more than maxQueue images waiting.
   const classify = (model: InferenceModel, jobs: Job[]): Promise<Scored[]> => {
-    if (jobs.length > maxQueue) {
-      throw new HttpError(413, `${jobs.length} images in one request, more than the server queues (--max-queue ${maxQueue}): send at most ${maxQueue} per request`);
-    }
+    if (jobs.length > maxQueue) throw tooManyImages(jobs.length, maxQueue);
     const waiting = queue.queued;
     if (waiting + jobs.length > maxQueue) {
       const retry = Math.max(1, Math.ceil((waiting + jobs.length) * secondsPerImage));
@@ -213,7 +266,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       send(res, 200, { top, checkpoint: model.checkpoint.key, ms: Math.round((performance.now() - started) * 100) / 100 }, { 'X-Model-Version': model.checkpoint.key });
     },
     live: (_req, res) => send(res, 200, { live: true }),
-    ready: (_req, res) => send(res, current && !closing ? 200 : 503, { ready: Boolean(current && !closing) }),
+    ready: (_req, res) => send(res, current && !closing ? 200 : 503, current && !closing ? { ready: true } : { ready: false, reason: closing ? 'the server is shutting down' : notReady }),
     server: (_req, res) => send(res, 200, { name: 'alexnet-temporal', version: VERSION, extensions: [] }),
     metadata: (_req, res, params) => send(res, 200, metadata(servingModel(params))),
     modelReady: (_req, res, params) => {
@@ -222,8 +275,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
     },
     infer: async (req, res, params) => {
       const model = servingModel(params);
-      const header = req.headers['inference-header-content-length'];
-      const request = parseInferRequest(await readBody(req, maxBodyBytes), model, Array.isArray(header) ? header[0] : header);
+      const request = await readInferRequest(req, maxBodyBytes, { crop: model.crop, maxImages: maxQueue });
       const topK = request.topK ?? defaultTopK;
       let answers: Scored[];
       if (request.input.kind === 'tensor') {
@@ -275,15 +327,22 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
 
   // Responses not yet finished: told to close their connection once the server closes.
   const inflight = new Set<http.ServerResponse>();
+  // The response being answered on each connection (clientError answers only where none was sent).
+  const answering = new WeakMap<object, http.ServerResponse>();
   const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const started = performance.now();
     let route = 'unmatched';
     metrics.inflight.inc();
     inflight.add(res);
+    answering.set(req.socket, res);
     res.once('close', () => {
       inflight.delete(res);
+      if (answering.get(req.socket) === res) answering.delete(req.socket);
       metrics.inflight.dec();
-      metrics.requests.inc({ route, code: String(res.statusCode) });
+      // An answer never sent: the request never arrived whole (408: its timeout, or its client
+      // went while sending it), or its client went before the answer (499).
+      const code = res.writableEnded ? res.statusCode : req.complete ? 499 : 408;
+      metrics.requests.inc({ route, code: String(code) });
       metrics.latency.observe({ route }, (performance.now() - started) / 1000);
     });
     if (closing) res.setHeader('Connection', 'close');
@@ -306,18 +365,41 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
       }
       throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
     } catch (e) {
-      if (res.headersSent) {
+      // Refused before its body was read: the connection closes rather than Node reading
+      // (and dropping) however much more the client sends.
+      const unread = !req.complete && (Number(req.headers['content-length']) > 0 || req.headers['transfer-encoding'] !== undefined);
+      const close: Record<string, string> = unread ? { Connection: 'close' } : {};
+      if (res.headersSent || req.socket.destroyed) {
         res.destroy();
       } else if (e instanceof HttpError) {
-        send(res, e.status, { error: scrubSecrets(e.message) }, e.headers);
+        send(res, e.status, { error: scrubSecrets(e.message) }, { ...e.headers, ...close });
       } else {
         log(`500 on ${req.method} ${req.url}: ${message(e)}`);
-        send(res, 500, { error: message(e) });
+        send(res, 500, { error: message(e) }, close);
       }
     }
   };
 
-  const server = http.createServer((req, res) => void onRequest(req, res));
+  const connectionsCheckingInterval = Math.max(1, Math.min(CONNECTIONS_CHECK_MS, Math.floor(Math.min(headersTimeoutMs, requestTimeoutMs) / 4)));
+  const server = http.createServer({ headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs, connectionsCheckingInterval }, (req, res) => void onRequest(req, res));
+  server.keepAliveTimeout = keepAliveTimeoutMs;
+  // A request Node refuses before or while it arrives (too slow: its header and request
+  // timeouts; malformed) gets a JSON answer, where nothing was answered on the connection
+  // yet, and the connection closes.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable || answering.get(socket)?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const status = timedOut ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const text = JSON.stringify({
+      error: timedOut
+        ? `the request did not arrive in time: its headers must arrive within ${headersTimeoutMs} ms (--headers-timeout), all of it within ${requestTimeoutMs} ms (--request-timeout)`
+        : `malformed HTTP request (${err.code ?? 'unknown'})`,
+    });
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`, () => socket.destroy());
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 8080, host, () => {
@@ -331,14 +413,41 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const periodic = reloadSeconds > 0 && !options.checkpoint;
   log(`listening on ${url} (${url}/v1/classify, KServe v2 ${url}/v2/models/${name}/infer, TorchServe ${url}/predictions/${name}, ${url}/metrics; batches of up to ${maxBatch} images within ${maxDelayMs} ms, at most ${maxQueue} waiting; ${periodic ? `re-resolving the checkpoint every ${reloadSeconds}s` : 'no periodic reload'})`);
 
+  // The first model: retried while it fails for a reason that may pass (worthRetrying), until
+  // close(). notReady says meanwhile why the server is not ready.
+  const what = options.checkpoint ? `checkpoint ${options.checkpoint}` : `run ${options.run}`;
+  const closedFirst = () => new Error('the server closed before a model was loaded');
   const loading = (async () => {
     const t0 = performance.now();
-    log(`loading the model of ${options.checkpoint ? `checkpoint ${options.checkpoint}` : `run ${options.run}`} from ${options.store}`);
-    const model = await loadInferenceModel(source);
-    swap(model);
-    log(`serving ${describeModel(model)} as '${name}' on ${model.net.device}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    let failed = '';  // the last attempt's failure, for notReady
+    for (let attempt = 1, delay = LOAD_RETRY_FIRST_MS; ; attempt++, delay = Math.min(2 * delay, LOAD_RETRY_MAX_MS)) {
+      notReady = `loading the model of ${what} from ${options.store}: attempt ${attempt} since ${new Date().toISOString()}${failed}`;
+      log(attempt === 1 ? `loading the model of ${what} from ${options.store}` : `loading the model of ${what}: attempt ${attempt}`);
+      try {
+        const model = await abortable(loadInferenceModel(source), stopping.signal);
+        swap(model);
+        log(`serving ${describeModel(model)} as '${name}' on ${model.net.device}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+        return;
+      } catch (e) {
+        if (stopping.signal.aborted) throw closedFirst();
+        if (!worthRetrying(e)) throw e;
+        const reason = message(e);
+        failed = `; attempt ${attempt} failed: ${reason}`;
+        notReady = `loading the model of ${what} from ${options.store}: attempt ${attempt} failed: ${reason}; attempt ${attempt + 1} at ${new Date(Date.now() + delay).toISOString()}`;
+        log(`could not load the model (attempt ${attempt}; trying again in ${delay / 1000} s): ${reason}`);
+      }
+      try {
+        await sleep(delay, undefined, { signal: stopping.signal, ref: false });
+      } catch {
+        throw closedFirst();
+      }
+    }
   })();
-  loading.catch((e) => log(`could not load the model: ${message(e)}`));
+  loading.catch((e) => {
+    if (stopping.signal.aborted) return;
+    notReady = `the model could not be loaded: ${message(e)}`;
+    log(`could not load the model: ${message(e)}`);
+  });
 
   // Reloads run one at a time; callers arriving while one runs share the next one.
   let chain: Promise<unknown> = loading.catch(() => undefined);
@@ -395,6 +504,7 @@ export async function startServer(options: ServeOptions): Promise<ServerHandle> 
   const close = () => {
     closed ??= (async () => {
       closing = true;
+      stopping.abort();
       metrics.ready.set(0);
       if (timer) clearInterval(timer);
       queue.flushNow();
