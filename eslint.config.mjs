@@ -29,7 +29,7 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   // Layering (docs/architecture.md): common/ imports nothing of ours; native/ only common/;
-  // workflows/ common/ and activity types; activities/ common/ and native/.
+  // workflows/ common/ and activity types; activities/ common/ and native/; infra/ common/.
   {
     files: ['common/**/*.ts'],
     rules: {
@@ -52,6 +52,16 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         patterns: [{ group: [...above('workflows'), ...above('scripts'), ...above('test'), ...above('infra')], message: 'activities/ import common/ and native/ only (workflows call activities, not the other way)' }],
+      }],
+    },
+  },
+  {
+    // infra/ starts services and holds the deployment files: it imports none of ours but
+    // common/, so the services and the chart's checks stand apart from the CLI.
+    files: ['infra/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: outside('common', 'infra'), message: 'infra/ may import only common/' }],
       }],
     },
   },

@@ -9,7 +9,9 @@ import * as net from 'net';
 import * as path from 'path';
 import { Connection } from '@temporalio/client';
 
-import { REPO_ROOT } from '../scripts/paths';
+// The repository this file was built in: compiled to dist/infra/, so two levels up. infra/
+// imports nothing of ours outside common/ (eslint.config.mjs), so it resolves this itself.
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 const INSTALL_HINT = 'run `bash infra/install-services.sh` (or `bash scripts/setup.sh`)';
 const GRACE_MS = 10_000;

@@ -1,6 +1,6 @@
 // Where things are, resolved once from this file's place in the build: compiled to
 // dist/scripts/, so dist/ is one level up and the repository root two. Imports nothing
-// of ours (infra/ uses it too).
+// of ours.
 import * as path from 'path';
 
 export const DIST_DIR = path.resolve(__dirname, '..');

@@ -37,5 +37,6 @@ echo "setup: building the native library"
 bash native/build.sh | grep -vE '^\[[0-9]+/[0-9]+\]|^ninja: no work' || true
 test -f native/build/alexnet.node
 bash infra/install-services.sh  # Temporal dev server and MinIO, built once per machine
+bash infra/install-deploy-tools.sh  # helm, KEDA's schemas, the manifest validator: built once per machine
 echo "setup: compiling TypeScript"
 npx tsc -p tsconfig.json
