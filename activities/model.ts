@@ -6,13 +6,14 @@
 // per checkpoint and device.
 import { ApplicationFailure } from '@temporalio/common';
 
-import type { RunRecord, ServingPointer } from '../common/contract';
+import type { ServingPointer } from '../common/contract';
 import { CHECKPOINT_KEY_FORM, parseCheckpointKey, runKeys } from '../common/store-layout';
-import type { Device, Network, Precision } from '../native/index';
+import type { Device, NetConfig, Network, NetworkOptions, Precision } from '../native/index';
 import { readStateNetwork } from '../native/state';
-import { readLatest } from './checkpoint';
+import { checkConfigAgainstRun, readLatest, readRunRecord } from './checkpoint';
 import { readClassIds, readClassNames, readManifest, readMeanImage } from './dataset-files';
-import { getJson, openStore, type ObjectStore } from './store';
+import { readServing } from './promotion';
+import { openStore, type ObjectStore } from './store';
 
 export interface ModelSource {
   store: string;            // the store URI the run lives in
@@ -64,8 +65,8 @@ export async function resolveCheckpoint(store: ObjectStore, source: Pick<ModelSo
   }
   if (!source.run) throw fail('a model needs a run (--run) or a checkpoint key (--checkpoint)', 'InvalidInput');
   const keys = runKeys(source.run);
-  if (await store.head(keys.serving)) {
-    const serving = await getJson<ServingPointer>(store, keys.serving);
+  const serving = await readServing(store, source.run);
+  if (serving) {
     if (await store.head(serving.checkpoint)) return { key: serving.checkpoint, runId: source.run, from: 'serving', serving };
     throw fail(`run ${source.run}: serving.json names ${serving.checkpoint}, which is not in ${store.uri}; promote another checkpoint (alexnet eval --promote) or pass --checkpoint`, 'CheckpointMissing');
   }
@@ -76,8 +77,15 @@ export async function resolveCheckpoint(store: ObjectStore, source: Pick<ModelSo
 
 // The dataset a run trained on, from its run.json (undefined for runs that predate it).
 export async function runDataset(store: ObjectStore, runId: string): Promise<string | undefined> {
-  const key = runKeys(runId).record;
-  return (await store.head(key)) ? (await getJson<RunRecord>(store, key)).datasetName : undefined;
+  return (await readRunRecord(store, runId))?.datasetName;
+}
+
+// A resolved checkpoint's network, streamed from the store, its config checked against the
+// run's run.json where the run has one (checkConfigAgainstRun) before any weights are read.
+export async function readCheckpointNetwork(store: ObjectStore, checkpoint: ResolvedCheckpoint, options: Pick<NetworkOptions, 'threads' | 'device' | 'precision'> = {}): Promise<{ net: Network; metadata: Record<string, string> }> {
+  const record = await readRunRecord(store, checkpoint.runId);
+  const verifyConfig = record && ((config: NetConfig) => checkConfigAgainstRun(config, record, checkpoint.runId, checkpoint.key));
+  return readStateNetwork(await store.getStream(checkpoint.key), checkpoint.key, { ...options, verifyConfig });
 }
 
 async function datasetOf(store: ObjectStore, runId: string, given?: string): Promise<string> {
@@ -92,7 +100,7 @@ async function loadModel(source: ModelSource, checkpoint: ResolvedCheckpoint): P
   const datasetName = await datasetOf(store, checkpoint.runId, source.datasetName);
   const manifest = await readManifest(store, datasetName);
   const [{ net }, mean, classIds, classNames] = await Promise.all([
-    readStateNetwork(await store.getStream(checkpoint.key), checkpoint.key, { threads: source.threads, device: source.device, precision: source.precision }),
+    readCheckpointNetwork(store, checkpoint, { threads: source.threads, device: source.device, precision: source.precision }),
     readMeanImage(store, datasetName),
     readClassIds(store, datasetName, manifest.classes),
     readClassNames(store, datasetName, manifest.classes),

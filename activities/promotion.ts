@@ -4,8 +4,10 @@
 // gone). serving.json is written last and whole (an object put is atomic), so a reader
 // sees the old pointer or the new one.
 import type { PromotionResult, ServingPointer } from '../common/contract';
-import { runKeys } from '../common/store-layout';
-import { getJson, openStore } from './store';
+import { CHECKPOINT_KEY_FORM, parseCheckpointKey, runKeys } from '../common/store-layout';
+import { describe } from '../common/validate';
+import { StateError } from '../native/state';
+import { getJson, openStore, type ObjectStore } from './store';
 
 export interface PromotionInput {
   store: string;
@@ -18,6 +20,29 @@ export interface PromotionInput {
   top5Error: number;
   report: string;
   evaluation: string;
+}
+
+// The run's serving.json, undefined when nothing was promoted. Checked: an object naming
+// a checkpoint of this run, its figures (when given) of the right types; else a
+// StateError naming the file: a corrupt pointer is neither served from nor replaced.
+export async function readServing(store: ObjectStore, runId: string): Promise<ServingPointer | undefined> {
+  const key = runKeys(runId).serving;
+  if (!(await store.head(key))) return undefined;
+  const remedy = 'Restore it, or remove it (inference then serves the newest checkpoint; alexnet eval --promote writes it again)';
+  const raw = await getJson<unknown>(store, key, remedy);
+  const bad = (why: string) => new StateError(`${key} in ${store.uri} is corrupt: ${why}. ${remedy}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`it holds ${describe(raw)}, not a pointer object`);
+  const p = raw as Record<string, unknown>;
+  const c = typeof p.checkpoint === 'string' ? parseCheckpointKey(p.checkpoint) : undefined;
+  if (!c || c.runId !== runId) throw bad(`its checkpoint ${describe(p.checkpoint)} is not a checkpoint of run ${runId} (${CHECKPOINT_KEY_FORM})`);
+  for (const f of ['top1Error', 'top5Error', 'images'] as const) {
+    if (p[f] !== undefined && !(typeof p[f] === 'number' && Number.isFinite(p[f]))) throw bad(`its ${f} is ${describe(p[f])}, not a number`);
+  }
+  for (const f of ['split', 'report', 'evaluation', 'promotedAt', 'previous'] as const) {
+    if (p[f] !== undefined && typeof p[f] !== 'string') throw bad(`its ${f} is ${describe(p[f])}, not a string`);
+  }
+  if (p.crops !== undefined && p.crops !== 1 && p.crops !== 10) throw bad(`its crops is ${describe(p.crops)}, not 1 or 10`);
+  return raw as ServingPointer;
 }
 
 // Whether the evaluated checkpoint should replace the serving one, and why (pure).
@@ -37,7 +62,7 @@ export function promotionDecision(current: ServingPointer | undefined, currentEx
 export async function promoteCheckpoint(input: PromotionInput): Promise<PromotionResult> {
   const store = openStore(input.store);
   const key = runKeys(input.runId).serving;
-  const current = (await store.head(key)) ? await getJson<ServingPointer>(store, key) : undefined;
+  const current = await readServing(store, input.runId);
   const exists = current ? (await store.head(current.checkpoint)) !== undefined : false;
   const decision = promotionDecision(current, exists, input);
   if (!decision.promote) return { promoted: false, serving: current?.checkpoint ?? input.checkpointKey, reason: decision.reason };

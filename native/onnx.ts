@@ -95,6 +95,26 @@ function tensorValue(name: string, dims: (number | string)[], doc?: string): onn
   };
 }
 
+// Fresh value/node names, none of them in `taken`: `base`, else `base_2`, `base_3`... Each
+// base remembers the suffix it reached, so n layers under one scope (say a run of relus)
+// cost n lookups, not n^2 / 2; the names are those of the smallest free suffix, as the
+// suffixes a base skipped stay taken.
+export function nameAllocator(taken: Iterable<string>): (base: string) => string {
+  const used = new Set<string>(taken);
+  const next = new Map<string, number>();
+  return (base) => {
+    let name = base;
+    let i = next.get(base) ?? 2;
+    if (used.has(name)) {
+      while (used.has(`${base}_${i}`)) i++;
+      name = `${base}_${i}`;
+      next.set(base, i + 1);
+    }
+    used.add(name);
+    return name;
+  };
+}
+
 // The whole model, encoded. Throws (naming the layer) on a config the exporter cannot map.
 export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8Array {
   const config: NetConfig = net.config;
@@ -102,14 +122,7 @@ export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8A
   const { channels, height, width } = config.input;
   const nodes: onnx.INodeProto[] = [];
   const initializers: onnx.ITensorProto[] = [];
-  const used = new Set<string>([ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITIES, ONNX_MEAN, ...net.params.map((p) => p.name)]);
-  // A fresh value/node name: `base`, else `base_2`, `base_3`...
-  const fresh = (base: string): string => {
-    let name = base;
-    for (let i = 2; used.has(name); i++) name = `${base}_${i}`;
-    used.add(name);
-    return name;
-  };
+  const fresh = nameAllocator([ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITIES, ONNX_MEAN, ...net.params.map((p) => p.name)]);
   const node = (opType: string, inputs: string[], output: string | string[], attrs: Record<string, Attr> = {}, floats: string[] = []): void => {
     const outputs = Array.isArray(output) ? output : [output];
     nodes.push({
@@ -117,8 +130,9 @@ export function exportOnnx(net: Source, options: OnnxExportOptions = {}): Uint8A
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v, floats.includes(k))),
     });
   };
+  const paramInfo = new Map(net.params.map((p) => [p.name, p]));
   const param = (name: string): string => {
-    const info = net.params.find((p) => p.name === name);
+    const info = paramInfo.get(name);
     if (!info) throw new Error(`ONNX export: the network has no parameter '${name}'`);
     initializers.push({ name, dims: info.shape, dataType: FLOAT, rawData: littleEndian(net.weight(name)) });
     return name;

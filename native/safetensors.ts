@@ -5,6 +5,8 @@
 import { createHash } from 'crypto';
 import { Worker } from 'worker_threads';
 
+import { describe } from '../common/validate';
+
 export type DType = 'F32' | 'F64' | 'I64' | 'I32' | 'U8';
 type TypedArrayOf<D extends DType> = D extends 'F32'
   ? Float32Array
@@ -32,11 +34,22 @@ const CTORS = {
   U8: Uint8Array,
 } as const;
 
+// The two errors of a stored file that cannot be trusted, both coded CORRUPT_STATE: the
+// bytes are not a safetensors file (this one), or they are but not a state, pointer or
+// record we can use (StateError). Decoded in TypeScript, not in C++, so the code is set here.
 export class SafetensorsError extends Error {
   readonly code = 'CORRUPT_STATE';
   constructor(source: string, detail: string) {
     super(`${source} is not a valid safetensors file: ${detail}`);
     this.name = 'SafetensorsError';
+  }
+}
+
+export class StateError extends Error {
+  readonly code = 'CORRUPT_STATE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateError';
   }
 }
 
@@ -54,6 +67,18 @@ export function tensor<D extends DType>(dtype: D, shape: number[], data: TypedAr
   return { dtype, shape, data };
 }
 
+// The header's table for tensors written in the given order, end to end: what
+// encodeSafetensorsParts writes, known before writing (a state's header checksum covers it).
+export function tensorTable(tensors: Record<string, Tensor>): Map<string, TensorEntry> {
+  const entries = new Map<string, TensorEntry>();
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    entries.set(name, { dtype: t.dtype, shape: t.shape, begin: offset, end: offset + t.data.byteLength });
+    offset += t.data.byteLength;
+  }
+  return entries;
+}
+
 // The file as its pieces, in order: the 8-byte length and the JSON header in one
 // buffer, then each tensor's bytes as a view of its data (nothing copied). Writing the
 // pieces one after another gives the file; they share the tensors' memory, so the
@@ -61,12 +86,7 @@ export function tensor<D extends DType>(dtype: D, shape: number[], data: TypedAr
 export function encodeSafetensorsParts(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Buffer[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const bytes = t.data.byteLength;
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
+  for (const [name, e] of tensorTable(tensors)) header[name] = { dtype: e.dtype, shape: e.shape, data_offsets: [e.begin, e.end] };
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);  // keep the data 8-byte aligned
   const head = Buffer.allocUnsafe(8 + Buffer.byteLength(json));
@@ -82,6 +102,7 @@ export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Rec
 
 export interface Safetensors {
   tensors: Map<string, Tensor>;
+  entries: Map<string, TensorEntry>;  // the header's table, in header order
   metadata: Record<string, string>;
   // The byte range holding the tensor data (what a checksum covers).
   dataStart: number;
@@ -99,45 +120,105 @@ export interface SafetensorsHeader {
   entries: Map<string, TensorEntry>;  // in header order
   metadata: Record<string, string>;
   dataStart: number;  // 8 + the header's length: where the tensor data begins
+  dataLength: number;  // the data section's length the table declares (where the last tensor ends)
 }
 
 // A header longer than this is refused when streaming (the safetensors library's limit):
 // a corrupt length must not make us buffer gigabytes before noticing.
 export const MAX_HEADER_BYTES = 100_000_000;
 
-// Checks the JSON header: dtypes, shapes against byte ranges, and (when dataLen, the
-// data section's length, is known) that every range fits the file.
-function parseHeader(json: Buffer, source: string, dataStart: number, dataLen?: number): SafetensorsHeader {
-  let header: Record<string, unknown>;
+// What a byte offset or a dimension must be: JSON also allows fractions, strings and
+// 1e300, which the safetensors format (and PyTorch's reader) does not.
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+// A header value in an error message: short, whatever it is.
+const shown = (v: unknown): string => {
+  const json = JSON.stringify(v) ?? describe(v);
+  return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+};
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// The header's entries in the order of their bytes (by begin; an empty tensor before a
+// non-empty one at the same offset).
+export function inDataOrder(entries: Map<string, TensorEntry>): [string, TensorEntry][] {
+  return [...entries].sort(([, a], [, b]) => a.begin - b.begin || a.end - b.end);
+}
+
+// The tensors' bytes must tile the data section: sorted by begin, the first at 0, each
+// where the previous one ended (the safetensors spec: the buffer is entirely indexed,
+// without holes). Else a header could point one tensor at another's bytes, which the
+// checksum over the data would not notice. Returns the data's length.
+function checkTiling(entries: Map<string, TensorEntry>, source: string): number {
+  let at = 0, previous = '';
+  for (const [name, e] of inDataOrder(entries)) {
+    if (e.begin < at) throw new SafetensorsError(source, `${rangeText(name, e)} overlapping tensor '${previous}', which ends at ${at}`);
+    if (e.begin > at) throw new SafetensorsError(source, `${rangeText(name, e)}, but ${previous ? `tensor '${previous}' ends at ${at}` : 'the data begins at 0'}: a hole in the data`);
+    at = e.end;
+    previous = name;
+  }
+  return at;
+}
+
+// Parses and checks the JSON header: a JSON object of tensor entries and string metadata,
+// dtypes, shapes and offsets as non-negative integers, each byte range the size its shape
+// and dtype give, and the ranges tiling the data section (checkTiling).
+function parseHeader(json: Buffer, source: string, dataStart: number): SafetensorsHeader {
+  let header: unknown;
   try {
-    header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
+    header = JSON.parse(json.toString('utf8'));
   } catch (e) {
     throw new SafetensorsError(source, `header is not JSON (${(e as Error).message})`);
   }
-  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  if (!isObject(header)) throw new SafetensorsError(source, `header is ${shown(header)}, not a JSON object of tensors`);
+  const metadata = header.__metadata__ === undefined ? {} : header.__metadata__;
+  if (!isObject(metadata)) throw new SafetensorsError(source, `__metadata__ is ${shown(metadata)}, not an object of strings`);
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== 'string') throw new SafetensorsError(source, `__metadata__ '${key}' is ${shown(value)}, not a string`);
+  }
   const entries = new Map<string, TensorEntry>();
-  for (const [name, entry] of Object.entries(header)) {
+  for (const [name, e] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    if (!e || typeof e.dtype !== 'string' || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) {
+    if (!isObject(e) || e.dtype === undefined || e.shape === undefined || e.data_offsets === undefined) {
       throw new SafetensorsError(source, `entry '${name}' lacks dtype, shape or data_offsets`);
     }
-    if (!(e.dtype in BYTES)) {
-      throw new SafetensorsError(source, `tensor '${name}' has dtype ${e.dtype}; supported: ${Object.keys(BYTES).join(', ')}`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in BYTES)) {
+      throw new SafetensorsError(source, `tensor '${name}' has dtype ${shown(e.dtype)}; supported: ${Object.keys(BYTES).join(', ')}`);
     }
     const dtype = e.dtype as DType;
-    const [begin, end] = e.data_offsets;
-    const count = e.shape.reduce((a, b) => a * b, 1);
-    if (!(begin >= 0 && (dataLen === undefined || end <= dataLen) && end - begin === count * BYTES[dtype])) {
-      throw new SafetensorsError(source, `${rangeText(name, e.shape, dtype, begin, end)} that does not fit its shape or the file`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isCount)) {
+      throw new SafetensorsError(source, `tensor '${name}' has shape ${shown(e.shape)}; a shape is a list of non-negative integers`);
     }
-    entries.set(name, { dtype, shape: e.shape, begin, end });
+    const offsets: unknown = e.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
+      throw new SafetensorsError(source, `tensor '${name}' has data_offsets ${shown(offsets)}; expected [begin, end], integers with 0 <= begin <= end`);
+    }
+    const shape = e.shape as number[];
+    const [begin, end] = offsets as [number, number];
+    const bytes = shape.reduce((a, b) => a * b, BYTES[dtype]);
+    if (bytes !== end - begin) {
+      throw new SafetensorsError(source, `${rangeText(name, { dtype, shape, begin, end })} that does not fit its shape: [${shape}] ${dtype} takes ${bytes} bytes`);
+    }
+    entries.set(name, { dtype, shape, begin, end });
   }
-  return { entries, metadata, dataStart };
+  return { entries, metadata: metadata as Record<string, string>, dataStart, dataLength: checkTiling(entries, source) };
 }
 
-const rangeText = (name: string, shape: number[], dtype: string, begin: number, end: number) =>
-  `tensor '${name}' [${shape}] ${dtype} has byte range [${begin}, ${end})`;
+// The data section holds exactly what the table declares. Fewer bytes (`complete`: the
+// file has ended): the first tensor (in header order) they cut is named; more (known as
+// soon as they arrive): bytes that no tensor owns.
+function checkDataLength(header: SafetensorsHeader, dataLen: number, source: string, complete = true): void {
+  if (complete && dataLen < header.dataLength) {
+    const [name, e] = [...header.entries].find(([, x]) => x.end > dataLen)!;
+    throw new SafetensorsError(source, `${rangeText(name, e)} that does not fit the file: the data ends at ${dataLen} (truncated?)`);
+  }
+  if (dataLen > header.dataLength) {
+    throw new SafetensorsError(source, `the data section goes on after the last tensor, which ends at ${header.dataLength} (${dataLen} bytes${complete ? '' : ' so far'}): bytes no tensor owns`);
+  }
+}
+
+const rangeText = (name: string, e: TensorEntry) =>
+  `tensor '${name}' [${e.shape}] ${e.dtype} has byte range [${e.begin}, ${e.end})`;
 
 // A typed array over exactly `bytes` (a tensor's byte range): a view sharing its memory
 // when the offset suits the element size, else an aligned copy.
@@ -149,22 +230,23 @@ function typed(dtype: DType, bytes: Uint8Array): TensorData {
   return new CTORS[dtype](copy.buffer, 0, count);
 }
 
-// Parses and checks a whole file: header bounds, dtypes, shapes against byte ranges. The
-// tensors are views of buf where the alignment allows (no copy), so they share its
-// memory: writing one changes buf, and the other way round.
+// Parses and checks a whole file: header bounds, the header (parseHeader) and the data's
+// length against it. The tensors are views of buf where the alignment allows (no copy),
+// so they share its memory: writing one changes buf, and the other way round.
 export function decodeSafetensors(buf: Buffer, source = 'input'): Safetensors {
   if (buf.length < 8) throw new SafetensorsError(source, `only ${buf.length} bytes`);
-  const headerLen = Number(buf.readBigUInt64LE(0));
-  if (headerLen > buf.length - 8) {
+  const headerLen = buf.readBigUInt64LE(0);
+  if (headerLen > BigInt(buf.length - 8)) {
     throw new SafetensorsError(source, `header length ${headerLen} exceeds the file size ${buf.length} (truncated?)`);
   }
-  const dataStart = 8 + headerLen;
-  const { entries, metadata } = parseHeader(buf.subarray(8, dataStart), source, dataStart, buf.length - dataStart);
+  const dataStart = 8 + Number(headerLen);
+  const header = parseHeader(buf.subarray(8, dataStart), source, dataStart);
+  checkDataLength(header, buf.length - dataStart, source);
   const tensors = new Map<string, Tensor>();
-  for (const [name, e] of entries) {
+  for (const [name, e] of header.entries) {
     tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, buf.subarray(dataStart + e.begin, dataStart + e.end)) });
   }
-  return { tensors, metadata, dataStart };
+  return { tensors, entries: header.entries, metadata: header.metadata, dataStart };
 }
 
 // An incremental sha256 for readSafetensors: update() with the bytes in order (a
@@ -309,9 +391,10 @@ export interface StreamedSafetensors extends Safetensors {
 // once the header has arrived, plan(header) says where each tensor's bytes go (and may
 // throw to stop reading: the stream is then destroyed), then the bytes are copied there
 // as they arrive, hashed on the way when asked (large data on a worker thread, beside
-// the event loop's receiving and copying). The same checks as decodeSafetensors,
-// the byte ranges against the file's size once the stream ends (a truncated stream is
-// refused naming the first tensor it cuts). The tensors are views of the destinations.
+// the event loop's receiving and copying). The same checks as decodeSafetensors: the
+// header's when it arrives, bytes past the last tensor as soon as they come, and the
+// data's length once the stream ends (a truncated stream is refused naming the first
+// tensor it cuts). The tensors are views of the destinations.
 export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>, source: string, plan: (header: SafetensorsHeader) => ReadPlan = () => ({})): Promise<StreamedSafetensors> {
   const lengthBytes = Buffer.alloc(8);
   let headerBytes: Buffer | undefined;
@@ -337,7 +420,10 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
     let chunk = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
     const at = size;
     size += chunk.length;
-    if (header) return data(chunk, at - header.dataStart);
+    if (header) {
+      checkDataLength(header, size - header.dataStart, source, false);
+      return data(chunk, at - header.dataStart);
+    }
     if (!headerBytes) {
       const n = Math.min(8 - filled, chunk.length);
       lengthBytes.set(chunk.subarray(0, n), filled);
@@ -359,9 +445,7 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
     header = parseHeader(headerBytes, source, 8 + headerBytes.length);
     // Large data: the hashing thread starts now, so it is up by the time the plan is made
     // (which may build a network); dropped if the plan wants no checksum.
-    let declared = 0;  // the data's size, unless the file is cut short
-    for (const e of header.entries.values()) declared = Math.max(declared, e.end);
-    const thread = declared >= THREAD_HASH_BYTES ? threadHasher() : undefined;
+    const thread = header.dataLength >= THREAD_HASH_BYTES ? threadHasher() : undefined;
     let p: ReadPlan;
     try {
       p = plan(header);
@@ -380,6 +464,7 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
       targets.push({ name, begin: e.begin, end: e.end, to });
     }
     targets = targets.sort((a, b) => a.begin - b.begin);
+    checkDataLength(header, chunk.length, source, false);
     return chunk.length ? data(chunk, 0) : undefined;
   };
   try {
@@ -391,17 +476,12 @@ export async function readSafetensors(stream: AsyncIterable<Uint8Array | string>
       if (!headerBytes) throw new SafetensorsError(source, `only ${size} bytes`);
       throw new SafetensorsError(source, `header length ${headerBytes.length} exceeds the file size ${size} (truncated?)`);
     }
-    const dataLen = size - header.dataStart;
+    checkDataLength(header, size - header.dataStart, source);
     const byName = new Map(targets.map((t) => [t.name, t.to]));
     const tensors = new Map<string, Tensor>();
-    for (const [name, e] of header.entries) {
-      if (e.end > dataLen) {
-        throw new SafetensorsError(source, `${rangeText(name, e.shape, e.dtype, e.begin, e.end)} that does not fit its shape or the file: the data ends at ${dataLen} (truncated?)`);
-      }
-      tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, byName.get(name)!) });
-    }
+    for (const [name, e] of header.entries) tensors.set(name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, byName.get(name)!) });
     const checksum = hash && 'sha256:' + await hash.digest();
-    return { tensors, metadata: header.metadata, dataStart: header.dataStart, size, ...(checksum ? { checksum } : {}) };
+    return { tensors, entries: header.entries, metadata: header.metadata, dataStart: header.dataStart, size, ...(checksum ? { checksum } : {}) };
   } finally {
     hash?.close();
   }

@@ -132,8 +132,9 @@ test('state: a stream that is cut short, corrupt or does not fit is refused like
   const flipped = Buffer.from(buf);
   flipped[flipped.length - 3] ^= 0xff;
   await t.throwsAsync(read(flipped), { instanceOf: StateError, message: /ckpt\.safetensors is corrupt.*checksum/ });
-  const longer = Buffer.concat([buf, Buffer.from([1, 2, 3])]);  // trailing bytes count for the checksum, as in decodeState
-  await t.throwsAsync(read(longer), { instanceOf: StateError, message: /corrupt/ });
+  const longer = Buffer.concat([buf, Buffer.from([1, 2, 3])]);  // bytes no tensor owns: refused as in decodeState
+  await t.throwsAsync(read(longer), { instanceOf: SafetensorsError, message: /ckpt\.safetensors is not a valid safetensors file: the data section goes on after the last tensor/ });
+  t.throws(() => decodeState(longer, 'ckpt.safetensors'), { instanceOf: SafetensorsError, message: /goes on after the last tensor, which ends at \d+ \(\d+ bytes\)/ });
   // A config and tensors that disagree, or no config: refused once the header is in, and
   // the stream is not read further.
   const wrong = encodeSafetensors({ 'fc8.weight': tensor('F32', [2], new Float32Array(2)) }, { config: JSON.stringify(net.config) });

@@ -4,6 +4,7 @@
 import * as path from 'path';
 import { fileURLToPath } from 'url';
 
+import { StateError } from '../../native/safetensors';
 import { LocalStore } from './local';
 import { S3Store, type S3StoreOptions } from './s3';
 import { InvalidStoreUriError, type ObjectStore } from './types';
@@ -38,7 +39,15 @@ export function openStore(uri: string, options: OpenStoreOptions = {}): ObjectSt
   return new LocalStore(path.resolve(uri));
 }
 
-// A JSON object from the store (manifests, reports, pointers).
-export async function getJson<T>(store: ObjectStore, key: string): Promise<T> {
-  return JSON.parse((await store.get(key)).toString('utf8')) as T;
+// A JSON value from the store (manifests, reports, pointers). Bytes that do not parse are
+// refused naming the key and the store, coded CORRUPT_STATE like a corrupt checkpoint
+// (StateError), not as a bare SyntaxError; `remedy` says what to do about it (a reader
+// that knows the file says how it is rewritten). What the value holds, the caller checks.
+export async function getJson<T>(store: ObjectStore, key: string, remedy = 'Restore it, or remove it if what wrote it can write it again'): Promise<T> {
+  const text = (await store.get(key)).toString('utf8');
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new StateError(`${key} in ${store.uri} is corrupt: it is not JSON (${(e as Error).message}). ${remedy}`);
+  }
 }

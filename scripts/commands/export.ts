@@ -4,12 +4,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { readClassIds, readClassNames, readManifest, readMeanImage } from '../../activities/dataset-files';
-import { resolveCheckpoint, runDataset, type ResolvedCheckpoint } from '../../activities/model';
+import { readCheckpointNetwork, resolveCheckpoint, runDataset, type ResolvedCheckpoint } from '../../activities/model';
 import { openStore, type ObjectStore } from '../../activities/store';
 import { datasetKeys, runKeys } from '../../common/store-layout';
 import { Network, type NetConfig } from '../../native/index';
 import { exportOnnx, ONNX_IR_VERSION, ONNX_OPSET } from '../../native/onnx';
-import { decodeState, loadStateInto, readStateNetwork } from '../../native/state';
+import { decodeState, loadStateInto } from '../../native/state';
 import { parse, required, resolveModel, UsageError } from './args';
 
 const HELP = `usage: alexnet export --onnx OUT.onnx (--checkpoint KEY --store URI | --run RUN_ID --store URI | --weights W.safetensors)
@@ -87,7 +87,7 @@ async function fromStore(store: ObjectStore, run: string | undefined, checkpoint
   const where: ResolvedCheckpoint = await resolved(resolveCheckpoint(store, { run, checkpoint }));
   const from = where.from === 'serving' ? 'promoted in serving.json' : where.from === 'latest' ? 'newest in latest.json; nothing promoted' : 'given';
   console.error(`export: run ${where.runId}: ${where.key} (${from})`);
-  const { net, metadata } = await readStateNetwork(await store.getStream(where.key), where.key, { device: 'cpu' });  // only the weights are read
+  const { net, metadata } = await readCheckpointNetwork(store, where, { device: 'cpu' });  // only the weights are used
   const provenance: Record<string, string> = { checkpoint: where.key, checkpoint_from: where.from, run: where.runId, store: store.uri };
   for (const k of ['epoch', 'batch', 'step', 'checksum'] as const) if (metadata[k] !== undefined) provenance[`checkpoint_${k}`] = metadata[k];
   return { net, metadata: provenance, runId: where.runId };
