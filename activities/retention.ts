@@ -19,6 +19,7 @@
 import type { RetentionPolicy } from '../common/contract';
 import { DEFAULT_RETENTION } from '../common/contract';
 import { cursorOfKey, readLatest } from './checkpoint';
+import { readServing } from './promotion';
 import { getJson, type ObjectStore } from './store';
 import { runKeys } from '../common/store-layout';
 
@@ -60,10 +61,10 @@ function cursorOfListed(key: string): Listed | undefined {
 async function pinnedCheckpoints(store: ObjectStore, runId: string): Promise<Set<string>> {
   const keys = runKeys(runId);
   const pinned = new Set<string>();
-  if (await store.head(keys.serving)) {
-    const serving = await getJson<{ checkpoint?: string }>(store, keys.serving).catch(() => undefined);
-    if (typeof serving?.checkpoint === 'string') pinned.add(serving.checkpoint);
-  }
+  // An unreadable serving.json throws (readServing names it): this pass then deletes
+  // nothing, rather than the checkpoint inference serves.
+  const serving = await readServing(store, runId);
+  if (serving) pinned.add(serving.checkpoint);
   for (const prefix of [keys.reports, keys.holds]) {
     for await (const o of store.list(prefix)) {
       if (!o.key.endsWith('.json') || (prefix === keys.reports && !o.key.endsWith('/report.json'))) continue;

@@ -5,8 +5,9 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import { augmentCenter, augmentTenCrop } from '../native/augment';
 import { Network } from '../native/index';
-import { readStateNetwork } from '../native/state';
+import { CHECKPOINT_KEY_FORM, parseCheckpointKey } from '../common/store-layout';
 import type { Batch } from './batch-format';
+import { readCheckpointNetwork } from './model';
 import type { ObjectStore } from './store';
 
 // One worker evaluates many shards of the same checkpoint: keep the last network loaded
@@ -15,8 +16,11 @@ let cachedNet: { key: string; threads?: number; net: Promise<Network> } | undefi
 
 export function loadEvaluationNetwork(store: ObjectStore, key: string, threads?: number): Promise<Network> {
   if (cachedNet?.key === key && cachedNet.threads === threads && cachedNet.net) return cachedNet.net;
-  // Streamed into the network's memory, its sha256 checked on the way (as checkpoint loads).
-  const net = (async () => (await readStateNetwork(await store.getStream(key, { verify: false }), key, { threads })).net)();
+  // Streamed into the network's memory, its sha256 checked on the way and its config
+  // against the run's run.json (as inference loads).
+  const runId = parseCheckpointKey(key)?.runId;
+  if (!runId) return Promise.reject(ApplicationFailure.nonRetryable(`'${key}' is not a checkpoint key (${CHECKPOINT_KEY_FORM})`, 'InvalidInput'));
+  const net = (async () => (await readCheckpointNetwork(store, { key, runId, from: 'checkpoint' }, { threads })).net)();
   cachedNet = { key, threads, net };
   net.catch(() => { if (cachedNet?.net === net) cachedNet = undefined; });
   return net;

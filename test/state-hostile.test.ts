@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { loadNewestCheckpoint, readLatest, saveCheckpoint } from '../activities/checkpoint';
 import { loadInferenceModel, resolveCheckpoint } from '../activities/model';
 import { promoteCheckpoint, readServing } from '../activities/promotion';
+import { pruneCheckpoints } from '../activities/retention';
 import { getJson, openStore, type ObjectStore } from '../activities/store';
 import type { RunRecord } from '../common/contract';
 import { datasetKeys, runKeys } from '../common/store-layout';
@@ -410,4 +411,13 @@ test.serial('cli classify and export: a version-1 checkpoint works; tampered che
     await store.put(runKeys('r').latest, body);
     cliRefuses(t, uri, dir, /^alexnet: StateError: runs\/r\/latest\.json in file:\/\/.* is corrupt: /m, `latest.json ${body}`);
   }
+});
+
+test('retention: an unreadable serving.json stops the pass (naming it) instead of deleting the checkpoint inference serves', async (t) => {
+  const { store, keys, net } = await makeRun(t);
+  for (let batch = 10; batch <= 40; batch += 10) await saveCheckpoint(store, 'r', net, { epoch: 0, batch }, { attempt: 1, lr: 0.01 });
+  await store.put(runKeys('r').serving, 'not json');
+  const latest = (await readLatest(store, 'r'))!.key;
+  await t.throwsAsync(pruneCheckpoints(store, 'r', { keepLast: 1 }, latest), { instanceOf: StateError, message: /runs\/r\/serving\.json in .* is corrupt/ });
+  t.truthy(await store.head(keys[1]), 'nothing deleted');
 });
