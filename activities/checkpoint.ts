@@ -9,7 +9,7 @@ import { SafetensorsError } from '../native/safetensors';
 import { encodeStateParts, readStateNetwork, StateError } from '../native/state';
 import type { GemmPrecision, RunRecord } from '../common/contract';
 import { describe } from '../common/validate';
-import { getJson, ObjectNotFoundError, type ObjectStore } from './store';
+import { ObjectNotFoundError, readStateObject, type ObjectStore } from './store';
 import { CHECKPOINT_KEY_FORM, parseCheckpointKey, runKeys } from '../common/store-layout';
 
 export interface Cursor {
@@ -32,7 +32,6 @@ export class SupersededError extends Error {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 // The run's latest.json, undefined only when there is none. Checked, since training
@@ -41,12 +40,10 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isS
 // integer attempt, a non-negative LR and the time it was written; else a StateError
 // naming the file.
 export async function readLatest(store: ObjectStore, runId: string): Promise<LatestPointer | undefined> {
-  const key = runKeys(runId).latest;
-  if (!(await store.head(key))) return undefined;
-  const remedy = 'Restore it, or write it naming the run\'s newest valid checkpoint ({"key", "epoch", "batch", "attempt", "lr", "writtenAt"})';
-  const raw = await getJson<unknown>(store, key, remedy);
-  const bad = (why: string) => new StateError(`${key} in ${store.uri} is corrupt: ${why}. ${remedy}`);
-  if (!isObject(raw)) throw bad(`it holds ${describe(raw)}, not a pointer object`);
+  const read = await readStateObject(store, runKeys(runId).latest, 'a pointer object',
+    'Restore it, or write it naming the run\'s newest valid checkpoint ({"key", "epoch", "batch", "attempt", "lr", "writtenAt"})');
+  if (!read) return undefined;
+  const { value: raw, corrupt: bad } = read;
   const c = typeof raw.key === 'string' ? parseCheckpointKey(raw.key) : undefined;
   if (!c || c.runId !== runId) throw bad(`its key ${describe(raw.key)} is not a checkpoint of run ${runId} (${CHECKPOINT_KEY_FORM})`);
   for (const f of ['epoch', 'batch'] as const) if (raw[f] !== c[f]) throw bad(`its ${f} is ${describe(raw[f])} but its key ${raw.key as string} says ${c[f]}`);
@@ -59,12 +56,10 @@ export async function readLatest(store: ObjectStore, runId: string): Promise<Lat
 // The run's run.json, undefined for runs that predate it; checked as far as loading a
 // checkpoint relies on it (a StateError naming the file otherwise).
 export async function readRunRecord(store: ObjectStore, runId: string): Promise<RunRecord | undefined> {
-  const key = runKeys(runId).record;
-  if (!(await store.head(key))) return undefined;
-  const remedy = 'Restore it (it is written once, when the run starts: {"runId", "datasetName", "model", "classes", "seed", "createdAt"})';
-  const raw = await getJson<unknown>(store, key, remedy);
-  const bad = (why: string) => new StateError(`${key} in ${store.uri} is corrupt: ${why}. ${remedy}`);
-  if (!isObject(raw)) throw bad(`it holds ${describe(raw)}, not a run record object`);
+  const read = await readStateObject(store, runKeys(runId).record, 'a run record object',
+    'Restore it (it is written once, when the run starts: {"runId", "datasetName", "model", "classes", "seed", "createdAt"})');
+  if (!read) return undefined;
+  const { value: raw, corrupt: bad } = read;
   for (const f of ['datasetName', 'model'] as const) if (typeof raw[f] !== 'string' || raw[f] === '') throw bad(`its ${f} is ${describe(raw[f])}, not a name`);
   if (!isCount(raw.classes) || raw.classes < 1) throw bad(`its classes is ${describe(raw.classes)}, not a positive integer`);
   return raw as unknown as RunRecord;

@@ -6,8 +6,7 @@
 import type { PromotionResult, ServingPointer } from '../common/contract';
 import { CHECKPOINT_KEY_FORM, parseCheckpointKey, runKeys } from '../common/store-layout';
 import { describe } from '../common/validate';
-import { StateError } from '../native/state';
-import { getJson, openStore, type ObjectStore } from './store';
+import { openStore, readStateObject, type ObjectStore } from './store';
 
 export interface PromotionInput {
   store: string;
@@ -26,13 +25,10 @@ export interface PromotionInput {
 // a checkpoint of this run, its figures (when given) of the right types; else a
 // StateError naming the file: a corrupt pointer is neither served from nor replaced.
 export async function readServing(store: ObjectStore, runId: string): Promise<ServingPointer | undefined> {
-  const key = runKeys(runId).serving;
-  if (!(await store.head(key))) return undefined;
-  const remedy = 'Restore it, or remove it (inference then serves the newest checkpoint; alexnet eval --promote writes it again)';
-  const raw = await getJson<unknown>(store, key, remedy);
-  const bad = (why: string) => new StateError(`${key} in ${store.uri} is corrupt: ${why}. ${remedy}`);
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`it holds ${describe(raw)}, not a pointer object`);
-  const p = raw as Record<string, unknown>;
+  const read = await readStateObject(store, runKeys(runId).serving, 'a pointer object',
+    'Restore it, or remove it (inference then serves the newest checkpoint; alexnet eval --promote writes it again)');
+  if (!read) return undefined;
+  const { value: p, corrupt: bad } = read;
   const c = typeof p.checkpoint === 'string' ? parseCheckpointKey(p.checkpoint) : undefined;
   if (!c || c.runId !== runId) throw bad(`its checkpoint ${describe(p.checkpoint)} is not a checkpoint of run ${runId} (${CHECKPOINT_KEY_FORM})`);
   for (const f of ['top1Error', 'top5Error', 'images'] as const) {
@@ -42,7 +38,7 @@ export async function readServing(store: ObjectStore, runId: string): Promise<Se
     if (p[f] !== undefined && typeof p[f] !== 'string') throw bad(`its ${f} is ${describe(p[f])}, not a string`);
   }
   if (p.crops !== undefined && p.crops !== 1 && p.crops !== 10) throw bad(`its crops is ${describe(p.crops)}, not 1 or 10`);
-  return raw as ServingPointer;
+  return p as unknown as ServingPointer;
 }
 
 // Whether the evaluated checkpoint should replace the serving one, and why (pure).

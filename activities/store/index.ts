@@ -4,6 +4,7 @@
 import * as path from 'path';
 import { fileURLToPath } from 'url';
 
+import { describe } from '../../common/validate';
 import { StateError } from '../../native/safetensors';
 import { LocalStore } from './local';
 import { S3Store, type S3StoreOptions } from './s3';
@@ -51,3 +52,16 @@ export async function getJson<T>(store: ObjectStore, key: string, remedy = 'Rest
     throw new StateError(`${key} in ${store.uri} is corrupt: it is not JSON (${(e as Error).message}). ${remedy}`);
   }
 }
+
+// A small JSON state file that its reader checks field by field (latest.json, serving.json,
+// run.json): undefined when there is none; else the parsed object and how to refuse it,
+// a StateError naming the file and ending with `remedy`. A value that is no object is
+// refused here, as `what` ("a pointer object").
+export async function readStateObject(store: ObjectStore, key: string, what: string, remedy: string): Promise<{ value: Record<string, unknown>; corrupt: (why: string) => StateError } | undefined> {
+  if (!(await store.head(key))) return undefined;
+  const value = await getJson<unknown>(store, key, remedy);
+  const corrupt = (why: string) => new StateError(`${key} in ${store.uri} is corrupt: ${why}. ${remedy}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw corrupt(`it holds ${describe(value)}, not ${what}`);
+  return { value: value as Record<string, unknown>, corrupt };
+}
+
