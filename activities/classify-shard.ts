@@ -9,6 +9,8 @@
 //                      {"key", "error"} when skipped (empty, truncated, not an image,
 //                      decompression bomb, gone since the listing). Skipped files stay in
 //                      the part, so each part holds every image of its shard exactly once.
+//   features-<i>.safetensors  with `features`, written before the part: the classified
+//                      images' features, in part order (activities/features.ts)
 //   reports/<i>.json   written after the part: its checkpoint, listing digest and counts;
 //                      a retried shard reuses a part whose report matches, else rewrites it
 //   summary.json       written last (ClassifyImagesResult)
@@ -17,13 +19,14 @@ import { createHash } from 'crypto';
 
 import { ApplicationFailure } from '@temporalio/common';
 
-import type { ClassificationPlan, ClassifyImagesResult, ShardClassification } from '../common/contract';
+import type { ClassificationPlan, ClassifyImagesResult, FeatureLayer, ShardClassification, ShardFeatures } from '../common/contract';
 import { inLanes } from '../common/lanes';
 import { predictionKeys, runKeys } from '../common/store-layout';
 import { activityWorkflowId, heartbeat, throwIfCancelled } from './activity-context';
 import { classifyImages, type ClassPrediction, type ImageInput } from './classify';
 import { isImageKey } from './datasets';
 import { DECODE_CONCURRENCY } from './decode-image';
+import { encodeFeatures, featureSize } from './features';
 import { loadInferenceModel, resolveCheckpoint, type ResolvedCheckpoint } from './model';
 import { holdCheckpoint, releaseCheckpoint } from './retention';
 import { getJson, ObjectNotFoundError, openStore, validateKey, type ObjectStore } from './store';
@@ -114,8 +117,8 @@ export async function planClassification(input: {
   if (images === 0) {
     throw ApplicationFailure.nonRetryable(`no images under ${source.uri} (files ending in .jpg, .jpeg, .png, .gif, .webp, .tif, .tiff or .bmp, at any depth)`, 'NoImages');
   }
-  // An earlier job under this prefix: its extra shards, parts, reports and summary go.
-  const stale = /^(?:shards\/|part-|reports\/)(\d+)\.json/;
+  // An earlier job under this prefix: its extra shards, parts, features, reports and summary go.
+  const stale = /^(?:shards\/|part-|reports\/|features-)(\d+)\.(?:json|safetensors)/;
   for await (const o of store.list(keys.root)) {
     const rel = o.key.slice(keys.root.length);
     const m = stale.exec(rel);
@@ -146,7 +149,7 @@ async function readImages(source: ObjectStore, listed: ListedImage[], from: numb
 // checkpoint, listing, topK and crops is reused (a retry after the write).
 export async function classifyShard(input: {
   store: string; source: string; output: string; shard: number; checkpointKey: string;
-  topK: number; crops: 1 | 10; device?: 'cpu' | 'cuda'; threads?: number;
+  topK: number; crops: 1 | 10; device?: 'cpu' | 'cuda'; threads?: number; features?: FeatureLayer;
 }): Promise<ShardClassification> {
   const t0 = Date.now();
   const store = openStore(input.store);
@@ -156,10 +159,12 @@ export async function classifyShard(input: {
   const listed = jsonLines<ListedImage>(listingText);
   const partKey = keys.part(input.shard);
   const reportKey = keys.partReport(input.shard);
+  const featuresKey = keys.features(input.shard);
   if (await store.head(reportKey)) {
     const r = await getJson<PartReport>(store, reportKey);
-    if (r.checkpointKey === input.checkpointKey && r.listing === listing && r.topK === input.topK && r.crops === input.crops && await store.head(partKey)) {
-      return { shard: r.shard, images: r.images, skipped: r.skipped, skippedByReason: r.skippedByReason, skippedSample: r.skippedSample, seconds: r.seconds, reused: true };
+    if (r.checkpointKey === input.checkpointKey && r.listing === listing && r.topK === input.topK && r.crops === input.crops && await store.head(partKey)
+      && r.features?.layer === input.features && (!input.features || await store.head(featuresKey))) {
+      return { shard: r.shard, images: r.images, skipped: r.skipped, skippedByReason: r.skippedByReason, skippedSample: r.skippedSample, seconds: r.seconds, reused: true, ...(r.features ? { features: r.features } : {}) };
     }
   }
   const model = await heartbeating({ shard: input.shard, loading: input.checkpointKey }, () => loadInferenceModel({
@@ -167,6 +172,9 @@ export async function classifyShard(input: {
   }));
   const source = openStore(input.source);
   const lines: string[] = new Array(listed.length);
+  // With features: the classified images' keys and vectors, in listing order.
+  const featureKeys: string[] = [];
+  const vectors: Float32Array[] = [];
   const report: PartReport = {
     shard: input.shard, images: 0, skipped: 0, skippedByReason: {}, skippedSample: [], seconds: 0,
     checkpointKey: input.checkpointKey, listing, topK: input.topK, crops: input.crops,
@@ -193,22 +201,38 @@ export async function classifyShard(input: {
       if ('error' in c) skip(from + j, c.image, c.error);
       else readable.push({ index: from + j, image: c });
     });
-    const answers = await classifyImages(model, readable.map((r) => r.image), { topK: input.topK, crops: input.crops });
+    const answers = await classifyImages(model, readable.map((r) => r.image), { topK: input.topK, crops: input.crops, features: input.features });
     answers.forEach((a, j) => {
       const i = readable[j].index;
       if ('error' in a) skip(i, a.image, a.error);
       else {
         lines[i] = JSON.stringify({ key: a.image, top: a.top });
         report.images++;
+        if (a.features) {
+          featureKeys.push(a.image);
+          vectors.push(a.features);
+        }
       }
     });
     heartbeat({ shard: input.shard, done: to, of: listed.length });
   }
-  // The part first, its report last: a report exists only beside a whole part.
+  // The features and the part first, the report last: a report exists only beside a whole
+  // part (and its features). A part classified without features drops an earlier job's.
+  if (input.features) {
+    const dimensions = featureSize(model.net.config, input.features);
+    const all = new Float32Array(vectors.length * dimensions);
+    vectors.forEach((v, r) => all.set(v, r * dimensions));
+    await store.put(featuresKey, encodeFeatures({
+      layer: input.features, checkpoint: input.checkpointKey, runId: model.checkpoint.runId, dimensions, keys: featureKeys, vectors: all,
+    }));
+    report.features = { layer: input.features, vectors: vectors.length, dimensions };
+  } else if (await store.head(featuresKey)) {
+    await store.delete(featuresKey);
+  }
   await store.put(partKey, lines.join('\n') + '\n');
   report.seconds = (Date.now() - t0) / 1000;
   await store.put(reportKey, JSON.stringify(report));
-  return { shard: report.shard, images: report.images, skipped: report.skipped, skippedByReason: report.skippedByReason, skippedSample: report.skippedSample, seconds: report.seconds, reused: false };
+  return { shard: report.shard, images: report.images, skipped: report.skipped, skippedByReason: report.skippedByReason, skippedSample: report.skippedSample, seconds: report.seconds, reused: false, ...(report.features ? { features: report.features } : {}) };
 }
 
 // Reads every part against its listing shard: each listed image exactly once, in order,
@@ -216,7 +240,7 @@ export async function classifyShard(input: {
 // the plan's count (CountMismatch otherwise). Writes summary.json and releases the
 // checkpoint's hold. wallSeconds: first shard started to last shard done.
 export async function writeClassificationSummary(input: {
-  store: string; source: string; plan: ClassificationPlan; topK: number; crops: 1 | 10; createdAt: string; wallSeconds: number;
+  store: string; source: string; plan: ClassificationPlan; topK: number; crops: 1 | 10; createdAt: string; wallSeconds: number; features?: FeatureLayer;
 }): Promise<ClassifyImagesResult> {
   const store = openStore(input.store);
   const { plan } = input;
@@ -227,6 +251,7 @@ export async function writeClassificationSummary(input: {
   let skipped = 0;
   const skippedByReason: Record<string, number> = {};
   const skippedFiles: { key: string; reason: string }[] = [];
+  let features: ShardFeatures | undefined = input.features && { layer: input.features, vectors: 0, dimensions: 0 };
   for (let i = 0; i < plan.shards; i++) {
     const partKey = keys.part(i);
     if (!(await store.head(partKey)) || !(await store.head(keys.partReport(i)))) throw new Error(`classification part ${partKey} (or its report) is missing: the shard was not classified`);
@@ -234,6 +259,7 @@ export async function writeClassificationSummary(input: {
     if (report.checkpointKey !== plan.checkpointKey) throw mismatch(`${partKey} was classified with ${report.checkpointKey}, not ${plan.checkpointKey}`);
     const listed = jsonLines<ListedImage>((await store.get(keys.shard(i))).toString('utf8'));
     const lines = jsonLines<PartLine>((await store.get(partKey)).toString('utf8'));
+    const classifiedBefore = images;
     listedTotal += listed.length;
     if (lines.length !== listed.length) throw mismatch(`${partKey} has ${lines.length} lines but its shard lists ${listed.length} images`);
     lines.forEach((line, j) => {
@@ -248,6 +274,14 @@ export async function writeClassificationSummary(input: {
         throw mismatch(`${partKey} line ${j + 1} (${JSON.stringify(line.key)}) has neither "top" nor "error"`);
       }
     });
+    if (features) {
+      // Its report counts the vectors of the features file written before it.
+      const f = report.features;
+      if (f?.layer !== features.layer || f.vectors !== images - classifiedBefore || !(await store.head(keys.features(i)))) {
+        throw mismatch(`${keys.features(i)} should hold ${features.layer} features of the part's ${images - classifiedBefore} classified images, but its report says ${JSON.stringify(f ?? 'none')}`);
+      }
+      features = { ...features, vectors: features.vectors + f.vectors, dimensions: f.dimensions };
+    }
     heartbeat({ summed: i + 1, of: plan.shards });
   }
   if (listedTotal !== plan.images || images + skipped !== plan.images) {
@@ -258,6 +292,7 @@ export async function writeClassificationSummary(input: {
     images, skipped, listed: plan.images, skippedByReason, skippedFiles, parts: plan.shards,
     output: keys.root, summaryKey: keys.summary, checkpoint: plan.checkpointKey, runId: plan.runId, source: input.source,
     topK: input.topK, crops: input.crops, seconds, imagesPerSecond: seconds > 0 ? images / seconds : 0, createdAt: input.createdAt,
+    ...(features ? { features } : {}),
   };
   await store.put(keys.summary, JSON.stringify(summary, null, 1));
   // The summary names the checkpoint now: the job's hold on it can go.

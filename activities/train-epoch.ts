@@ -15,6 +15,7 @@ import { loadNewestCheckpoint, readLatest, saveCheckpoint } from './checkpoint';
 import { readManifest, readMeanImage } from './dataset-files';
 import { epochPlan, miniBatches } from './epoch-data';
 import { pruneCheckpoints } from './retention';
+import { EpochEvents, firstConvKernels } from './tensorboard';
 import { getJson, openStore, ObjectStore } from './store';
 
 interface DataStats {
@@ -129,15 +130,25 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
   // One input buffer for the whole epoch (the step copies it): no page faults per batch.
   const input32 = new Float32Array(input.batchSize * net.inputSize);
   const deleted: string[] = [];
+  // TensorBoard's points: buffered per batch, written as one file per checkpoint, by the
+  // epoch's newest attempt only (its attempt record says which that is).
+  const attemptKey = runKeys(input.runId).attempts(input.epoch);
+  const events = new EpochEvents(store, input.runId, input.epoch, plan.batches, startBatch,
+    async () => (await getJson<AttemptRecord>(store, attemptKey)).attempt <= attempt, warnings);
+  let stepStart = process.hrtime.bigint();  // images/s per batch: data wait included, checkpoints not
   const checkpoint = async () => {
+    await events.flush(batch);  // before the checkpoint: a range never goes missing behind one
+    const c0 = process.hrtime.bigint();
     lastKey = (await saveCheckpoint(store, input.runId, net, { epoch: input.epoch, batch }, { attempt, lr: input.lr })).key;
     heartbeat({ epoch: input.epoch, batch, checkpoint: lastKey });
+    await events.checkpointed(batch, Number(process.hrtime.bigint() - c0) / 1e9);
     // Retention, now that latest.json has moved: housekeeping, so a failure is a warning.
     try {
       deleted.push(...await pruneCheckpoints(store, input.runId, input.retention, lastKey));
     } catch (e) {
       warnings.push(`checkpoint retention after ${lastKey}: ${(e as Error).message}`);
     }
+    stepStart = process.hrtime.bigint();
   };
   for await (const mb of miniBatches(store, batchKeys, plan, { seed: input.seed, epoch: input.epoch, startBatch, expect: { imageSize: data.manifest.imageSize, classes: data.manifest.classes } })) {
     if (signal?.aborted) {
@@ -155,14 +166,17 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
     });
     let loss: number;
     try {
-      loss = (await net.step(images, mb.labels, { lr: input.lr })).loss;
+      loss = (await net.step(images, mb.labels, { lr: input.lr, ...(input.lrMultipliers ? { lrMultipliers: input.lrMultipliers } : {}) })).loss;
     } catch (e) {
       if (e instanceof NonFiniteLossError) {
         throw ApplicationFailure.nonRetryable(`epoch ${input.epoch} batch ${batch}: ${e.message}; the last good checkpoint is ${lastKey}`, 'NonFiniteLoss');
       }
       throw e;
     }
-    nativeNs += process.hrtime.bigint() - s0;
+    const stepEnd = process.hrtime.bigint();
+    nativeNs += stepEnd - s0;
+    events.trained(mb.index, { loss, lr: input.lr, imagesPerSecond: input.batchSize / (Number(stepEnd - stepStart) / 1e9) });
+    stepStart = stepEnd;
     lossSum += loss;
     recent.push(loss);
     if (recent.length > 10) recent.shift();
@@ -170,6 +184,12 @@ async function runEpoch(store: ObjectStore, input: TrainEpochInput, attempt: num
     batch = mb.index + 1;
     if (batch % input.checkpointEvery === 0 && batch < plan.batches) await checkpoint();
     else heartbeat({ epoch: input.epoch, batch, checkpoint: lastKey });
+  }
+  try {
+    const kernels = await firstConvKernels(net);  // the epoch's end, at its last step
+    if (kernels) events.image(batch - 1, kernels);
+  } catch (e) {
+    warnings.push(`TensorBoard image of conv1's kernels at epoch ${input.epoch}'s end: ${(e as Error).message}`);
   }
   await checkpoint();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -132,6 +132,7 @@ export interface TrainEpochInput {
   // default DEFAULT_MAX_FAILURES_PER_CHECKPOINT.
   maxFailuresPerCheckpoint?: number;
   retention?: RetentionPolicy;  // which checkpoints to keep; absent: DEFAULT_RETENTION
+  lrMultipliers?: Record<string, number>;  // per layer a factor on lr (TrainAlexNetInput.lrMultipliers)
 }
 
 // Which checkpoints a run keeps (the rest are deleted once latest.json has moved past
@@ -211,12 +212,26 @@ export interface TrainAlexNetInput {
   // without limit.
   maxFailuresPerCheckpoint?: number;
   retention?: RetentionPolicy; // checkpoint retention; default DEFAULT_RETENTION (see RetentionPolicy)
+  // Fine-tuning: the first weights from another run (its serving.json, else latest.json),
+  // a checkpoint key in the same store, or a safetensors file at any URI the store code
+  // reads, instead of the paper's random initialisation. Momentum starts at zero.
+  initFrom?: InitFrom;
+  // Layers drawn afresh (the paper's initialisation, from `seed`) instead of copied; default
+  // the classifier (fc8) when the class count differs from the source's, else none.
+  reinit?: string[];
+  // Per layer a factor on the learning rate the policy decides (Caffe's lr_mult): 0 freezes
+  // a layer, 10 is usual for a new one. Layers not named: 1.
+  lrMultipliers?: Record<string, number>;
 }
+
+// Where a fine-tuned run's first weights come from.
+export type InitFrom = { run: string } | { checkpoint: string } | { weights: string };
 
 export const TRAIN_ALEXNET_INPUT_FIELDS = fieldsOf<TrainAlexNetInput>({
   store: true, datasetName: true, dataset: true, model: true, classes: true, epochs: true, batchSize: true, lrPolicy: true,
   seed: true, imageSize: true, crop: true, pcaSigma: true, checkpointEvery: true, stallBatches: true, device: true,
   precision: true, validationSplit: true, runId: true, heartbeatTimeoutSeconds: true, maxFailuresPerCheckpoint: true, retention: true,
+  initFrom: true, reinit: true, lrMultipliers: true,
 });
 
 // runs/<runId>/run.json: what a run trained on, so inference never asks the user again.
@@ -227,6 +242,10 @@ export interface RunRecord {
   classes: number;
   seed: number;
   createdAt: string;
+  // A fine-tuned run: where its first weights came from (the checkpoint key or file URI
+  // they were read from), the layers drawn afresh, the per-layer LR factors.
+  initFrom?: { source: InitFrom; from: string; sourceRun?: string; reinit: string[] };
+  lrMultipliers?: Record<string, number>;
 }
 
 // runs/<runId>/serving.json: the checkpoint inference serves, moved by EvaluateAlexNet
@@ -391,11 +410,19 @@ export interface ClassifyImagesInput {
   maxParallel?: number;     // classification activities in flight at once (default 4)
   device?: 'cpu' | 'cuda';  // which workers classify (default cpu)
   threads?: number;
+  // Also write each part's image features (the layer's post-ReLU activations of the same
+  // forward, centre crop only) to features-<i>.safetensors beside it: the output prefix is
+  // then an index for `alexnet neighbours`.
+  features?: FeatureLayer;
 }
+
+// The layers whose activations serve as image features (DeCAF: fc6 and fc7, post-ReLU).
+export const FEATURE_LAYERS = ['fc7', 'fc6'] as const;
+export type FeatureLayer = (typeof FEATURE_LAYERS)[number];
 
 export const CLASSIFY_IMAGES_INPUT_FIELDS = fieldsOf<ClassifyImagesInput>({
   store: true, checkpoint: true, source: true, output: true, topK: true, crops: true, shardSize: true, maxParallel: true,
-  device: true, threads: true,
+  device: true, threads: true, features: true,
 });
 
 // The listing and the checkpoint, as planClassification leaves them in the store: the
@@ -417,6 +444,15 @@ export interface ShardClassification {
   skippedSample: { key: string; reason: string }[];  // at most 50
   seconds: number;
   reused: boolean;          // the part was already complete for this checkpoint (a retry)
+  features?: ShardFeatures; // with ClassifyImagesInput.features: what its features file holds
+}
+
+// A features file of ClassifyImages (<output>/features-<i>.safetensors): one vector per
+// classified image of the part, in part order.
+export interface ShardFeatures {
+  layer: FeatureLayer;
+  vectors: number;          // = the part's classified images
+  dimensions: number;       // the layer's width (4096 for the paper's fc6/fc7)
 }
 
 export interface ClassifyProgress {
@@ -448,4 +484,7 @@ export interface ClassifyImagesResult {
   seconds: number;          // first shard started to last shard done, as the workflow saw it
   imagesPerSecond: number;  // classified images per second of that
   createdAt: string;        // when the workflow started
+  // With ClassifyImagesInput.features: the index the output prefix holds, one
+  // features-<i>.safetensors per part, a vector for every classified image.
+  features?: ShardFeatures;
 }

@@ -42,6 +42,15 @@ export function runKeys(runId: string) {
     // An evaluation in progress holds its checkpoint against retention (retention.ts).
     holds: `${root}/holds/`,
     hold: (holder: string) => `${root}/holds/${holder.replace(/[^A-Za-z0-9._-]/g, '_')}.json`,
+    // TensorBoard's event files (activities/tensorboard.ts): `tensorboard --logdir` on this
+    // folder. Named so that key order is step order (TensorBoard reads a folder's files in
+    // name order): in each epoch the ranges of batches between checkpoints, each by its
+    // first batch, the checkpoint at a cursor before the range that starts there
+    // ('checkpoint' < 'train'), the epoch's validation after them all ('val' > digits).
+    tensorboard: `${root}/tensorboard/`,
+    trainEvents: (epoch: number, firstBatch: number) => `${root}/tensorboard/events.out.tfevents.${pad(epoch)}-${pad(firstBatch, 7)}.train.alexnet`,
+    checkpointEvents: (epoch: number, batch: number) => `${root}/tensorboard/events.out.tfevents.${pad(epoch)}-${pad(batch, 7)}.checkpoint.alexnet`,
+    validationEvents: (epoch: number) => `${root}/tensorboard/events.out.tfevents.${pad(epoch)}-val.alexnet`,
     checkpoints: `${root}/checkpoints/`,
     // Sorted by key = sorted by (epoch, batch, attempt): the padding makes it so.
     checkpoint: (epoch: number, batch: number, attempt: number) =>
@@ -94,6 +103,8 @@ export function predictionKeys(output: string) {
     root: `${root}/`,
     shard: (i: number) => `${root}/shards/${pad(i)}.jsonl`,
     part: (i: number) => `${root}/part-${pad(i)}.jsonl`,
+    // With ClassifyImagesInput.features: the part's image features (activities/features.ts).
+    features: (i: number) => `${root}/features-${pad(i)}.safetensors`,
     partReport: (i: number) => `${root}/reports/${pad(i)}.json`,
     summary: `${root}/summary.json`,
   };

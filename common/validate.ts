@@ -82,13 +82,14 @@ export function nearestName(name: string, known: readonly string[]): string | un
 // Refuses the fields of `o` that `known` does not list, naming the first and the known
 // name it most likely meant. An unknown field is never ignored: a misspelt `epoch` would
 // otherwise train for the default number of epochs, an unsupported option silently do nothing.
-// `where`: the object's name in messages ('input', 'lrPolicy'); `what`: how to describe it.
-export function refuseUnknownFields(where: string, o: object, known: readonly string[], what = where): void {
+// `where`: the object's name in messages ('input', 'lrPolicy'); `what`: how to describe it;
+// `noun`: what its keys are ('field', 'layer').
+export function refuseUnknownFields(where: string, o: object, known: readonly string[], what = where, noun = 'field'): void {
   for (const key of Object.keys(o)) {
     if (known.includes(key)) continue;
     const near = nearestName(key, known);
     const field = where === 'input' ? key : `${where}.${key}`;
-    throw new ArgumentError(field, `Unknown field ${JSON.stringify(key)} in ${what}${near ? `; did you mean ${JSON.stringify(near)}?` : '.'} Known fields: ${known.join(', ')}`);
+    throw new ArgumentError(field, `Unknown ${noun} ${JSON.stringify(key)} in ${what}${near ? `; did you mean ${JSON.stringify(near)}?` : '.'} Known ${noun}s: ${known.join(', ')}`);
   }
 }
 

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import type { Device, DropoutMask, NetConfig, ParamInfo, Precision, SgdOptions } from './index';
+import type { Device, DropoutMask, NetConfig, ParamInfo, Precision } from './index';
 import type { CropOptions } from './augment';
 
 export interface NativeDeviceOptions { device: Device; devices: number[]; parallel: 'model' | 'data'; precision: Precision }
@@ -22,14 +22,19 @@ export interface NativeTrainOptions {
   threads?: number;
 }
 
+// The SGD settings as the addon takes them (validated in network.ts): lrScale, when
+// given, one factor on lr per parameter in params() order.
+export interface NativeSgd { lr: number; momentum: number; weightDecay: number; lrScale?: Float32Array }
+
 export interface NativeNetwork {
   config(): NetConfig;
   params(): ParamInfo[];
   tensor(name: string, kind: 'value' | 'grad' | 'momentum'): Float32Array;
-  forward(images: Float32Array, labels: Int32Array | null, n: number, train: boolean): Promise<{ loss: number; logits: Float32Array }>;
+  // featureLayer: a layer index; its output of this forward comes back as features (n, its size).
+  forward(images: Float32Array, labels: Int32Array | null, n: number, train: boolean, featureLayer?: number): Promise<{ loss: number; logits: Float32Array; features?: Float32Array }>;
   backward(): Promise<void>;
-  update(sgd: Required<SgdOptions>): Promise<void>;
-  step(images: Float32Array, labels: Int32Array, n: number, sgd: Required<SgdOptions>, dropout: boolean): Promise<{ loss: number }>;
+  update(sgd: NativeSgd): Promise<void>;
+  step(images: Float32Array, labels: Int32Array, n: number, sgd: NativeSgd, dropout: boolean): Promise<{ loss: number }>;
   dropoutMasks(): DropoutMask[];
   getRngState(): [bigint, bigint];
   setRngState(seed: bigint, counter: bigint): void;

@@ -46,7 +46,7 @@ export function checkConfig(config: NetConfig): [number, number, number][] {
 
 
 // What a config read from a file (a checkpoint, a weights file) may ask for: well above
-// every built-in model (`alexnet models`; the largest, the paper's AlexNet, has 22 layers,
+// every built-in model (`alexnet models`; the paper's AlexNet, about the largest, has 22 layers,
 // a 227x227x3 input, 1000 classes, layers up to 4096 wide, kernels up to 11, 61M
 // parameters, 0.72G multiply-adds and 1.9M activations per image), and low enough that a
 // corrupt or hostile config cannot make loading, inference or export take minutes or tens

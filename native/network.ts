@@ -2,13 +2,21 @@
 // C++, with messages naming them; every long operation runs on a native thread and returns
 // a promise; calls on one network are queued so they never overlap; parameter tensors are
 // zero-copy views of native memory.
-import { ArgumentError, integerIn, invalid, numberIn } from '../common/validate';
-import { native, type LayerSeconds, type NativeError, type NativeNetwork } from './binding';
+import { ArgumentError, integerIn, invalid, numberIn, refuseUnknownFields } from '../common/validate';
+import { native, type LayerSeconds, type NativeError, type NativeNetwork, type NativeSgd } from './binding';
 import { checkConfig, modelConfig, type NetConfig } from './config';
 import { resolveDevice, type CudaOptions, type Device, type Precision } from './device';
 
 export interface ParamInfo { name: string; shape: number[] }
-export interface SgdOptions { lr: number; momentum?: number; weightDecay?: number }
+export interface SgdOptions {
+  lr: number;
+  momentum?: number;
+  weightDecay?: number;
+  // Per layer (by its config name, e.g. conv1, fc8) a factor on lr and the decay, like
+  // Caffe's lr_mult: 0 freezes the layer, 10 is usual for one drawn afresh when
+  // fine-tuning. Layers not named: 1.
+  lrMultipliers?: Record<string, number>;
+}
 export interface StepOptions extends SgdOptions { dropout?: boolean }
 export interface DropoutMask { name: string; rows: number; cols: number; data: Float32Array }
 
@@ -125,6 +133,16 @@ export class Network {
     return (await this.forward(images)).logits;
   }
 
+  // One test-time forward (no dropout) giving the logits (N, classes) and a named layer's
+  // activations, features (N, size): DeCAF's image features. The layer's output is taken
+  // after the ReLU that follows it (featureLayer), so 'fc7' is DeCAF's post-ReLU fc7.
+  async features(images: Float32Array, layer: string): Promise<{ logits: Float32Array; features: Float32Array; size: number }> {
+    const n = this.batchOf(images);
+    const index = featureLayer(this.config, layer);
+    const { logits, features } = await this.enqueue(() => this.net.forward(images, null, n, false, index));
+    return { logits, features: features!, size: features!.length / n };
+  }
+
   // Seconds per layer (config order) in forward and backward since the last reset, summed
   // over calls (CPU; empty on CUDA). Queued behind the calls before it.
   layerSeconds(): Promise<LayerSeconds> {
@@ -173,14 +191,41 @@ export class Network {
     if (bad >= 0) throw new ArgumentError('labels', `Expected labels in [0, ${this.config.classes}) but labels[${bad}] is ${labels[bad]}`);
   }
 
-  private sgd(options: SgdOptions): Required<SgdOptions> {
+  private sgd(options: SgdOptions): NativeSgd {
     if (typeof options !== 'object' || options === null) throw invalid('options', 'an object with lr', options);
     return {
       lr: numberIn('lr', options.lr, 0, 1e3),
       momentum: numberIn('momentum', options.momentum ?? PAPER_SGD.momentum, 0, 1),
       weightDecay: numberIn('weightDecay', options.weightDecay ?? PAPER_SGD.weightDecay, 0, 1),
+      ...(options.lrMultipliers === undefined ? {} : { lrScale: lrScale(this.config, this.params, options.lrMultipliers) }),
     };
   }
+}
+
+// The index of the layer whose output is `name`'s features: the named layer, or the ReLU
+// right after it where one follows (DeCAF's fc6/fc7 are post-ReLU). At test time dropout
+// is the identity, so what follows that ReLU changes nothing.
+export function featureLayer(config: NetConfig, name: string): number {
+  const named = config.layers.flatMap((l) => ('name' in l ? [l.name] : []));
+  const index = config.layers.findIndex((l) => 'name' in l && l.name === name);
+  if (index < 0) throw invalid('layer', `a named layer of the network (${named.join(', ')})`, name);
+  return config.layers[index + 1]?.type === 'relu' ? index + 1 : index;
+}
+
+// The names of a config's layers that hold parameters (conv and linear), in order.
+export function parameterLayers(config: NetConfig): string[] {
+  return config.layers.flatMap((l) => ('name' in l && (l.type === 'conv' || l.type === 'linear') ? [l.name] : []));
+}
+
+// Per-layer multipliers as one factor per parameter (params' order: a layer's weight and
+// bias take its factor), refusing a name that is no parameter layer of the config.
+export function lrScale(config: NetConfig, params: readonly ParamInfo[], multipliers: Record<string, number>): Float32Array {
+  if (typeof multipliers !== 'object' || multipliers === null || Array.isArray(multipliers)) {
+    throw invalid('lrMultipliers', 'an object {layer: factor}', multipliers);
+  }
+  refuseUnknownFields('lrMultipliers', multipliers, parameterLayers(config), 'lrMultipliers', 'layer');
+  for (const [layer, factor] of Object.entries(multipliers)) numberIn(`lrMultipliers.${layer}`, factor, 0, 1000);
+  return Float32Array.from(params, (p) => multipliers[p.name.slice(0, p.name.lastIndexOf('.'))] ?? 1);
 }
 
 // A native rejection as thrown to callers: NonFiniteLossError by its code, else an Error

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Sets up everything a fresh machine needs, idempotently and quickly on a second run:
-# Debian packages (compilers, CMake, OpenBLAS for OpenMP, PyTorch for the parity tests),
-# npm packages from the lockfile, the safetensors Python package, the native addon and
-# the TypeScript build. Used by `npm test`, `npm run demo` and .ci/run.
+# Debian packages (compilers, CMake, OpenBLAS for OpenMP, PyTorch and torchvision for the
+# parity tests), npm packages from the lockfile, the safetensors Python package, the native
+# addon and the TypeScript build. Used by `npm test`, `npm run demo` and .ci/run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 need=()
-for pkg in g++ cmake ninja-build libopenblas-openmp-dev python3-torch python3-numpy python3-pil dataset-fashion-mnist; do
+for pkg in g++ cmake ninja-build libopenblas-openmp-dev python3-torch python3-torchvision python3-numpy python3-pil dataset-fashion-mnist; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

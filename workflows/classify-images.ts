@@ -3,13 +3,15 @@
 // (planClassification: the listing never travels in a payload), classify every shard into
 // its part file (a sliding window of at most maxParallel activities, over as many workers
 // as poll the queue; a retried shard reuses or rewrites its own part), then check every
-// listed image is in exactly one part line and write summary.json. Continues as new when
+// listed image is in exactly one part line and write summary.json. With `features`, each
+// shard also writes its images' features beside its part (the prefix is then an index for
+// `alexnet neighbours`) and the summary counts them. Continues as new when
 // the server suggests it, so any number of shards fits. Deterministic workflow code only.
 import { continueAsNew, defineQuery, setHandler, workflowInfo } from '@temporalio/workflow';
 
 import { cpuActivities, shardActivities } from './activity-proxies';
 import { surfaceCause, validInput } from './failures';
-import { CLASSIFY_IMAGES_INPUT_FIELDS } from '../common/contract';
+import { CLASSIFY_IMAGES_INPUT_FIELDS, FEATURE_LAYERS } from '../common/contract';
 import type { ClassificationPlan, ClassifyImagesInput, ClassifyImagesResult, ClassifyProgress } from '../common/contract';
 import { ArgumentError, checkpointRef, inputObject, integerIn, nonEmptyString, oneOf } from '../common/validate';
 import { inLanes } from '../common/lanes';
@@ -20,7 +22,7 @@ const cpu = cpuActivities({ startToCloseTimeout: '2 hours', heartbeatTimeout: '2
 
 export const classifyProgressQuery = defineQuery<ClassifyProgress>('progress');
 
-export type ValidClassifyInput = Required<Omit<ClassifyImagesInput, 'output' | 'threads'>> & Pick<ClassifyImagesInput, 'output' | 'threads'>;
+export type ValidClassifyInput = Required<Omit<ClassifyImagesInput, 'output' | 'threads' | 'features'>> & Pick<ClassifyImagesInput, 'output' | 'threads' | 'features'>;
 
 function sourceField(v: unknown): string {
   const s = nonEmptyString('source', v);
@@ -46,6 +48,8 @@ export function validateClassifyInput(raw: ClassifyImagesInput): ValidClassifyIn
   inputObject(raw, CLASSIFY_IMAGES_INPUT_FIELDS, 'the ClassifyImages input');
   const crops = raw.crops ?? 1;
   if (crops !== 1 && crops !== 10) throw new ArgumentError('crops', `Expected 1 (centre crop) or 10 (the paper's ten patches) for crops but received ${JSON.stringify(crops)}`);
+  const features = raw.features === undefined ? undefined : oneOf('features', raw.features, FEATURE_LAYERS);
+  if (features && crops !== 1) throw new ArgumentError('crops', `Expected crops 1 with features (they are the centre crop's) but received ${crops}`);
   return {
     store: nonEmptyString('store', raw.store),
     checkpoint: checkpointRef('checkpoint', raw.checkpoint, 'its promoted checkpoint, else its newest'),
@@ -57,6 +61,7 @@ export function validateClassifyInput(raw: ClassifyImagesInput): ValidClassifyIn
     maxParallel: integerIn('maxParallel', raw.maxParallel ?? 4, 1, 256),
     device: oneOf('device', raw.device ?? 'cpu', ['cpu', 'cuda'] as const),
     threads: raw.threads === undefined ? undefined : integerIn('threads', raw.threads, 1, 1024),
+    features,
   };
 }
 
@@ -104,6 +109,7 @@ async function classify(raw: ClassifyImagesInput, input: ValidClassifyInput, car
     const r = await classifyShard({
       store: input.store, source: input.source, output: plan.output, shard, checkpointKey: plan.checkpointKey,
       topK: input.topK, crops: input.crops, device: input.device, threads: input.threads,
+      ...(input.features ? { features: input.features } : {}),
     });
     progress.shardsDone++;
     progress.imagesDone += r.images;
@@ -117,6 +123,7 @@ async function classify(raw: ClassifyImagesInput, input: ValidClassifyInput, car
   progress.phase = 'summarizing';
   const result = await cpu.writeClassificationSummary({
     store: input.store, source: input.source, plan, topK: input.topK, crops: input.crops, createdAt, wallSeconds: (Date.now() - started) / 1000,
+    ...(input.features ? { features: input.features } : {}),
   });
   progress.phase = 'done';
   return result;

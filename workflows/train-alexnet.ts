@@ -10,8 +10,8 @@
 // run after maxFailuresPerCheckpoint attempts in a row from the same checkpoint: see
 // trainEpoch).
 import {
-  ActivityFailure, ApplicationFailure, CancellationScope, condition, continueAsNew, defineQuery, defineSignal, defineUpdate,
-  executeChild, isCancellation, patched, proxyActivities, setHandler, workflowInfo,
+  ActivityFailure, ApplicationFailure, CancellationScope, condition, defineQuery, defineSignal, defineUpdate,
+  executeChild, isCancellation, makeContinueAsNewFunc, patched, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 
 import type * as activities from '../activities';
@@ -20,7 +20,7 @@ import { surfaceCause, validInput } from './failures';
 import { decideLr, initialLrState, LrPolicy, LrState, overrideLr, validateLrPolicy } from '../common/lr-policy';
 import {
   DEFAULT_MAX_FAILURES_PER_CHECKPOINT, DEFAULT_RETENTION, GEMM_PRECISIONS, GPU_TASK_QUEUE, NON_RETRYABLE_ERROR_TYPES, RETENTION_POLICY_FIELDS, RetentionPolicy,
-  TRAIN_ALEXNET_INPUT_FIELDS, TRAINING_STATE_SIGNAL, TrainAlexNetInput, TrainingState, TrainProgress,
+  InitFrom, TRAIN_ALEXNET_INPUT_FIELDS, TRAINING_STATE_SIGNAL, TrainAlexNetInput, TrainingState, TrainProgress,
 } from '../common/contract';
 import type { ControlResult, EpochResult, SetLearningRateResult, TrainResult, ValidationResult } from '../common/contract';
 import { ArgumentError, inputObject, integerIn, nonEmptyString, numberIn, oneOf, refuseUnknownFields } from '../common/validate';
@@ -58,8 +58,39 @@ export const pauseUpdate = defineUpdate<ControlResult>('pause');
 export const resumeUpdate = defineUpdate<ControlResult>('resume');
 export const stopUpdate = defineUpdate<ControlResult>('stop');
 
-export type ValidTrainInput = Required<Omit<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'lrPolicy' | 'runId' | 'precision' | 'retention'>> &
-  Pick<TrainAlexNetInput, 'dataset' | 'classes' | 'crop' | 'precision'> & { lrPolicy: LrPolicy; runId: string; retention?: RetentionPolicy };
+type OptionalTrainFields = 'dataset' | 'classes' | 'crop' | 'precision' | 'initFrom' | 'reinit' | 'lrMultipliers';
+export type ValidTrainInput = Required<Omit<TrainAlexNetInput, OptionalTrainFields | 'lrPolicy' | 'runId' | 'retention'>> &
+  Pick<TrainAlexNetInput, OptionalTrainFields> & { lrPolicy: LrPolicy; runId: string; retention?: RetentionPolicy };
+
+// initFrom: exactly one of {run}, {checkpoint}, {weights}, a non-empty string.
+function validateInitFrom(raw: unknown): InitFrom {
+  const kinds = ['run', 'checkpoint', 'weights'] as const;
+  const usage = 'Expected {"run": "<runId>"}, {"checkpoint": "<key>"} or {"weights": "<safetensors URI>"} for initFrom';
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('initFrom', `${usage} but received ${JSON.stringify(raw)}`);
+  refuseUnknownFields('initFrom', raw, kinds);
+  const given = kinds.filter((k) => k in raw);
+  if (given.length !== 1) throw new ArgumentError('initFrom', `${usage} (one of them) but received ${JSON.stringify(raw)}`);
+  const kind = given[0];
+  return { [kind]: nonEmptyString(`initFrom.${kind}`, (raw as Record<string, unknown>)[kind]) } as InitFrom;
+}
+
+// Layer names (reinit): a list of distinct non-empty strings; the activity checks them
+// against the network.
+function layerNames(name: string, raw: unknown): string[] {
+  if (!Array.isArray(raw)) throw new ArgumentError(name, `Expected a list of layer names such as ["fc8"] for ${name} but received ${JSON.stringify(raw)}`);
+  const names = raw.map((v, i) => nonEmptyString(`${name}[${i}]`, v));
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new ArgumentError(name, `${name} names '${twice}' twice`);
+  return names;
+}
+
+// lrMultipliers: {layer: factor}, each factor a number in 0..1000 (0 freezes the layer).
+function validateLrMultipliers(raw: unknown): Record<string, number> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('lrMultipliers', `Expected an object {"<layer>": factor} such as {"fc8": 10, "conv1": 0} for lrMultipliers but received ${JSON.stringify(raw)}`);
+  const out: Record<string, number> = {};
+  for (const [layer, factor] of Object.entries(raw)) out[layer] = numberIn(`lrMultipliers.${layer}`, factor, 0, 1000);
+  return out;
+}
 
 function validateRetention(raw: unknown): RetentionPolicy {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ArgumentError('retention', 'Expected an object {keepLast, keepEpochEvery, keepAll} for retention');
@@ -102,6 +133,9 @@ export function validateTrainInput(raw: TrainAlexNetInput, runId: string): Valid
     heartbeatTimeoutSeconds: integerIn('heartbeatTimeoutSeconds', raw.heartbeatTimeoutSeconds ?? 120, 1, 86_400),
     maxFailuresPerCheckpoint: integerIn('maxFailuresPerCheckpoint', raw.maxFailuresPerCheckpoint ?? DEFAULT_MAX_FAILURES_PER_CHECKPOINT, 1, 1000),
     retention: raw.retention === undefined ? undefined : validateRetention(raw.retention),
+    initFrom: raw.initFrom === undefined ? undefined : validateInitFrom(raw.initFrom),
+    reinit: raw.reinit === undefined ? undefined : layerNames('reinit', raw.reinit),
+    lrMultipliers: raw.lrMultipliers === undefined ? undefined : validateLrMultipliers(raw.lrMultipliers),
   };
 }
 
@@ -235,7 +269,11 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
         `optionally --validation-fraction) and restart; training never validates on the test split`, 'DatasetNeedsValidationSplit');
     }
     prepared = { classes: model.classes, crop, trainSplit: 'train', validationSplit, imageSize: status.imageSize };
-    const init = await cpu.initRun({ runId: input.runId, store: input.store, model: input.model, classes: model.classes, seed: input.seed, datasetName: input.datasetName });
+    const init = await cpu.initRun({
+      runId: input.runId, store: input.store, model: input.model, classes: model.classes, seed: input.seed, datasetName: input.datasetName,
+      ...(input.initFrom ? { initFrom: input.initFrom } : {}), ...(input.reinit ? { reinit: input.reinit } : {}),
+      ...(input.lrMultipliers ? { lrMultipliers: input.lrMultipliers } : {}),
+    });
     progress.latestCheckpoint = init.checkpointKey;
   }
 
@@ -259,6 +297,7 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
           ...(input.precision ? { precision: input.precision } : {}),
           ...(input.maxFailuresPerCheckpoint !== DEFAULT_MAX_FAILURES_PER_CHECKPOINT ? { maxFailuresPerCheckpoint: input.maxFailuresPerCheckpoint } : {}),
           ...(input.retention ? { retention: input.retention } : {}),
+          ...(input.lrMultipliers ? { lrMultipliers: input.lrMultipliers } : {}),
         }));
       } catch (e) {
         // Paused or stopped: loop (the next attempt resumes at the checkpoint). Also when the
@@ -308,7 +347,9 @@ async function train(raw: TrainAlexNetInput, input: ValidTrainInput, carry?: Tra
       break;
     }
     if (workflowInfo().continueAsNewSuggested && epoch + 1 < input.epochs) {
-      await continueAsNew<typeof TrainAlexNet>(raw, {
+      // Pinned runs move to the current build here (workflows/index.ts): the next run starts
+      // on it with this input and carry, so both stay readable by the next build.
+      await makeContinueAsNewFunc<typeof TrainAlexNet>({ initialVersioningBehavior: 'AUTO_UPGRADE' })(raw, {
         epoch: epoch + 1, lrState, latestCheckpoint: progress.latestCheckpoint,
         lastValidation: progress.lastValidation, lastEpoch: progress.lastEpoch, prepared, ...(paused ? { paused } : {}),
       });

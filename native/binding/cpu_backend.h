@@ -1,6 +1,8 @@
 // The CPU reference network (alexnet::Network) behind the backend interface the binding
 // drives (backend.h). Its host parameter arrays are the network's own memory.
 #pragma once
+#include <algorithm>
+
 #include "backend.h"
 #include "network.h"
 
@@ -26,6 +28,11 @@ class CpuBackend : public NetworkBackend {
     return net_.forward(images, labels, N, train);
   }
   const float* logits() const override { return net_.logits(); }
+  const std::vector<Shape>& shapes() const override { return net_.shapes(); }
+  void copy_layer_output(size_t layer, float* out) override {
+    const float* y = net_.layer_output(layer);
+    std::copy(y, y + (size_t)net_.batch() * net_.shapes()[layer].size(), out);
+  }
   int batch() const override { return net_.batch(); }
   void backward() override { net_.backward(); }
   void update(const SgdConfig& sgd) override { net_.update(sgd); }

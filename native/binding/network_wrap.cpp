@@ -44,6 +44,12 @@ SgdConfig sgd_arg(const Napi::CallbackInfo& info, size_t i) {
   s.lr = o.Get("lr").As<Napi::Number>().FloatValue();
   s.momentum = o.Get("momentum").As<Napi::Number>().FloatValue();
   s.weight_decay = o.Get("weightDecay").As<Napi::Number>().FloatValue();
+  // lrScale: a Float32Array with one factor per parameter (checked in TypeScript), or absent.
+  Napi::Value scale = o.Get("lrScale");
+  if (scale.IsTypedArray()) {
+    Napi::Float32Array a = scale.As<Napi::Float32Array>();
+    s.lr_scale.assign(a.Data(), a.Data() + a.ElementLength());
+  }
   return s;
 }
 
@@ -168,7 +174,9 @@ Napi::Value NetworkWrap::Tensor(const Napi::CallbackInfo& info) {
   return Napi::Float32Array::New(env, v->size(), buf, 0);
 }
 
-// forward(images: Float32Array, labels: Int32Array | null, n, train) -> {loss, logits}
+// forward(images: Float32Array, labels: Int32Array | null, n, train, featureLayer?: number)
+//   -> {loss, logits, features?}: with a layer index (checked in TypeScript), that layer's
+//   output (n, its size) of this forward too, copied in the worker (from the GPU on CUDA).
 Napi::Value NetworkWrap::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureIdle(env);
@@ -177,15 +185,25 @@ Napi::Value NetworkWrap::Forward(const Napi::CallbackInfo& info) {
   if (!info[1].IsNull() && !info[1].IsUndefined()) labels = typed_array<int32_t>(info[1], "labels").Data();
   const int n = int_arg(info, 2, "n");
   const bool train = info[3].ToBoolean();
+  const int feature_layer = info[4].IsNumber() ? int_arg(info, 4, "featureLayer") : -1;
   auto shared = net;
   auto loss = std::make_shared<float>(0.0f);
+  auto features = std::make_shared<std::vector<float>>();
   const float* img = images.Data();
   auto* w = new NetworkWorker(
-      env, this, [=] { *loss = shared->forward(img, labels, n, train); },
+      env, this,
+      [=] {
+        *loss = shared->forward(img, labels, n, train);
+        if (feature_layer < 0) return;
+        check_layer_output(shared->config(), (size_t)feature_layer, shared->batch());
+        features->resize((size_t)n * shared->shapes().at(feature_layer).size());
+        shared->copy_layer_output((size_t)feature_layer, features->data());
+      },
       [=](Napi::Env e) {
         Napi::Object r = Napi::Object::New(e);
         r.Set("loss", *loss);
         r.Set("logits", copy_floats(e, shared->logits(), (size_t)n * shared->config().classes));
+        if (feature_layer >= 0) r.Set("features", copy_floats(e, features->data(), features->size()));
         return r;
       });
   w->Keep(images);

@@ -391,14 +391,18 @@ void CudaNetwork::synchronize() {
 
 // Queued on each column's compute stream, after its backward: no host sync.
 void CudaNetwork::update(const SgdConfig& sgd) {
+  check_lr_scale(sgd, params_.size());
   upload_params();
   for (Replica& rep : reps_)
     for (Column& col : rep.cols) {
       CUDA_CHECK(cudaSetDevice(col.device));
-      for (ColumnParam& cp : col.params)
-        if (cp.count)
-          sgd_update(cp.value.data(), cp.momentum.data(), cp.grad.data(), cp.count, sgd.lr,
+      for (size_t pi = 0; pi < col.params.size(); pi++) {
+        ColumnParam& cp = col.params[pi];
+        const float lr = sgd.lr_of(pi);
+        if (cp.count && lr != 0.0f)  // lr 0: frozen
+          sgd_update(cp.value.data(), cp.momentum.data(), cp.grad.data(), cp.count, lr,
                      sgd.momentum, sgd.weight_decay, col.compute);
+      }
     }
   device_newer_ = true;
   counter_++;
@@ -414,6 +418,7 @@ float CudaNetwork::step(const float* images, const int32_t* labels, int N, const
 // non-finite one before anything changes. The backward and the update are queued and
 // run while the caller prepares the next batch.
 float CudaNetwork::step_loaded(const SgdConfig& sgd, bool dropout) {
+  check_lr_scale(sgd, params_.size());
   const float loss = forward_loaded(dropout);
   if (!std::isfinite(loss))
     throw non_finite_loss_error(loss, counter_);
@@ -446,6 +451,23 @@ std::vector<DropoutMask> CudaNetwork::dropout_masks() {
     out.push_back({"mask." + owner, host, batch_, shapes_[i].size()});
   }
   return out;
+}
+
+void CudaNetwork::copy_layer_output(size_t layer, float* out) {
+  check_layer_output(cfg_, layer, batch_);
+  synchronize();
+  const Layout& L = plan_[layer].out;  // out is (batch, C, HW); a column holds (nb, held, HW)
+  const size_t f = sizeof(float);
+  for (Replica& rep : reps_) {
+    if (!rep.nb) continue;
+    for (size_t c = 0; c < rep.cols.size() && (c == 0 || L.split); c++) {  // FULL: column 0 holds it all
+      CUDA_CHECK(cudaSetDevice(rep.cols[c].device));
+      const size_t held = L.held((int)c);
+      CUDA_CHECK(cudaMemcpy2D(out + ((int64_t)rep.n0 * L.C + L.lo[c]) * L.HW, L.C * L.HW * f,
+                              rep.cols[c].layers[layer].out.data(), held * L.HW * f, held * L.HW * f,
+                              rep.nb, cudaMemcpyDeviceToHost));
+    }
+  }
 }
 
 void CudaNetwork::set_layer_timing(bool on) {

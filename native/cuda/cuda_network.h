@@ -104,7 +104,7 @@ class CudaNetwork : public NetworkBackend {
 
   std::string device_name() const override;
   const NetConfig& config() const override { return cfg_; }
-  const std::vector<Shape>& shapes() const { return shapes_; }
+  const std::vector<Shape>& shapes() const override { return shapes_; }
   std::vector<Param>& params() override { return params_; }
   Param* find_param(const std::string& name) override;
   void params_to_host() override;
@@ -116,6 +116,9 @@ class CudaNetwork : public NetworkBackend {
   // synchronizes first. A training step therefore syncs once, after the forward.
   float forward(const float* images, const int32_t* labels, int N, bool train) override;
   const float* logits() const override { return logits_; }
+  // Synchronizes, then copies each replica's slice of the batch (and in model mode each
+  // column's channels of a SPLIT output) to the host.
+  void copy_layer_output(size_t layer, float* out) override;
   int batch() const override { return batch_; }
   void backward() override;
   void update(const SgdConfig& sgd) override;

@@ -42,6 +42,12 @@ class NetworkBackend {
   virtual void params_written() {}
   virtual float forward(const float* images, const int32_t* labels, int N, bool train) = 0;
   virtual const float* logits() const = 0;
+  // Each layer's output (C, H, W), config order.
+  virtual const std::vector<Shape>& shapes() const = 0;
+  // Copies layer `layer`'s output of the last forward, (batch(), shapes()[layer].size()),
+  // into `out` (host memory): the features of a named layer (the binding's forward with a
+  // feature layer). Throws as check_layer_output.
+  virtual void copy_layer_output(size_t layer, float* out) = 0;
   virtual int batch() const = 0;
   virtual void backward() = 0;
   virtual void update(const SgdConfig& sgd) = 0;

@@ -160,9 +160,39 @@ NetConfig alexnet_structure(const char* name, int size, int classes, const int c
   return c;
 }
 
+// torchvision's AlexNet (torchvision.models.alexnet, the "one weird trick" variant its
+// ImageNet weights were trained with): one column, 64/192/384/256/256 kernels, no LRN,
+// conv1 11x11/4 padded by 2 so that 224 inputs give 55x55 and the last map is 6x6 (where
+// torchvision's AdaptiveAvgPool2d((6,6)) is the identity, so it has no layer here), and
+// dropout before fc6 and before fc7 (the order of torchvision's classifier: Dropout,
+// Linear, ReLU, Dropout, Linear, ReLU, Linear). Its parameters are torchvision's one for
+// one (61,100,840; alexnet import-weights maps them by position). The initialization is
+// not torchvision's (PyTorch's uniform per fan-in is not one of ours): the paper's std
+// with zero biases, for a network whose weights are meant to be imported.
+NetConfig torchvision_alexnet() {
+  NetConfig c;
+  c.name = "torchvision-alexnet";
+  c.height = c.width = 224;
+  c.classes = 1000;
+  c.weight_std = 0.01f;
+  auto R = [] { return simple(LayerType::Relu); };
+  auto D = [] { return simple(LayerType::Dropout); };
+  c.layers = {conv("conv1", 64, 11, 4, 2, 1, 0), R(), pool(3, 2),
+              conv("conv2", 192, 5, 1, 2, 1, 0), R(), pool(3, 2),
+              conv("conv3", 384, 3, 1, 1, 1, 0), R(),
+              conv("conv4", 256, 3, 1, 1, 1, 0), R(),
+              conv("conv5", 256, 3, 1, 1, 1, 0), R(), pool(3, 2),
+              D(), linear("fc6", 4096, 0), R(),
+              D(), linear("fc7", 4096, 0), R(),
+              linear("fc8", 1000, 0)};
+  return c;
+}
+
 }  // namespace
 
-std::vector<std::string> preset_names() { return {"alexnet", "alexnet-64", "alexnet-32", "tiny"}; }
+std::vector<std::string> preset_names() {
+  return {"alexnet", "alexnet-64", "alexnet-32", "tiny", "torchvision-alexnet"};
+}
 
 NetConfig preset_config(const std::string& name) {
   if (name == "alexnet") {
@@ -187,6 +217,7 @@ NetConfig preset_config(const std::string& name) {
     const int ch[5] = {4, 8, 8, 8, 4};
     return alexnet_structure("tiny", 16, 5, ch, 3, 1, 1, 3, 1, 16, 0.01f, 1.0f);
   }
+  if (name == "torchvision-alexnet") return torchvision_alexnet();
   std::string names;
   for (auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
   throw std::invalid_argument("unknown model '" + name + "': expected one of " + names);

@@ -49,8 +49,10 @@ std::vector<Shape> infer_shapes(const NetConfig& cfg);
 
 // Built-in models: "alexnet" (the paper's, 227x227, 1000 classes, the paper's init), "alexnet-64" and
 // "alexnet-32" (the same structure scaled to 64x64 and 32x32 inputs, 10 classes; weights
-// std 0.03 and zero biases, because the paper's init stalls at that size), and
-// "tiny" (a minimal net with every layer type, for tests). Throws for other names.
+// std 0.03 and zero biases, because the paper's init stalls at that size), "tiny" (a
+// minimal net with every layer type, for tests) and "torchvision-alexnet"
+// (torchvision's one-column AlexNet at 224x224, 1000 classes, for its imported weights).
+// Throws for other names.
 NetConfig preset_config(const std::string& name);
 std::vector<std::string> preset_names();
 

@@ -104,6 +104,18 @@ void Network::resize_batch(int N) {
 
 const float* Network::logits() const { return bufs_.back().out.data(); }
 
+const float* Network::layer_output(size_t layer) const {
+  check_layer_output(cfg_, layer, batch_);
+  return bufs_[layer].out.data();
+}
+
+void check_layer_output(const NetConfig& cfg, size_t layer, int batch) {
+  if (layer >= cfg.layers.size())
+    throw std::invalid_argument("layer " + std::to_string(layer) + " is outside the network's " +
+                                std::to_string(cfg.layers.size()) + " layers");
+  if (!batch) throw Error(ErrorCode::BadState, "a layer's output needs a forward first");
+}
+
 float Network::forward(const float* images, const int32_t* labels, int N, bool train) {
   if (N < 1) throw std::invalid_argument("batch size must be at least 1");
   set_compute_threads(threads_);
@@ -206,10 +218,15 @@ void Network::backward() {
 }
 
 void Network::update(const SgdConfig& sgd) {
+  check_lr_scale(sgd, params_.size());
   set_compute_threads(threads_);
-  for (Param& p : params_)
-    sgd_update(p.value.data(), p.momentum.data(), p.grad.data(), (int64_t)p.value.size(), sgd.lr,
+  for (size_t i = 0; i < params_.size(); i++) {
+    Param& p = params_[i];
+    const float lr = sgd.lr_of(i);
+    if (lr == 0.0f) continue;  // frozen
+    sgd_update(p.value.data(), p.momentum.data(), p.grad.data(), (int64_t)p.value.size(), lr,
                sgd.momentum, sgd.weight_decay);
+  }
   counter_++;
 }
 
@@ -220,6 +237,17 @@ void check_labels(const int32_t* labels, int N, int classes) {
                                   " is outside [0, " + std::to_string(classes) + ")");
 }
 
+void check_lr_scale(const SgdConfig& sgd, size_t params) {
+  if (sgd.lr_scale.empty()) return;
+  if (sgd.lr_scale.size() != params)
+    throw std::invalid_argument("lrScale has " + std::to_string(sgd.lr_scale.size()) + " factors; the network has " +
+                                std::to_string(params) + " parameters");
+  for (size_t i = 0; i < params; i++)
+    if (!(std::isfinite(sgd.lr_scale[i]) && sgd.lr_scale[i] >= 0.0f))
+      throw std::invalid_argument("lrScale[" + std::to_string(i) + "] = " + std::to_string(sgd.lr_scale[i]) +
+                                  " is not a finite factor >= 0");
+}
+
 Error non_finite_loss_error(float loss, uint64_t step) {
   return Error(ErrorCode::NonFiniteLoss,
                "loss is " + std::string(std::isnan(loss) ? "NaN" : "Inf") + " at step " + std::to_string(step) +
@@ -228,6 +256,7 @@ Error non_finite_loss_error(float loss, uint64_t step) {
 
 float Network::step(const float* images, const int32_t* labels, int N, const SgdConfig& sgd,
                     bool dropout) {
+  check_lr_scale(sgd, params_.size());
   const float loss = forward(images, labels, N, dropout);
   if (!std::isfinite(loss))
     throw non_finite_loss_error(loss, counter_);

@@ -65,6 +65,11 @@ struct LayerSeconds {
 
 struct SgdConfig {
   float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0005f;  // the paper's
+  // Per parameter (params() order) a factor on lr and so on the decay (Caffe's lr_mult):
+  // fine-tuning's 10 for a layer drawn afresh, 0 for a frozen one, which is then not
+  // updated at all (its momentum kept). Empty: 1 for every parameter.
+  std::vector<float> lr_scale;
+  float lr_of(size_t param) const { return lr_scale.empty() ? lr : lr * lr_scale[param]; }
 };
 
 // The error for a NaN/Inf loss at `step` (NON_FINITE_LOSS): the update is refused, the
@@ -74,6 +79,12 @@ Error non_finite_loss_error(float loss, uint64_t step);
 // Every label of a batch of N in [0, classes), else std::invalid_argument naming the first
 // that is not (both backends check a batch before they touch it).
 void check_labels(const int32_t* labels, int N, int classes);
+// An lr_scale that is empty or has one factor per parameter, each finite and >= 0, else
+// std::invalid_argument (both backends check it before a step touches anything).
+void check_lr_scale(const SgdConfig& sgd, size_t params);
+// A layer index within the config and a forward done (batch > 0), else std::invalid_argument
+// or BAD_STATE (both backends check it before reading a layer's output).
+void check_layer_output(const NetConfig& cfg, size_t layer, int batch);
 
 class Network {
  public:
@@ -92,6 +103,10 @@ class Network {
   // loss when labels are given (NaN otherwise); logits() then holds (N, classes).
   float forward(const float* images, const int32_t* labels, int N, bool train);
   const float* logits() const;
+  // Layer `layer`'s output (config order) of the last forward, (N, shapes()[layer].size()),
+  // valid until the next forward: e.g. the ReLU after fc7, DeCAF's fc7 features. Throws
+  // std::invalid_argument for a layer out of range, BAD_STATE before any forward.
+  const float* layer_output(size_t layer) const;
   int batch() const { return batch_; }
   // Gradients of the last forward's loss into every Param::grad. Needs labels.
   void backward();

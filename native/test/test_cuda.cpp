@@ -632,7 +632,9 @@ static void test_network_vs_cpu(const NetConfig& cfg, const std::vector<int>& ba
 }
 
 // Inference only (train false, labels null) at each batch size in turn on the same
-// networks (growing and shrinking the buffers): logits against the CPU's.
+// networks (growing and shrinking the buffers): logits against the CPU's, and every
+// layer's output (the features the binding reads: gathered from SPLIT columns, each
+// replica's slice of the batch) against the CPU's layer_output.
 static void test_inference(const NetConfig& cfg, const std::vector<int>& batches, const DeviceOptions& opt) {
   Network cpu(cfg, 21, 0);
   cu::CudaNetwork gpu(cfg, 21, opt);
@@ -648,6 +650,13 @@ static void test_inference(const NetConfig& cfg, const std::vector<int>& batches
     char what[64];
     std::snprintf(what, sizeof what, "batch %d: logits", N);
     expect_close(what, logits_of(gpu, N), logits_of(cpu, N), 1e-4);
+    for (size_t i = 0; i < cfg.layers.size(); i++) {
+      const size_t n = (size_t)N * cpu.shapes()[i].size();
+      Vec out(n, 1e30f);  // a value left unwritten fails the comparison
+      gpu.copy_layer_output(i, out.data());
+      std::snprintf(what, sizeof what, "batch %d: layer %zu output", N, i);
+      expect_close(what, out, Vec(cpu.layer_output(i), cpu.layer_output(i) + n), 1e-4);
+    }
   }
   CHECK(gpu.dropout_masks().empty(), "no dropout masks after inference");
 }

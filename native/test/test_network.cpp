@@ -147,6 +147,32 @@ static void test_config_errors() {
   CHECK(count == 60965224, "the paper's AlexNet has 60,965,224 parameters (got %zu)", count);
 }
 
+// torchvision's AlexNet: its feature map sizes at 224 (the 6x6 where its adaptive average
+// pool is the identity), its parameter count, and dropout before fc6 and fc7.
+static void test_torchvision_preset() {
+  const NetConfig cfg = preset_config("torchvision-alexnet");
+  const std::vector<Shape> shapes = infer_shapes(cfg);
+  CHECK(shapes[0].c == 64 && shapes[0].h == 55 && shapes[2].h == 27 && shapes[3].c == 192 &&
+            shapes[5].h == 13 && shapes[12].c == 256 && shapes[12].h == 6 && shapes[12].size() == 9216,
+        "torchvision-alexnet: 55x55x64 after conv1, 27, 13, 6x6x256 = 9216 into fc6");
+  std::vector<std::string> order;
+  for (const LayerSpec& l : cfg.layers)
+    if (l.type == LayerType::Dropout || l.type == LayerType::Linear)
+      order.push_back(l.type == LayerType::Dropout ? "dropout" : l.name);
+  CHECK((order == std::vector<std::string>{"dropout", "fc6", "dropout", "fc7", "fc8"}),
+        "torchvision-alexnet: dropout before fc6 and before fc7, as torchvision's classifier");
+  bool no_lrn = true, one_column = true;
+  for (const LayerSpec& l : cfg.layers) {
+    no_lrn = no_lrn && l.type != LayerType::Lrn;
+    one_column = one_column && l.groups == 1;
+  }
+  CHECK(no_lrn && one_column, "torchvision-alexnet: no LRN, every layer one column");
+  Network net(cfg, 1);
+  size_t count = 0;
+  for (auto& p : net.params()) count += p.value.size();
+  CHECK(count == 61100840, "torchvision-alexnet has torchvision's 61,100,840 parameters (got %zu)", count);
+}
+
 // What each kind of failure's code is: error.h's list, as the binding reports it.
 static void test_error_codes() {
   auto code_of = [](auto fn) {
@@ -160,11 +186,16 @@ static void test_error_codes() {
   const NetConfig cfg = preset_config("tiny");
   Network net(cfg, 3);
   CHECK(code_of([&] { net.backward(); }) == ErrorCode::BadState, "backward before a forward: BAD_STATE");
+  CHECK(code_of([&] { net.layer_output(0); }) == ErrorCode::BadState, "a layer's output before a forward: BAD_STATE");
   CHECK(code_of([&] { preset_config("resnet"); }) == ErrorCode::BadArgument, "an unknown model: BAD_ARGUMENT");
   Batch b = make_batch(cfg, 2, 4);
   b.labels[1] = cfg.classes;
   CHECK(code_of([&] { net.forward(b.images.data(), b.labels.data(), 2, false); }) == ErrorCode::BadArgument,
         "a label out of range: BAD_ARGUMENT");
+  net.forward(b.images.data(), nullptr, 2, false);
+  CHECK(code_of([&] { net.layer_output(cfg.layers.size()); }) == ErrorCode::BadArgument,
+        "a layer index past the last: BAD_ARGUMENT");
+  CHECK(net.layer_output(cfg.layers.size() - 1) == net.logits(), "the last layer's output is the logits");
   CHECK(code_of([] { throw std::bad_alloc(); }) == ErrorCode::OutOfMemory, "std::bad_alloc: OUT_OF_MEMORY");
   CHECK(code_of([] { throw std::out_of_range("x"); }) == ErrorCode::Internal, "another exception: INTERNAL");
   CHECK(std::string(error_code_name(ErrorCode::NonFiniteLoss)) == "NON_FINITE_LOSS" &&
@@ -210,6 +241,7 @@ int main() {
   test_determinism_and_resume();
   test_nan_loss_is_refused();
   test_config_errors();
+  test_torchvision_preset();
   test_error_codes();
   return check_summary();
 }

@@ -3,14 +3,14 @@
 // and prints the summary (summary.json's contents) as one JSON line. The same workflow
 // runs from the official CLI:
 //   temporal workflow start --type ClassifyImages --task-queue alexnet --input '{...}'
-import type { ClassifyImagesInput } from '../../common/contract';
+import { FEATURE_LAYERS, type ClassifyImagesInput, type FeatureLayer } from '../../common/contract';
 import { START_FLAGS, START_HELP, START_USAGE, startAndFollow } from '../start-and-follow';
 import { CONNECTION_HELP } from '../temporal-connection';
 import { intOption, parse, required, UsageError } from './args';
 
 const HELP = `usage: alexnet classify-batch --source URI --store URI (--run RUN_ID | --checkpoint KEY)
                               [--output PREFIX] [--top 5] [--crops 1|10] [--shard-size 1000] [--parallel 4]
-                              [--device cpu|cuda] [--threads N]
+                              [--device cpu|cuda] [--threads N] [--features fc7|fc6]
                               ${START_USAGE}
 
 Starts ClassifyImages (a worker must run: alexnet worker): every image under --source (a
@@ -28,6 +28,11 @@ summary.json. Follows the job to the end and prints the summary as one JSON line
   {"workflowId","images","skipped","listed","skippedByReason","skippedFiles","parts","output",
    "summaryKey","checkpoint","seconds","imagesPerSecond",...}
 
+--features fc7 (or fc6) also writes each part's image features, the layer's post-ReLU
+activations of the same forward (centre crop only: --crops 1), to features-00000.safetensors
+... beside the parts, and the summary gains {"features": {"layer", "vectors", "dimensions"}}:
+the output prefix is then an index for alexnet neighbours.
+
 ${START_HELP}
 
 ${CONNECTION_HELP}`;
@@ -35,7 +40,7 @@ ${CONNECTION_HELP}`;
 const FLAGS = {
   source: { type: 'string' }, store: { type: 'string' }, run: { type: 'string' }, checkpoint: { type: 'string' },
   output: { type: 'string' }, top: { type: 'string' }, crops: { type: 'string' }, 'shard-size': { type: 'string' },
-  parallel: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
+  parallel: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, features: { type: 'string' },
 } as const;
 
 export async function classifyBatch(argv: string[]): Promise<void> {
@@ -44,6 +49,8 @@ export async function classifyBatch(argv: string[]): Promise<void> {
   const crops = intOption(o.crops, 'crops', 1);
   if (crops !== 1 && crops !== 10) throw new UsageError(`--crops must be 1 or 10, got '${o.crops}'`);
   if (o.device !== undefined && o.device !== 'cpu' && o.device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${o.device}'`);
+  if (o.features !== undefined && !(FEATURE_LAYERS as readonly string[]).includes(o.features)) throw new UsageError(`--features must be one of ${FEATURE_LAYERS.join(', ')}, got '${o.features}'`);
+  if (o.features !== undefined && crops !== 1) throw new UsageError(`--features needs --crops 1 (the features are the centre crop's), got --crops ${crops}`);
   const input: ClassifyImagesInput = {
     store: required(o.store, 'store', HELP),
     source: required(o.source, 'source', HELP),
@@ -55,6 +62,7 @@ export async function classifyBatch(argv: string[]): Promise<void> {
     maxParallel: intOption(o.parallel, 'parallel', 4),
     device: (o.device ?? 'cpu') as 'cpu' | 'cuda',
     ...(o.threads !== undefined ? { threads: intOption(o.threads, 'threads', 1) } : {}),
+    ...(o.features !== undefined ? { features: o.features as FeatureLayer } : {}),
   };
   await startAndFollow(o, 'ClassifyImages', input, { workflowId: `classify-${o.run ?? 'checkpoint'}-${Date.now()}` });
 }

@@ -29,7 +29,7 @@ Exits 0 when every image was classified, 1 when any was refused. Which model ans
 goes to stderr.`;
 
 // Reads many images, a few at a time, in the order given: paths, folders, file:// and s3:// URIs.
-async function* imageSources(operands: string[]): AsyncGenerator<{ image: string; read: () => Promise<Buffer> }> {
+export async function* imageSources(operands: string[]): AsyncGenerator<{ image: string; read: () => Promise<Buffer> }> {
   for (const operand of operands) {
     if (/^s3:\/\//.test(operand) || operand.startsWith('file://')) {
       if (operand.endsWith('/')) {

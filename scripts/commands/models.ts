@@ -13,10 +13,11 @@ export async function models(argv: string[]): Promise<void> {
     console.log(JSON.stringify(modelConfig(argv[0]), null, 2));
     return;
   }
+  const width = Math.max(...presetNames().map((n) => n.length)) + 1;
   for (const name of presetNames()) {
     const cfg = modelConfig(name);
     const shapes = checkConfig(cfg);
     const params = cfg.layers.length;
-    console.log(`${name.padEnd(12)} input ${cfg.input.channels}x${cfg.input.height}x${cfg.input.width}, ${cfg.classes} classes, ${params} layers, last map ${shapes[shapes.length - 1].join('x')}`);
+    console.log(`${name.padEnd(width)} input ${cfg.input.channels}x${cfg.input.height}x${cfg.input.width}, ${cfg.classes} classes, ${params} layers, last map ${shapes[shapes.length - 1].join('x')}`);
   }
 }
