@@ -20,7 +20,7 @@ import type { RetentionPolicy } from '../common/contract';
 import { DEFAULT_RETENTION } from '../common/contract';
 import { cursorOfKey, readLatest } from './checkpoint';
 import { readServing } from './promotion';
-import { getJson, type ObjectStore } from './store';
+import { getJson, ObjectNotFoundError, type ObjectStore } from './store';
 import { runKeys } from '../common/store-layout';
 
 interface Listed { key: string; epoch: number; batch: number; attempt: number }
@@ -68,7 +68,12 @@ async function pinnedCheckpoints(store: ObjectStore, runId: string): Promise<Set
   for (const prefix of [keys.reports, keys.holds]) {
     for await (const o of store.list(prefix)) {
       if (!o.key.endsWith('.json') || (prefix === keys.reports && !o.key.endsWith('/report.json'))) continue;
-      const named = await getJson<{ checkpointKey?: string; checkpoint?: string }>(store, o.key).catch(() => undefined);
+      // A hold released (deleted) since the listing pins nothing; an unreadable report or
+      // hold throws, like serving.json, so the pass deletes nothing it might name.
+      const named = await getJson<{ checkpointKey?: string; checkpoint?: string }>(store, o.key).catch((e: unknown) => {
+        if (e instanceof ObjectNotFoundError) return undefined;
+        throw e;
+      });
       for (const k of [named?.checkpointKey, named?.checkpoint]) if (typeof k === 'string') pinned.add(k);
     }
   }

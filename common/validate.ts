@@ -69,12 +69,19 @@ function editDistance(a: string, b: string): number {
 
 // The known name a misspelt one most likely meant: the nearest by edits (case aside),
 // if near enough to be a slip rather than another word.
+// Among names as near as each other, the one whose trailing number is nearest (fc9 means
+// fc8 rather than fc6; conv6, conv5), else the first.
 export function nearestName(name: string, known: readonly string[]): string | undefined {
+  const number = (s: string) => Number(/(\d+)$/.exec(s)?.[1] ?? NaN);
+  const numberGap = (k: string) => {
+    const gap = Math.abs(number(k) - number(name));
+    return Number.isNaN(gap) ? Infinity : gap;  // no numbers to compare: no preference
+  };
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {
     const distance = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (distance < bestDistance) [best, bestDistance] = [k, distance];
+    if (distance < bestDistance || (distance === bestDistance && best !== undefined && numberGap(k) < numberGap(best))) [best, bestDistance] = [k, distance];
   }
   return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
 }

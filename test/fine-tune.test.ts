@@ -115,8 +115,8 @@ test.serial('a fine-tune whose worker is SIGKILLed mid-epoch ends bitwise identi
 test.serial('bad fine-tuning inputs are refused by name before anything is written', async (t) => {
   const cases: [string, Partial<TrainAlexNetInput>, RegExp][] = [
     ['ft-no-source', { initFrom: { run: 'no-such-run' } }, /run 'no-such-run' has no checkpoint/],
-    ['ft-bad-layer', { initFrom: { run: 'source' }, reinit: ['fc9'] }, /Unknown layer "fc9" in reinit \(the layers of alexnet-32 with parameters\); did you mean "fc[678]"\? Known layers: conv1, /],
-    ['ft-bad-mult', { lrMultipliers: { conv6: 2 } }, /Unknown layer "conv6" in lrMultipliers; did you mean "conv[1-5]"\?/],
+    ['ft-bad-layer', { initFrom: { run: 'source' }, reinit: ['fc9'] }, /Unknown layer "fc9" in reinit \(the layers of alexnet-32 with parameters\); did you mean "fc8"\? Known layers: conv1, /],
+    ['ft-bad-mult', { lrMultipliers: { conv6: 2 } }, /Unknown layer "conv6" in lrMultipliers; did you mean "conv5"\?/],
     ['ft-arch', { initFrom: { run: 'source' }, model: 'tiny' }, /initFrom runs\/source\/checkpoints\/.*: tensor 'conv1.weight' is F32 \[.*\] but the network needs F32 \[.*\].*add 'conv1' to reinit/],
     ['ft-class-count', { initFrom: { run: 'source' }, reinit: [], classes: 7 }, /tensor 'fc8.weight' is F32 \[5,\d+\] but the network needs F32 \[7,\d+\]/],
     ['ft-two-sources', { initFrom: { run: 'source', checkpoint: 'x' } as never }, /one of them/],
@@ -149,6 +149,6 @@ test('lrMultipliers: 0 leaves a layer exactly as it was, 2 doubles its first upd
   t.true(plain.fc8Update.some((v) => v !== 0));
   t.true(plain.fc8Update.every((v, i) => scaled.fc8Update[i] === 2 * v), 'fc8\'s update exactly doubled');
   const net = new Network(config, { seed: 7 });
-  await t.throwsAsync(async () => net.step(images, labels, { lr: 0.01, lrMultipliers: { fc9: 2 } }), { name: 'ArgumentError', message: /Unknown layer "fc9" in lrMultipliers; did you mean "fc[678]"\?/ });
+  await t.throwsAsync(async () => net.step(images, labels, { lr: 0.01, lrMultipliers: { fc9: 2 } }), { name: 'ArgumentError', message: /Unknown layer "fc9" in lrMultipliers; did you mean "fc8"\?/ });
   await t.throwsAsync(async () => net.step(images, labels, { lr: 0.01, lrMultipliers: { fc8: -1 } }), { message: /lrMultipliers\.fc8/ });
 });

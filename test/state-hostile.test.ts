@@ -413,11 +413,16 @@ test.serial('cli classify and export: a version-1 checkpoint works; tampered che
   }
 });
 
-test('retention: an unreadable serving.json stops the pass (naming it) instead of deleting the checkpoint inference serves', async (t) => {
+test('retention: an unreadable serving.json or report stops the pass (naming it) instead of deleting a checkpoint it may name', async (t) => {
   const { store, keys, net } = await makeRun(t);
   for (let batch = 10; batch <= 40; batch += 10) await saveCheckpoint(store, 'r', net, { epoch: 0, batch }, { attempt: 1, lr: 0.01 });
   await store.put(runKeys('r').serving, 'not json');
   const latest = (await readLatest(store, 'r'))!.key;
   await t.throwsAsync(pruneCheckpoints(store, 'r', { keepLast: 1 }, latest), { instanceOf: StateError, message: /runs\/r\/serving\.json in .* is corrupt/ });
+  t.truthy(await store.head(keys[1]), 'nothing deleted');
+  // The same for a report that may name a checkpoint.
+  await store.delete(runKeys('r').serving);
+  await store.put(`${runKeys('r').reports}eval-1/report.json`, '{"checkpointKey": ');
+  await t.throwsAsync(pruneCheckpoints(store, 'r', { keepLast: 1 }, latest), { instanceOf: StateError, message: /eval-1\/report\.json in .* is corrupt/ });
   t.truthy(await store.head(keys[1]), 'nothing deleted');
 });

@@ -34,7 +34,7 @@ test('every workflow input refuses an unknown field, naming it and the nearest k
     message: /^Unknown field "epoch" in the TrainAlexNet input; did you mean "epochs"\? Known fields: store, datasetName, dataset, model, /,
   });
   t.throws(() => validateTrainInput({ ...base, BatchSize: 64 } as never, 'run'), { message: /Unknown field "BatchSize" .*did you mean "batchSize"\?/ });
-  t.throws(() => validateTrainInput({ ...base, initFrom: { run: 'r' } } as never, 'run'), { message: /^Unknown field "initFrom" in the TrainAlexNet input\. Known fields: / });
+  t.throws(() => validateTrainInput({ ...base, optimizer: 'adam' } as never, 'run'), { message: /^Unknown field "optimizer" in the TrainAlexNet input\. Known fields: / });
   t.throws(() => validateTrainInput({ ...base, retention: { keepLst: 3 } } as never, 'run'), { message: /^Unknown field "keepLst" in retention; did you mean "keepLast"\?/ });
   t.throws(() => validateTrainInput({ ...base, lrPolicy: { type: 'fixed', lR: 0.1 } } as never, 'run'), { message: /Unknown field "lR" in lrPolicy \(a fixed policy\); did you mean "lr"\?/ });
   t.throws(() => validatePrepareInput({ dataset: '/d', store: '/s', shardsize: 10 } as never), { message: /^Unknown field "shardsize" in the PrepareDataset input; did you mean "shardSize"\?/ });
