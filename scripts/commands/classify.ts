@@ -52,7 +52,43 @@ export async function* imageSources(operands: string[]): AsyncGenerator<{ image:
   }
 }
 
-const CHUNK = 64;  // images read and classified together (one forward per 128 patches)
+const CHUNK = 64;  // images read and answered together (classification: one forward per 128 patches)
+
+// An image of the operands that could not be answered, and why.
+export interface ImageRefusal { image: string; error: string }
+
+// Answers the images the operands name, CHUNK at a time, in order (classify, embed,
+// neighbours): `answer` takes a chunk of read files, onAnswer gets each image's answer; an
+// unreadable file is answered with its error at once, the others go on. Returns how many
+// images were refused (read or answered with an error).
+export async function answerImages<A extends { image: string }>(operands: string[], answer: (chunk: { image: string; data: Buffer }[]) => Promise<(A | ImageRefusal)[]>, onAnswer: (a: A | ImageRefusal) => void): Promise<number> {
+  let refused = 0;
+  let chunk: { image: string; data: Buffer }[] = [];
+  const flush = async () => {
+    for (const a of await answer(chunk)) {
+      if ('error' in a) refused++;
+      onAnswer(a);
+    }
+    chunk = [];
+  };
+  for await (const source of imageSources(operands)) {
+    try {
+      chunk.push({ image: source.image, data: await source.read() });
+    } catch (e) {
+      refused++;
+      onAnswer({ image: source.image, error: `cannot read: ${(e as Error).message}` });
+    }
+    if (chunk.length >= CHUNK) await flush();
+  }
+  if (chunk.length > 0) await flush();
+  return refused;
+}
+
+export function deviceOption(value: string | undefined): Device {
+  const device = (value ?? 'cpu') as Device;
+  if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got '${value}'`);
+  return device;
+}
 
 export async function classify(argv: string[]): Promise<void> {
   const { values: o, positionals } = parseWithPositionals(argv, {
@@ -64,33 +100,14 @@ export async function classify(argv: string[]): Promise<void> {
   if (!o.run && !o.checkpoint) throw new UsageError(`give --run RUN_ID or --checkpoint KEY\n\n${HELP}`);
   const crops = intOption(o.crops, 'crops', 1);
   if (crops !== 1 && crops !== 10) throw new UsageError(`--crops must be 1 or 10, got ${crops}`);
-  const device = (o.device ?? 'cpu') as Device;
-  if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got '${o.device}'`);
+  const device = deviceOption(o.device);
   const model = await loadInferenceModel({
     store, run: o.run, checkpoint: o.checkpoint, datasetName: o['dataset-name'], device,
     threads: o.threads === undefined ? undefined : intOption(o.threads, 'threads', 1),
   });
   console.error(`classify: ${describeModel(model)}`);
   const topK = intOption(o.top, 'top', 5);
-  let refused = 0;
-  let chunk: { image: string; data: Buffer }[] = [];
-  const flush = async () => {
-    const answers: ImagePrediction[] = await classifyImages(model, chunk, { topK, crops: crops as 1 | 10 });
-    for (const a of answers) {
-      if ('error' in a) refused++;
-      process.stdout.write(JSON.stringify(a) + '\n');
-    }
-    chunk = [];
-  };
-  for await (const source of imageSources(positionals)) {
-    try {
-      chunk.push({ image: source.image, data: await source.read() });
-    } catch (e) {
-      refused++;
-      process.stdout.write(JSON.stringify({ image: source.image, error: `cannot read: ${(e as Error).message}` }) + '\n');
-    }
-    if (chunk.length >= CHUNK) await flush();
-  }
-  if (chunk.length > 0) await flush();
+  const refused = await answerImages<ImagePrediction>(positionals, (chunk) => classifyImages(model, chunk, { topK, crops: crops as 1 | 10 }),
+    (a) => process.stdout.write(JSON.stringify(a) + '\n'));
   if (refused > 0) process.exitCode = 1;
 }

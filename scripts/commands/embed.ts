@@ -5,8 +5,7 @@ import * as fs from 'fs';
 import { FEATURE_LAYERS, type FeatureLayer } from '../../common/contract';
 import { embedImages, encodeFeatures, featureSize, type ImageEmbedding } from '../../activities/features';
 import { describeModel, loadInferenceModel, type InferenceModel } from '../../activities/model';
-import { DEVICES, type Device } from '../../native/index';
-import { imageSources } from './classify';
+import { answerImages, deviceOption } from './classify';
 import { intOption, parseWithPositionals, UsageError } from './args';
 
 const HELP = `usage: alexnet embed FILE_OR_URI... --store URI (--run RUN_ID | --checkpoint KEY)
@@ -36,37 +35,10 @@ export function layerOption(value: string | undefined): FeatureLayer | undefined
   return value as FeatureLayer | undefined;
 }
 
-export function deviceOption(value: string | undefined): Device {
-  const device = (value ?? 'cpu') as Device;
-  if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got '${value}'`);
-  return device;
-}
-
-const CHUNK = 64;  // images read and embedded together
-
-// Embeds the images the operands name, CHUNK at a time, in order: onAnswer per image (an
-// unreadable file answers with its error, the others go on). Returns how many were refused.
-export async function embedOperands(model: InferenceModel, operands: string[], layer: FeatureLayer, onAnswer: (a: ImageEmbedding) => void): Promise<number> {
-  let refused = 0;
-  let chunk: { image: string; data: Buffer }[] = [];
-  const flush = async () => {
-    for (const a of await embedImages(model, chunk, layer)) {
-      if ('error' in a) refused++;
-      onAnswer(a);
-    }
-    chunk = [];
-  };
-  for await (const source of imageSources(operands)) {
-    try {
-      chunk.push({ image: source.image, data: await source.read() });
-    } catch (e) {
-      refused++;
-      onAnswer({ image: source.image, error: `cannot read: ${(e as Error).message}` });
-    }
-    if (chunk.length >= CHUNK) await flush();
-  }
-  if (chunk.length > 0) await flush();
-  return refused;
+// Embeds the images the operands name, in order: onAnswer per image (an unreadable file
+// answers with its error, the others go on). Returns how many were refused.
+export function embedOperands(model: InferenceModel, operands: string[], layer: FeatureLayer, onAnswer: (a: ImageEmbedding) => void): Promise<number> {
+  return answerImages(operands, (chunk) => embedImages(model, chunk, layer), onAnswer);
 }
 
 export async function embed(argv: string[]): Promise<void> {

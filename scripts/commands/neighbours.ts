@@ -4,7 +4,8 @@
 import { checkIndexQuery, nearestNeighbours, openFeatureIndex } from '../../activities/features';
 import { describeModel, loadInferenceModel } from '../../activities/model';
 import { openStore } from '../../activities/store';
-import { deviceOption, embedOperands, layerOption, MODEL_FLAGS } from './embed';
+import { deviceOption } from './classify';
+import { embedOperands, layerOption, MODEL_FLAGS } from './embed';
 import { intOption, parseWithPositionals, required, UsageError } from './args';
 
 const HELP = `usage: alexnet neighbours QUERY... --index PREFIX --store URI (--run RUN_ID | --checkpoint KEY)
